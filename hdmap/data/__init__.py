@@ -1,0 +1,1 @@
+"""HDMAP data: reading, layout, transforms, splits, synthetic generator, datamodule."""

@@ -1,0 +1,83 @@
+"""Reference sampling from train and the one tune/holdout split of test, saved beside the results."""
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+
+class SplitMismatchError(ValueError):
+    """A saved split that does not match the data it is applied to."""
+
+
+def sample_uniform(n_items: int, k: int | None, seed: int) -> np.ndarray:
+    """k indices of n_items without replacement (all of them when k is None), sorted."""
+    if k is None:
+        return np.arange(n_items)
+    if k > n_items:
+        raise ValueError(f"asked for {k} references but only {n_items} are available")
+    return np.sort(np.random.default_rng(seed).choice(n_items, size=k, replace=False))
+
+
+def sample_per_condition(assignment: list[str] | np.ndarray, k: int | None, seed: int,
+                         conditions: tuple[str, ...] = ("cold", "warm")) -> dict[str, np.ndarray]:
+    """k reference indices per condition given a condition assignment of train (None = all of each)."""
+    assignment = np.asarray(assignment)
+    picked = {}
+    for offset, condition in enumerate(conditions):
+        members = np.flatnonzero(assignment == condition)
+        if k is not None and len(members) < k:
+            raise ValueError(f"asked for {k} references of condition '{condition}' but the assignment has only "
+                             f"{len(members)} ({', '.join(f'{c}: {int((assignment == c).sum())}' for c in conditions)})")
+        picked[condition] = members[sample_uniform(len(members), k, seed + offset)]
+    return picked
+
+
+@dataclass
+class TestSplit:
+    """Indices into the test item list: `tune` picks thresholds/configs, `holdout` is reported."""
+
+    tune: list[int]
+    holdout: list[int]
+    seed: int
+    tune_fraction: float
+    paths: list[str]  # the test items it was made for, in order
+
+    def save(self, path: str | Path) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        Path(path).write_text(json.dumps(asdict(self)))
+
+    @classmethod
+    def load(cls, path: str | Path) -> "TestSplit":
+        return cls(**json.loads(Path(path).read_text()))
+
+    def check_matches(self, paths: list[str]) -> None:
+        """Refuse to apply this split to another list of test files."""
+        if list(map(str, paths)) != self.paths:
+            missing = set(self.paths) ^ set(map(str, paths))
+            example = sorted(missing)[:3]
+            raise SplitMismatchError(f"saved split was made for {len(self.paths)} other test files than the "
+                                     f"{len(paths)} given (differences e.g. {example})")
+
+
+def split_tune_holdout(labels, conditions, paths, tune_fraction: float = 0.3, seed: int = 0) -> TestSplit:
+    """Stratified by label x condition: each stratum gives round(fraction * size) items to tune."""
+    if not 0.0 < tune_fraction < 1.0:
+        raise ValueError(f"tune_fraction must lie in (0, 1), got {tune_fraction}")
+    labels, conditions = np.asarray(labels), np.asarray(conditions)
+    rng = np.random.default_rng(seed)
+    tune: list[int] = []
+    for label in np.unique(labels):
+        for condition in np.unique(conditions):
+            members = np.flatnonzero((labels == label) & (conditions == condition))
+            if len(members) == 0:
+                continue
+            n_tune = int(round(tune_fraction * len(members)))
+            if len(members) >= 2:
+                n_tune = min(max(n_tune, 1), len(members) - 1)
+            tune.extend(rng.permutation(members)[:n_tune].tolist())
+    tune = sorted(tune)
+    holdout = sorted(set(range(len(labels))) - set(tune))
+    return TestSplit(tune, holdout, seed, tune_fraction, [str(p) for p in paths])

@@ -1,0 +1,154 @@
+"""Synthetic HDMAP: four domains of gear-meshing maps, cold/warm states, faint horizontal fault bands.
+
+Generative model (per domain, seeded): a base meshing pattern = offset + diagonal meshing ridges + two 2-D
+sinusoids with domain-specific frequencies. A map = base with per-map amplitude jitter, times a per-column
+gain, plus Gaussian noise. Warm maps are `warm_gain` x brighter AND structurally different (one sinusoid is
+phase-shifted and a slow column ramp is added). A fault multiplies one or two adjacent rows (full length or a
+partial run of columns) by the domain's band contrast. Every map of a domain is divided by the maximum of its
+train maps, so train lies in ~[0, 1] and test may exceed 1. Train mixes cold and warm, unlabelled; test lists
+cold maps first (indices 0..n/2-1) then warm.
+"""
+from __future__ import annotations
+
+import csv
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import tifffile
+
+SHAPE = (31, 95)
+
+
+@dataclass(frozen=True)
+class DomainSpec:
+    """Per-domain knobs: fault band contrast in each state and relative noise."""
+
+    contrast_cold: float
+    contrast_warm: float
+    noise: float
+
+
+DEFAULT_DOMAINS = {
+    "A": DomainSpec(contrast_cold=1.9, contrast_warm=2.1, noise=0.06),
+    "B": DomainSpec(contrast_cold=1.7, contrast_warm=1.9, noise=0.07),
+    "C": DomainSpec(contrast_cold=1.3, contrast_warm=1.45, noise=0.08),
+    "D": DomainSpec(contrast_cold=1.6, contrast_warm=1.75, noise=0.06),
+}
+
+
+@dataclass
+class SynthConfig:
+    """Sizes, seed and physics knobs; `contrast_scale`/`noise_scale` multiply every domain's values."""
+
+    n_train: int = 200
+    n_test: int = 200  # per class (good, fault), half cold half warm
+    seed: int = 0
+    domains: str = "ABCD"
+    warm_gain: float = 1.4
+    contrast_scale: float = 1.0
+    noise_scale: float = 1.0
+    shape: tuple[int, int] = SHAPE
+    specs: dict = field(default_factory=lambda: dict(DEFAULT_DOMAINS))
+
+
+class DomainGenerator:
+    """Draws cold/warm, good/fault maps of one domain (unnormalised)."""
+
+    def __init__(self, domain: str, config: SynthConfig):
+        self.spec = config.specs[domain]
+        self.config = config
+        self.rng = np.random.default_rng([config.seed, zlib.crc32(domain.encode())])
+        rows, cols = config.shape
+        r, c = np.meshgrid(np.arange(rows), np.arange(cols), indexing="ij")
+        g = self.rng
+        period = g.uniform(5, 9)
+        ridge_slope = g.uniform(0.5, 2.5)
+        self.ridges = np.exp(-0.5 * (((c - ridge_slope * r) % period) - period / 2) ** 2 / g.uniform(0.5, 0.9) ** 2)
+        fr, fc = g.uniform(0.02, 0.12), g.uniform(0.03, 0.15)
+        self.wave1 = np.cos(2 * np.pi * (fr * r + fc * c) + g.uniform(0, 2 * np.pi))
+        self.wave2_freq = (g.uniform(0.05, 0.2), g.uniform(0.01, 0.06))
+        self.wave2_phase = g.uniform(0, 2 * np.pi)
+        self.warm_ramp = np.linspace(-1, 1, cols)[None, :] * np.ones((rows, 1)) * g.uniform(0.1, 0.25)
+        self.rc = (r, c)
+
+    def _wave2(self, phase_shift: float) -> np.ndarray:
+        r, c = self.rc
+        fr, fc = self.wave2_freq
+        return np.cos(2 * np.pi * (fr * r + fc * c) + self.wave2_phase + phase_shift)
+
+    def draw(self, condition: str, fault: bool) -> tuple[np.ndarray, dict | None]:
+        """One map and, for a fault, its band (row, width, col_start, col_end, contrast)."""
+        g = self.rng
+        warm = condition == "warm"
+        a1, a2, a3 = g.normal(1.0, 0.08, size=3)
+        base = (0.3 + 1.3 * a1 * self.ridges + 0.1 * a2 * self.wave1
+                + 0.08 * a3 * self._wave2(np.pi / 3 if warm else 0.0))
+        if warm:
+            base = self.config.warm_gain * base * (1.0 + self.warm_ramp)
+        column_gain = 1.0 + 0.05 * g.standard_normal(base.shape[1])[None, :]
+        image = base * column_gain
+        image = image + self.spec.noise * self.config.noise_scale * image.mean() * g.standard_normal(image.shape)
+        band = None
+        if fault:
+            rows, cols = image.shape
+            width = int(g.integers(1, 3))
+            row = int(g.integers(1, rows - width))
+            if g.random() < 0.5:
+                start, end = 0, cols
+            else:
+                length = int(g.integers(int(0.3 * cols), int(0.8 * cols)))
+                start = int(g.integers(0, cols - length))
+                end = start + length
+            contrast = (self.spec.contrast_warm if warm else self.spec.contrast_cold)
+            contrast = 1.0 + (contrast - 1.0) * self.config.contrast_scale
+            image[row:row + width, start:end] *= contrast
+            band = {"row": row, "width": width, "col_start": start, "col_end": end, "contrast": contrast}
+        return np.maximum(image, 0.0).astype(np.float32), band
+
+
+def generate_domain(domain: str, config: SynthConfig) -> dict:
+    """Arrays and metadata of one domain, normalised by its train maximum."""
+    gen = DomainGenerator(domain, config)
+    train_conditions = ["cold" if gen.rng.random() < 0.5 else "warm" for _ in range(config.n_train)]
+    train = [gen.draw(c, False)[0] for c in train_conditions]
+    half = config.n_test // 2
+    test_conditions = ["cold"] * half + ["warm"] * (config.n_test - half)
+    good = [gen.draw(c, False)[0] for c in test_conditions]
+    faults = [gen.draw(c, True) for c in test_conditions]
+    scale = float(np.max(train))
+    return {
+        "train": [m / scale for m in train], "train_conditions": train_conditions,
+        "good": [m / scale for m in good], "fault": [m / scale for m, _ in faults],
+        "test_conditions": test_conditions, "bands": [b for _, b in faults], "scale": scale,
+    }
+
+
+def write_dataset(out: str | Path, config: SynthConfig, progress=None) -> Path:
+    """Write `OUT/domain_X/{train/good,test/good,test/fault}/NNNNNN.tiff` plus two CSVs per domain:
+    `train_conditions.csv` (the hidden truth, `path,condition`) and `fault_bands.csv`."""
+    out = Path(out)
+    for domain in config.domains:
+        if domain not in config.specs:
+            raise ValueError(f"unknown synthetic domain {domain!r}; known: {''.join(config.specs)}")
+        data = generate_domain(domain, config)
+        root = out / f"domain_{domain}"
+        for subset, maps in (("train/good", data["train"]), ("test/good", data["good"]), ("test/fault", data["fault"])):
+            folder = root / subset
+            folder.mkdir(parents=True, exist_ok=True)
+            for index, array in enumerate(maps):
+                tifffile.imwrite(folder / f"{index:06d}.tiff", array.astype(np.float32))
+        with open(root / "train_conditions.csv", "w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(["path", "condition"])
+            for index, condition in enumerate(data["train_conditions"]):
+                writer.writerow([f"train/good/{index:06d}.tiff", condition])
+        with open(root / "fault_bands.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=["path", "condition", "row", "width", "col_start", "col_end", "contrast"])
+            writer.writeheader()
+            for index, (band, condition) in enumerate(zip(data["bands"], data["test_conditions"])):
+                writer.writerow({"path": f"test/fault/{index:06d}.tiff", "condition": condition, **band})
+        if progress:
+            progress(domain)
+    return out

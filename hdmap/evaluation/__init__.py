@@ -1,0 +1,1 @@
+"""Metrics under the tune/holdout protocol, and reports."""

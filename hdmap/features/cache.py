@@ -1,0 +1,119 @@
+"""Features computed once per (backbone, weights, taps, transform, files) key, stored fp16 on disk, memory-mapped.
+
+Layout: CACHE/<key>/tap<i>.npy (N, C, h, w) float16 + meta.json. Writers hold an exclusive lock on
+CACHE/<key>.lock, so parallel workers (Ray trials) compute a key once and the others wait and then read.
+"""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import json
+import os
+import shutil
+from dataclasses import asdict
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from hdmap.data.hdmap import HDMAPFileError, read_map
+from hdmap.data.transforms import MapTransform
+from hdmap.features.backbones import Backbone, BackboneSpec, build_backbone
+
+
+def default_cache_dir() -> Path:
+    return Path(os.environ.get("HDMAP_CACHE", Path.home() / ".cache" / "hdmap" / "features"))
+
+
+def file_fingerprint(paths: list[str]) -> list[tuple[str, int, int]]:
+    """(resolved path, size, mtime_ns) per file: any edit to a file changes the key."""
+    out = []
+    for path in paths:
+        stat = Path(path).stat()
+        out.append((str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns))
+    return out
+
+
+def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str]) -> str:
+    identity = {"backbone": spec.cache_identity(), "transform": asdict(transform), "files": file_fingerprint(paths)}
+    return hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()[:24]
+
+
+class FeatureCache:
+    """Get-or-compute tapped feature grids for a list of map files."""
+
+    def __init__(self, root: str | Path | None = None, enabled: bool = True, batch_size: int = 32,
+                 device: str | None = None, progress: bool = True):
+        self.root = Path(root) if root else default_cache_dir()
+        self.enabled = enabled
+        self.batch_size = batch_size
+        self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        self.progress = progress
+        self._backbones: dict[str, Backbone] = {}
+        self.hits = self.misses = 0
+
+    def backbone(self, spec: BackboneSpec) -> Backbone:
+        key = json.dumps(spec.cache_identity(), sort_keys=True)
+        if key not in self._backbones:
+            self._backbones[key] = build_backbone(spec).to(self.device)
+        return self._backbones[key]
+
+    def transform_for(self, spec: BackboneSpec, image_size: int, resize: str, normalisation: str) -> MapTransform:
+        """The transform whose size multiple and normalisation match the backbone."""
+        backbone = self.backbone(spec)
+        return MapTransform(image_size, resize, normalisation, backbone.stride, backbone.mean_std)
+
+    def features(self, spec: BackboneSpec, transform: MapTransform, paths: list[str]) -> list[np.ndarray]:
+        """One array (N, C, h, w) per tap, in the order of `paths`; float16 memory-maps when cached."""
+        if not self.enabled:
+            self.misses += 1
+            return [a.astype(np.float16) for a in self._extract(spec, transform, paths)]
+        key = cache_key(spec, transform, paths)
+        folder = self.root / key
+        self.root.mkdir(parents=True, exist_ok=True)
+        with open(self.root / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            try:
+                if not (folder / "meta.json").exists():
+                    self.misses += 1
+                    self._write(folder, spec, transform, paths)
+                else:
+                    self.hits += 1
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)
+        meta = json.loads((folder / "meta.json").read_text())
+        return [np.load(folder / f"tap{i}.npy", mmap_mode="r") for i in range(meta["n_taps"])]
+
+    def _write(self, folder: Path, spec, transform, paths) -> None:
+        arrays = self._extract(spec, transform, paths)
+        partial = folder.with_name(folder.name + ".partial")
+        shutil.rmtree(partial, ignore_errors=True)
+        partial.mkdir(parents=True)
+        for i, array in enumerate(arrays):
+            np.save(partial / f"tap{i}.npy", array.astype(np.float16))
+        meta = {"backbone": spec.cache_identity(), "transform": asdict(transform), "n_files": len(paths),
+                "n_taps": len(arrays), "shapes": [list(a.shape) for a in arrays]}
+        (partial / "meta.json").write_text(json.dumps(meta, default=list))
+        shutil.rmtree(folder, ignore_errors=True)
+        os.replace(partial, folder)
+
+    def _extract(self, spec, transform, paths) -> list[np.ndarray]:
+        from rich.progress import Progress
+
+        backbone = self.backbone(spec)
+        outputs: list[list[np.ndarray]] = [[] for _ in spec.taps]
+        first_shape = None
+        with Progress(disable=not self.progress, transient=True) as bar:
+            task = bar.add_task(f"features {spec.name}", total=len(paths))
+            for start in range(0, len(paths), self.batch_size):
+                chunk = paths[start:start + self.batch_size]
+                maps = [read_map(p) for p in chunk]
+                for path, array in zip(chunk, maps):
+                    first_shape = first_shape or array.shape
+                    if array.shape != first_shape:
+                        raise HDMAPFileError(f"{path}: shape {array.shape} differs from {first_shape} of the other maps")
+                x = transform.batch(maps).to(self.device)
+                for tap, grid in enumerate(backbone(x)):
+                    outputs[tap].append(grid.float().cpu().numpy())
+                bar.advance(task, len(chunk))
+        return [np.concatenate(o) for o in outputs]

@@ -1,0 +1,42 @@
+import math
+
+import pytest
+
+from hdmap.evaluation.metrics import (accuracy_at, auroc, average_precision, best_threshold, f1_at, macro_average,
+                                      protocol_metrics)
+
+
+def test_auroc_hand_cases():
+    assert auroc([0.1, 0.2, 0.8, 0.9], [0, 0, 1, 1]) == 1.0
+    assert auroc([0.9, 0.8, 0.2, 0.1], [0, 0, 1, 1]) == 0.0
+    assert auroc([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == 0.75  # 3 of 4 pairs ordered
+    assert auroc([0.5, 0.5], [0, 1]) == 0.5
+    assert math.isnan(auroc([0.1, 0.2], [0, 0]))
+
+
+def test_average_precision_hand_case():
+    # ranks: 0.8 (1), 0.4 (0), 0.35 (1), 0.1 (0): AP = 0.5 * 1 + 0.5 * 2/3
+    assert average_precision([0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]) == pytest.approx(0.5 + 1 / 3)
+
+
+def test_threshold_accuracy_f1():
+    scores, labels = [0.1, 0.4, 0.35, 0.8], [0, 0, 1, 1]
+    threshold, accuracy = best_threshold(scores, labels)
+    assert accuracy == 0.75 and accuracy_at(scores, labels, threshold) == 0.75
+    assert f1_at(scores, labels, 0.3) == pytest.approx(2 * 2 / (2 * 2 + 1))
+
+
+def test_protocol_threshold_comes_from_tune():
+    scores = [0.1, 0.9, 0.2, 0.8, 0.5, 0.6, 0.55, 0.7]
+    labels = [0, 1, 0, 1, 0, 1, 0, 1]
+    conditions = ["cold", "cold", "warm", "warm", "cold", "cold", "warm", "warm"]
+    out = protocol_metrics(scores, labels, conditions, tune_idx=[0, 1, 2, 3], holdout_idx=[4, 5, 6, 7])
+    threshold = out["tune"]["threshold"]
+    assert 0.2 < threshold < 0.8
+    assert out["holdout"]["accuracy"] == accuracy_at([0.5, 0.6, 0.55, 0.7], [0, 1, 0, 1], threshold)
+    assert out["holdout"]["accuracy_oracle"] == 1.0
+    assert set(out["holdout"]["by_condition"]) == {"cold", "warm", "cold_fault_vs_warm_good"}
+
+
+def test_macro_average():
+    assert macro_average({"a": {"auroc": 0.8}, "b": {"auroc": 0.6}})["auroc"] == pytest.approx(0.7)
