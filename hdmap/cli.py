@@ -4,6 +4,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hdmap.run.fit_eval import add_fit_eval
+
 
 def add_synth(sub) -> None:
     p = sub.add_parser("synth", help="write a synthetic HDMAP data set in the ROOT/domain_X layout")
@@ -38,11 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="hdmap", description=__doc__)
     sub = parser.add_subparsers(dest="command", required=True)
     add_synth(sub)
-    try:
-        from hdmap.run.fit_eval import add_fit_eval
-        add_fit_eval(sub)
-    except ImportError:
-        pass
+    add_fit_eval(sub)
     args = parser.parse_args(argv)
     return args.run(args)
 

@@ -21,3 +21,28 @@ def write_tiff(tmp_path):
         tifffile.imwrite(path, np.asarray(array))
         return path
     return write
+
+
+TINY_BACKBONE = {"name": "dinov2_vits14", "weights": "none", "taps": [0, 1],
+                 "model_kwargs": {"depth": 2, "embed_dim": 24, "num_heads": 2}}
+
+
+@pytest.fixture
+def tiny_config():
+    """A run config with a tiny random ViT (seconds on a CPU)."""
+    from hdmap.run.config import default_config, merge
+    return merge(default_config(), {"backbone": TINY_BACKBONE, "image_size": 112,
+                                     "model": {"shots": 4, "coreset_ratio": 0.5, "calibration_maps": 6}})
+
+
+@pytest.fixture(scope="session")
+def domain_c(synth_root, tmp_path_factory):
+    from hdmap.run.domain_data import load_domain
+    return load_domain(str(synth_root), "C", tmp_path_factory.mktemp("split") / "split.json",
+                       condition_csv=str(synth_root / "domain_C" / "train_conditions.csv"))
+
+
+@pytest.fixture
+def feature_cache(tmp_path_factory):
+    from hdmap.features.cache import FeatureCache
+    return FeatureCache(tmp_path_factory.getbasetemp() / "feature_cache", progress=False)

@@ -26,7 +26,8 @@ class MapDataset(Dataset):
 
     def __getitem__(self, i: int) -> dict:
         item = self.items[i]
-        return {"image": self.transform(read_map(item.path)), "label": item.label,
+        array = read_map(item.path)
+        return {"image": self.transform(array), "map": torch.from_numpy(array), "label": item.label,
                 "condition": CONDITION_CODE[item.condition], "index": i}
 
 

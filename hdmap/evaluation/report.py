@@ -91,3 +91,40 @@ def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), co
     path = Path(out_dir) / "report.md"
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def plot_anomaly_grid(out_dir: str | Path, maps, patch_maps, scores, labels, conditions, indices,
+                      n: int = 4) -> list[str]:
+    """Maps and their anomaly maps for the lowest-scored cold faults (misses) and highest-scored warm goods
+    (false alarms) among `indices` (the holdout)."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    import torch
+    import torch.nn.functional as F
+
+    indices = np.asarray(indices)
+    scores, labels, conditions = np.asarray(scores), np.asarray(labels), np.asarray(conditions)
+    cold_faults = [i for i in indices[np.argsort(scores[indices])] if labels[i] == 1 and conditions[i] == "cold"][:n]
+    warm_goods = [i for i in indices[np.argsort(-scores[indices])] if labels[i] == 0 and conditions[i] == "warm"][:n]
+    picks = [("cold fault (lowest scores)", i) for i in cold_faults] + [("warm good (highest scores)", i)
+                                                                         for i in warm_goods]
+    if not picks:
+        return []
+    fig, axes = plt.subplots(len(picks), 2, figsize=(8, 1.6 * len(picks)), squeeze=False)
+    for row, (title, i) in enumerate(picks):
+        image = np.asarray(maps[i])
+        heat = torch.as_tensor(patch_maps[i]).float()[None, None]
+        heat = F.interpolate(heat, size=image.shape, mode="bilinear", align_corners=False)[0, 0].numpy()
+        axes[row][0].imshow(image, cmap="viridis", aspect="auto")
+        axes[row][0].set_title(f"{title}: map #{i}, score {scores[i]:.3g}", fontsize=8)
+        axes[row][1].imshow(heat, cmap="magma", aspect="auto")
+        axes[row][1].set_title("anomaly map", fontsize=8)
+        for ax in axes[row]:
+            ax.set_xticks([])
+            ax.set_yticks([])
+    fig.tight_layout()
+    fig.savefig(Path(out_dir) / "anomaly_maps.png", dpi=100)
+    plt.close(fig)
+    return ["anomaly_maps.png"]

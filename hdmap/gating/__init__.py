@@ -1,0 +1,1 @@
+"""Cold/warm gates: oracle, intensity percentile, feature centroid, unsupervised discovery."""

@@ -1,0 +1,181 @@
+"""Gates that decide whether a map is cold (0) or warm (1).
+
+Each gate first splits the unlabelled train set into two conditions (`assign_train`; this also fits it), then
+routes any map (`route`). The brighter group is always `warm`.
+- oracle: known conditions (an upper bound); train from a condition CSV when given, else intensity 2-means.
+- intensity: a percentile of the map against a threshold (explicit, or the midpoint of a 2-means on train).
+- feature: nearest centroid of global features; centroids from the intensity 2-means split of train.
+- discover: a 2-component Gaussian mixture on (mean, percentile) intensity, or 2-means on global features.
+"""
+from __future__ import annotations
+
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+from torch import nn
+
+from hdmap.models.state import ResizableBuffers
+
+GATE_KINDS = ("oracle", "intensity", "feature", "discover")
+COLD, WARM = 0, 1
+
+
+@dataclass
+class GateConfig:
+    kind: str = "intensity"
+    percentile: float = 90.0
+    threshold: float | None = None  # explicit intensity threshold; None = fitted on train
+    discover_on: str = "intensity"  # discover gate: intensity | features
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.kind not in GATE_KINDS:
+            raise ValueError(f"gate kind must be one of {GATE_KINDS}, got {self.kind!r}")
+        if self.discover_on not in ("intensity", "features"):
+            raise ValueError(f"discover_on must be 'intensity' or 'features', got {self.discover_on!r}")
+        if not 0 < self.percentile <= 100:
+            raise ValueError(f"gate percentile must lie in (0, 100], got {self.percentile}")
+
+
+def map_percentile(maps: torch.Tensor, percentile: float) -> torch.Tensor:
+    return torch.quantile(maps.flatten(1).float(), percentile / 100.0, dim=1)
+
+
+def two_means_1d(values: torch.Tensor, iterations: int = 50) -> tuple[float, float]:
+    """Centres (low, high) of a 1-D 2-means."""
+    low, high = values.min().item(), values.max().item()
+    for _ in range(iterations):
+        split = (low + high) / 2
+        lower, upper = values[values <= split], values[values > split]
+        if len(lower) == 0 or len(upper) == 0:
+            break
+        low, high = lower.mean().item(), upper.mean().item()
+    return low, high
+
+
+def fit_gmm(x: torch.Tensor, iterations: int = 100) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Two-component diagonal Gaussian mixture by EM, started from a split at the median of column 0."""
+    x = x.double()
+    high = x[:, 0] > x[:, 0].median()
+    if high.all() or not high.any():
+        high = torch.arange(len(x)) >= len(x) // 2
+    means = torch.stack([x[~high].mean(0), x[high].mean(0)])
+    variances = torch.stack([x[~high].var(0, unbiased=False), x[high].var(0, unbiased=False)]) + 1e-8
+    weights = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    for _ in range(iterations):
+        resp = gmm_posterior(x, means, variances, weights)
+        total = resp.sum(0) + 1e-12
+        weights = total / len(x)
+        means = (resp.T @ x) / total[:, None]
+        variances = (resp.T @ x ** 2) / total[:, None] - means ** 2 + 1e-8
+    return means, variances, weights
+
+
+def gmm_posterior(x, means, variances, weights) -> torch.Tensor:
+    x = x.double()
+    log_p = -0.5 * (((x[:, None, :] - means) ** 2) / variances + torch.log(2 * np.pi * variances)).sum(-1)
+    log_p = log_p + torch.log(weights)
+    return torch.softmax(log_p, dim=1)
+
+
+class Gate(ResizableBuffers):
+    """A fitted gate; its parameters are buffers so checkpoints carry them."""
+
+    def __init__(self, config: GateConfig | None = None, feature_dim: int = 0):
+        super().__init__()
+        self.config = config or GateConfig()
+        self.register_buffer("threshold", torch.tensor(float("nan")))
+        self.register_buffer("spread", torch.tensor(1.0))
+        self.register_buffer("centroids", torch.zeros(2, feature_dim))
+        self.register_buffer("gmm_means", torch.zeros(2, 2, dtype=torch.float64))
+        self.register_buffer("gmm_variances", torch.ones(2, 2, dtype=torch.float64))
+        self.register_buffer("gmm_weights", torch.full((2,), 0.5, dtype=torch.float64))
+
+    def _stats(self, maps: torch.Tensor) -> torch.Tensor:
+        return torch.stack([maps.flatten(1).float().mean(1), map_percentile(maps, self.config.percentile)], 1)
+
+    def _fit_intensity(self, maps: torch.Tensor) -> None:
+        stat = map_percentile(maps, self.config.percentile)
+        if self.config.threshold is not None:
+            self.threshold = torch.tensor(float(self.config.threshold))
+            self.spread = stat.std().clamp_min(1e-6) / 4
+            return
+        low, high = two_means_1d(stat)
+        self.threshold = torch.tensor((low + high) / 2)
+        self.spread = torch.tensor(max((high - low) / 8, 1e-6))
+
+    def _intensity_route(self, maps):
+        stat = map_percentile(maps, self.config.percentile)
+        p_warm = torch.sigmoid((stat - self.threshold) / self.spread)
+        return (stat > self.threshold).long(), p_warm
+
+    def _centroid_route(self, features):
+        distances = torch.cdist(features.float(), self.centroids.float()) ** 2
+        scale = distances.min(1).values.mean().clamp_min(1e-12)
+        p_warm = torch.softmax(-distances / scale, dim=1)[:, WARM]
+        return distances.argmin(1), p_warm
+
+    def _fit_centroids(self, features: torch.Tensor, assignment: torch.Tensor) -> None:
+        for code in (COLD, WARM):
+            members = features[assignment == code]
+            if len(members) == 0:
+                raise ValueError(f"gate '{self.config.kind}': no train map was assigned to "
+                                 f"{'cold' if code == COLD else 'warm'}; cannot fit a centroid")
+        self.centroids = torch.stack([features[assignment == c].float().mean(0) for c in (COLD, WARM)])
+
+    def assign_train(self, maps: torch.Tensor, features: torch.Tensor, truth: list[str] | None = None) -> torch.Tensor:
+        """Fit the gate on unlabelled train maps and return their condition codes (0 cold, 1 warm)."""
+        kind = self.config.kind
+        if kind == "oracle" and truth is not None and all(t in ("cold", "warm") for t in truth):
+            return torch.tensor([WARM if t == "warm" else COLD for t in truth])
+        if kind == "discover" and self.config.discover_on == "intensity":
+            stats = self._stats(maps)
+            self.gmm_means, self.gmm_variances, self.gmm_weights = fit_gmm(stats)
+            if self.gmm_means[0, 0] > self.gmm_means[1, 0]:  # brighter component is warm
+                self.gmm_means, self.gmm_variances = self.gmm_means.flip(0), self.gmm_variances.flip(0)
+                self.gmm_weights = self.gmm_weights.flip(0)
+            return self.route(maps, features)[0]
+        if kind == "discover":
+            import faiss
+
+            x = np.ascontiguousarray(features.float().numpy())
+            kmeans = faiss.Kmeans(x.shape[1], 2, niter=50, seed=self.config.seed, verbose=False)
+            kmeans.train(x)
+            labels = torch.from_numpy(kmeans.index.search(x, 1)[1][:, 0]).long()
+            brightness = [maps[labels == c].mean().item() if (labels == c).any() else -1 for c in (0, 1)]
+            if brightness[0] > brightness[1]:
+                labels = 1 - labels
+            self._fit_centroids(features, labels)
+            return labels
+        self._fit_intensity(maps)
+        assignment = self._intensity_route(maps)[0]
+        if kind == "feature":
+            self._fit_centroids(features, assignment)
+            return self._centroid_route(features)[0]
+        return assignment
+
+    def route(self, maps: torch.Tensor, features: torch.Tensor,
+              known: list[str] | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """(condition codes, probability of warm) for each map."""
+        kind = self.config.kind
+        if kind == "oracle":
+            if known is None or any(k not in ("cold", "warm") for k in known):
+                raise ValueError("the oracle gate needs the known condition of every map (cold/warm)")
+            codes = torch.tensor([WARM if k == "warm" else COLD for k in known])
+            return codes, codes.double()
+        if kind == "intensity":
+            return self._intensity_route(maps)
+        if kind == "feature" or self.config.discover_on == "features":
+            return self._centroid_route(features)
+        posterior = gmm_posterior(self._stats(maps), self.gmm_means, self.gmm_variances, self.gmm_weights)
+        return posterior.argmax(1), posterior[:, WARM]
+
+
+def gate_accuracy(routed: torch.Tensor, known: list[str]) -> float | None:
+    """Share of maps routed to their known condition; None when conditions are unknown."""
+    pairs = [(int(r), k) for r, k in zip(routed, known) if k in ("cold", "warm")]
+    if not pairs:
+        return None
+    return float(np.mean([(r == WARM) == (k == "warm") for r, k in pairs]))

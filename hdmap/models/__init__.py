@@ -1,0 +1,1 @@
+"""Torch cores (memory bank, PatchCore, gated PatchCore) and their Lightning wrappers."""

@@ -1,0 +1,1 @@
+"""Pipelines that tie data, features, models and evaluation together (used by the CLI and the Tune trainables)."""

@@ -1,0 +1,85 @@
+"""`hdmap fit-eval`: fit one model on a domain, evaluate under the tune/holdout protocol, write a report."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import torch
+
+from hdmap.run.config import default_config, load_yaml, merge, parse_set, validate
+
+
+def add_fit_eval(sub) -> None:
+    p = sub.add_parser("fit-eval", help="fit and evaluate one model on one domain")
+    p.add_argument("--data-root", help="ROOT with domain_X folders (default: embedded synthetic data)")
+    p.add_argument("--domain", default="C")
+    p.add_argument("--model", choices=["patchcore", "gated_patchcore"], default=None)
+    p.add_argument("--config", help="YAML file of settings (see configs/ and README)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    p.add_argument("--out", required=True)
+    p.add_argument("--split", help="reuse this split.json (default: OUT/split.json, created if missing)")
+    p.add_argument("--condition-csv", help="CSV path,condition overriding the file-index condition rule")
+    p.add_argument("--cache-dir", help="feature cache folder (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
+    p.set_defaults(run=run_fit_eval)
+
+
+def resolve_config(data_root: str | None, model: str | None, config_path: str | None, sets: list[str]) -> dict:
+    config = default_config(real_data=data_root is not None)
+    if config_path:
+        config = merge(config, load_yaml(config_path))
+    if model:
+        config["model_name"] = model
+    return validate(merge(config, parse_set(sets)))
+
+
+def run_fit_eval(args) -> int:
+    from hdmap.data.embedded import ensure_embedded_dataset
+    from hdmap.evaluation.report import plot_anomaly_grid, plot_scores, write_metrics, write_report
+    from hdmap.features.cache import FeatureCache
+    from hdmap.models.lightning_patchcore import lightning_checkpoint
+    from hdmap.run.domain_data import load_domain
+    from hdmap.run.patchcore_run import fit_and_score
+
+    config = resolve_config(args.data_root, args.model, args.config, args.set)
+    root = args.data_root or str(ensure_embedded_dataset())
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    data = load_domain(root, args.domain, args.split or out / "split.json", config["split"]["tune_fraction"],
+                       config["split"]["seed"], args.condition_csv)
+    module, outputs, metrics = fit_and_score(config, data, FeatureCache(args.cache_dir))
+    command = "hdmap " + " ".join(sys.argv[1:]) if sys.argv and "hdmap" in sys.argv[0] else None
+    write_metrics(out, metrics)
+    scores = outputs["scores"].numpy()
+    holdout = data.split.holdout
+    figures = plot_scores(out, scores[holdout], data.test_labels[holdout],
+                          [data.test_conditions[i] for i in holdout], metrics["tune"]["threshold"],
+                          f"{config['model_name']} domain {args.domain}")
+    figures += plot_anomaly_grid(out, data.test_maps, outputs["patch_maps"], scores, data.test_labels,
+                                 data.test_conditions, holdout)
+    write_report(out, metrics, figures, command)
+    torch.save(lightning_checkpoint(module, {"split": data.split.__dict__, "domain": args.domain, "data_root": root,
+                                             "threshold": metrics["tune"]["threshold"]}), out / "model.ckpt")
+    print_summary(metrics, out)
+    return 0
+
+
+def print_summary(metrics: dict, out: Path) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"{metrics['model']} / domain {metrics['domain']} (holdout, threshold from tune)")
+    for column in ("subset", "n", "AUROC %", "accuracy %"):
+        table.add_column(column)
+    hold = metrics["holdout"]
+
+    def pct(v):
+        return "n/a" if v is None else f"{100 * v:.1f}"
+
+    table.add_row("all", str(hold["n"]), pct(hold["auroc"]), pct(hold["accuracy"]))
+    for name, part in hold["by_condition"].items():
+        table.add_row(name, str(part["n"]), pct(part["auroc"]), pct(part["accuracy"]))
+    console = Console()
+    console.print(table)
+    console.print(f"oracle accuracy (threshold on holdout, for comparison only): {pct(hold['accuracy_oracle'])} %; "
+                  f"gate {metrics['gate']['kind']} accuracy {pct(metrics['gate']['accuracy'])} %")
+    console.print(f"wrote {out}/metrics.json, report.md, model.ckpt")

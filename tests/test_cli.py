@@ -1,0 +1,39 @@
+import json
+
+import pytest
+
+from hdmap.cli import main
+from hdmap.run.config import ConfigError, merge, default_config, parse_set, validate
+
+
+def test_synth_cli(tmp_path):
+    assert main(["synth", str(tmp_path / "d"), "--n-train", "6", "--n-test", "4", "--domains", "B"]) == 0
+    assert len(list((tmp_path / "d" / "domain_B" / "test" / "fault").glob("*.tiff"))) == 4
+
+
+def test_fit_eval_writes_valid_metrics(synth_root, tmp_path, monkeypatch):
+    monkeypatch.setenv("HDMAP_CACHE", str(tmp_path / "cache"))
+    sets = ["backbone.name=dinov2_vits14", "backbone.weights=none", "backbone.taps=[0,1]",
+            "backbone.model_kwargs={depth: 2, embed_dim: 24, num_heads: 2}", "image_size=112",
+            "model.shots=4", "model.bank_mode=gated", "model.gate.kind=discover"]
+    args = ["fit-eval", "--data-root", str(synth_root), "--domain", "A", "--out", str(tmp_path / "run")]
+    for s in sets:
+        args += ["--set", s]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert {"model", "domain", "config", "gate", "tune", "holdout", "timing_s"} <= set(metrics)
+    assert set(metrics["holdout"]) >= {"auroc", "ap", "f1", "accuracy", "accuracy_oracle", "n", "by_condition"}
+    assert metrics["gate"]["kind"] == "discover" and 0 <= metrics["gate"]["accuracy"] <= 1
+    for value in (metrics["holdout"]["auroc"], metrics["holdout"]["accuracy"], metrics["tune"]["accuracy"]):
+        assert 0.0 <= value <= 1.0
+    for name in ("report.md", "scores.png", "anomaly_maps.png", "model.ckpt", "split.json"):
+        assert (tmp_path / "run" / name).exists()
+
+
+def test_config_errors_name_the_key():
+    with pytest.raises(ConfigError, match="'imagesize'"):
+        merge(default_config(), {"imagesize": 3})
+    with pytest.raises(ConfigError, match="model.gate.colour"):
+        validate(merge(default_config(), parse_set(["model.gate.colour=blue"])))
+    with pytest.raises(ConfigError, match="bank_mode"):
+        validate(merge(default_config(), parse_set(["model.bank_mode=triple"])))

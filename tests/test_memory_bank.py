@@ -1,0 +1,62 @@
+import numpy as np
+import pytest
+import torch
+
+from hdmap.models.memory_bank import EmptyBankError, MemoryBank, greedy_coreset, knn
+
+
+def test_coreset_size_and_determinism():
+    x = torch.randn(500, 32)
+    a = greedy_coreset(x, 0.1, seed=1)
+    assert len(a) == 50 and len(set(a.tolist())) == 50
+    assert torch.equal(a, greedy_coreset(x, 0.1, seed=1))
+    assert not torch.equal(a, greedy_coreset(x, 0.1, seed=2))
+    assert len(MemoryBank().fit(x, coreset_ratio=0.25)) == 125
+
+
+def test_coreset_covers_clusters():
+    centres = torch.tensor([[0.0, 0.0], [100.0, 0.0], [0.0, 100.0]])
+    x = torch.cat([c + torch.randn(100, 2) for c in centres])
+    chosen = x[greedy_coreset(x, 3 / 300, seed=0, projection_dim=None)]
+    nearest_centre = torch.cdist(chosen, centres).argmin(1)
+    assert sorted(nearest_centre.tolist()) == [0, 1, 2]
+
+
+def test_faiss_agrees_with_brute_force():
+    bank, queries = torch.randn(300, 16), torch.randn(40, 16)
+    distances, indices = knn(bank, queries, 3)
+    brute = torch.cdist(queries, bank)
+    expected, expected_idx = brute.topk(3, largest=False)
+    assert torch.allclose(distances, expected, atol=1e-4)
+    assert torch.equal(indices, expected_idx)
+
+
+def test_reweighting_hand_case():
+    bank = MemoryBank().fit(torch.tensor([[0.0], [1.0], [3.0]]), coreset_ratio=1.0)
+    patches = torch.tensor([[0.2], [0.5]])  # one image of two patches; worst patch 0.5, nearest member 0 or 1
+    plain, _ = bank.image_scores(patches, 1, reweight_k=1)
+    assert plain.item() == pytest.approx(0.5)
+    weighted, _ = bank.image_scores(patches, 1, reweight_k=2)
+    # m* = member at 0.0 (tie broken by faiss towards index 0) or 1.0; both are 0.5 away: w = 1 - e^.5/(e^.5+e^.5)
+    assert weighted.item() == pytest.approx(0.5 * 0.5, abs=1e-5)
+    top, patch_scores = bank.image_scores(patches, 1, image_score="top", top_fraction=1.0)
+    assert top.item() == pytest.approx(0.35) and patch_scores.shape == (1, 2)
+
+
+def test_reweighting_isolated_neighbour_lowers_less():
+    bank = MemoryBank().fit(torch.tensor([[0.0], [10.0], [11.0]]), coreset_ratio=1.0)
+    weighted, _ = bank.image_scores(torch.tensor([[2.0]]), 1, reweight_k=2)
+    expected = 2.0 * (1 - np.exp(2.0) / (np.exp(2.0) + np.exp(8.0)))
+    assert weighted.item() == pytest.approx(expected, rel=1e-5)
+
+
+def test_empty_bank_refuses():
+    with pytest.raises(EmptyBankError, match="empty"):
+        MemoryBank(4).patch_distances(torch.randn(2, 4))
+
+
+def test_state_dict_restores_bank():
+    bank = MemoryBank().fit(torch.randn(50, 8), coreset_ratio=0.2)
+    fresh = MemoryBank()
+    fresh.load_state_dict(bank.state_dict())
+    assert torch.equal(fresh.features, bank.features)
