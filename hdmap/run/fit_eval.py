@@ -4,8 +4,6 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-import torch
-
 from hdmap.run.config import default_config, load_yaml, merge, parse_set, validate
 
 
@@ -34,9 +32,9 @@ def resolve_config(data_root: str | None, model: str | None, config_path: str | 
 
 def run_fit_eval(args) -> int:
     from hdmap.data.embedded import ensure_embedded_dataset
-    from hdmap.evaluation.report import plot_anomaly_grid, plot_scores, write_metrics, write_report
+    from hdmap.run.outputs import write_run_outputs
     from hdmap.features.cache import FeatureCache
-    from hdmap.models.lightning_patchcore import lightning_checkpoint
+    from hdmap.run.checkpoints import save_checkpoint
     from hdmap.run.domain_data import load_domain
     from hdmap.run.patchcore_run import fit_and_score
 
@@ -48,17 +46,8 @@ def run_fit_eval(args) -> int:
                        config["split"]["seed"], args.condition_csv)
     module, outputs, metrics = fit_and_score(config, data, FeatureCache(args.cache_dir))
     command = "hdmap " + " ".join(sys.argv[1:]) if sys.argv and "hdmap" in sys.argv[0] else None
-    write_metrics(out, metrics)
-    scores = outputs["scores"].numpy()
-    holdout = data.split.holdout
-    figures = plot_scores(out, scores[holdout], data.test_labels[holdout],
-                          [data.test_conditions[i] for i in holdout], metrics["tune"]["threshold"],
-                          f"{config['model_name']} domain {args.domain}")
-    figures += plot_anomaly_grid(out, data.test_maps, outputs["patch_maps"], scores, data.test_labels,
-                                 data.test_conditions, holdout)
-    write_report(out, metrics, figures, command)
-    torch.save(lightning_checkpoint(module, {"split": data.split.__dict__, "domain": args.domain, "data_root": root,
-                                             "threshold": metrics["tune"]["threshold"]}), out / "model.ckpt")
+    write_run_outputs(out, metrics, data, outputs, command)
+    save_checkpoint(out, module, config, data, metrics)
     print_summary(metrics, out)
     return 0
 

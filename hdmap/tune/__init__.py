@@ -1,0 +1,1 @@
+"""Ray Tune search: YAML search spaces, trainables, the runner, checkpoints."""

@@ -1,0 +1,134 @@
+"""The search: Ray Tune `Tuner` + OptunaSearch (seeded TPE), concurrency limit, per-trial resources, storage,
+resume, dashboard, failed-trial tolerance; then the best checkpoint is evaluated on holdout."""
+from __future__ import annotations
+
+import json
+import sys
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from hdmap.tune.spaces import load_space
+
+SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+RUN_FILE = "hdmap_search.json"
+
+
+@dataclass
+class SearchOptions:
+    data_root: str | None = None
+    domain: str = "C"
+    model: str = "gated_patchcore"
+    space: str | None = None  # default: search_spaces/<model>.yaml
+    num_samples: int = 12
+    max_concurrent: int = 2
+    cpus_per_trial: float = 1.0
+    gpus_per_trial: float = 0.0
+    address: str | None = None
+    storage: str = "runs/tune"
+    name: str | None = None
+    resume: bool = False
+    retry_failed: bool = False
+    dashboard: bool = False
+    metric: str | None = None  # default: the space's metric
+    seed: int = 0
+    cache_dir: str | None = None
+    no_cache: bool = False
+    tune_fraction: float = 0.3
+    split_seed: int = 0
+    condition_csv: str | None = None
+    verbose: int = 1
+
+    def space_path(self) -> Path:
+        return Path(self.space) if self.space else SPACES_DIR / f"{self.model}.yaml"
+
+
+def experiment_dir(options: SearchOptions) -> Path:
+    return Path(options.storage).resolve() / options.name
+
+
+def latest_experiment(storage: str) -> str:
+    runs = sorted((p for p in Path(storage).resolve().glob(f"*/{RUN_FILE}")), key=lambda p: p.stat().st_mtime)
+    if not runs:
+        raise FileNotFoundError(f"--resume: no search found under {Path(storage).resolve()} (looked for */{RUN_FILE})")
+    return runs[-1].parent.name
+
+
+def start_ray(options: SearchOptions):
+    import ray
+
+    if ray.is_initialized():
+        return None
+    kwargs = {"include_dashboard": options.dashboard, "log_to_driver": options.verbose > 0,
+              "configure_logging": True, "logging_level": "WARNING"}
+    if options.dashboard:
+        kwargs.update(dashboard_host="127.0.0.1")
+    context = ray.init(address=options.address, **kwargs)
+    if options.dashboard and getattr(context, "dashboard_url", None):
+        print(f"[hdmap] Ray dashboard: http://{context.dashboard_url}  (remote machine: "
+              f"ssh -L 8265:127.0.0.1:8265 USER@HOST, then open http://127.0.0.1:8265)", file=sys.stderr)
+    return context
+
+
+def build_trainable(options: SearchOptions, base_config: dict, metric: str, split_path: Path, root: str):
+    from ray import tune
+
+    from hdmap.features.cache import default_cache_dir
+    from hdmap.tune.trainables import TRAINABLES
+
+    data_args = {"root": root, "domain": options.domain, "split_path": str(split_path),
+                 "tune_fraction": options.tune_fraction, "split_seed": options.split_seed,
+                 "condition_csv": options.condition_csv}
+    trainable = tune.with_parameters(TRAINABLES[base_config["model_name"]], base_config=base_config,
+                                     data_args=data_args, metric=metric,
+                                     cache_dir=str(options.cache_dir or default_cache_dir()),
+                                     cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)))
+    return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+
+
+def run_search(options: SearchOptions) -> dict:
+    """Run (or resume) a search; returns the summary dict (also written to summary.json / summary.md)."""
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from hdmap.data.embedded import ensure_embedded_dataset
+    from hdmap.run.domain_data import load_domain
+    from hdmap.tune.spaces import optuna_search
+
+    if options.resume:
+        options.name = options.name or latest_experiment(options.storage)
+        saved = json.loads((experiment_dir(options) / RUN_FILE).read_text())
+        keep = {"resume": True, "retry_failed": options.retry_failed, "dashboard": options.dashboard,
+                "address": options.address, "verbose": options.verbose}
+        options = SearchOptions(**{**saved["options"], **keep})
+    options.name = options.name or f"{options.model}_domain{options.domain}_{time.strftime('%Y%m%d-%H%M%S')}"
+    exp_dir = experiment_dir(options)
+    space = load_space(options.space_path())
+    metric = options.metric or space.metric
+    root = options.data_root or str(ensure_embedded_dataset())
+    base_config = space.base_config(real_data=options.data_root is not None)
+    base_config["model_name"] = options.model if not options.space else space.model_name
+    split_path = exp_dir / "split.json"
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed, options.condition_csv)
+    (exp_dir / RUN_FILE).write_text(json.dumps({"options": asdict(options), "data_root": root,
+                                                "base_config": base_config, "metric": metric}, indent=2))
+    start_ray(options)
+    trainable = build_trainable(options, base_config, metric, split_path, root)
+    if options.resume and tune.Tuner.can_restore(str(exp_dir)):
+        tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
+                                   resume_errored=False, restart_errored=options.retry_failed)
+    else:
+        searcher = ConcurrencyLimiter(optuna_search(space, options.seed), max_concurrent=options.max_concurrent)
+        tuner = tune.Tuner(
+            trainable,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=options.num_samples,
+                                        metric="objective", mode="max"),
+            run_config=tune.RunConfig(name=options.name, storage_path=str(exp_dir.parent),
+                                      failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                                      checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
+                                      verbose=options.verbose))
+    results = tuner.fit()
+    from hdmap.tune.summary import summarise
+
+    return summarise(results, exp_dir, metric, options)

@@ -1,0 +1,201 @@
+"""Search spaces as data: a YAML file -> an Optuna define-by-run function (conditionals included) or a
+Ray Tune param space (when nothing is conditional).
+
+Format:
+    model_name: gated_patchcore
+    metric: accuracy                # objective on the tune split: accuracy | auroc
+    fixed: {backbone: {...}, ...}   # settings merged into the defaults, not searched
+    params:                         # dotted keys of the run config
+      model.bank_mode: {choice: [mixed, gated, soft]}
+      model.coreset_ratio: {loguniform: [0.01, 0.5]}
+      model.reweight_k: {int: [1, 9]}
+      image_size: {uniform: [224, 448], step: 14}      # optional step (float/int grid)
+      model.gate.percentile: {uniform: [70, 99], when: {model.gate.kind: intensity}}
+A `when` names earlier parameters and the value (or list of values) they must have.
+"""
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import yaml
+
+from hdmap.run.config import ConfigError, default_config, merge, parse_set, validate
+
+KINDS = ("choice", "uniform", "loguniform", "int")
+METRICS = ("accuracy", "auroc")
+
+
+@dataclass
+class Param:
+    key: str
+    kind: str
+    values: list
+    step: float | None = None
+    when: dict = field(default_factory=dict)
+
+
+@dataclass
+class SearchSpace:
+    model_name: str
+    metric: str
+    fixed: dict
+    params: list[Param]
+    source: str = ""
+
+    def base_config(self, real_data: bool = False) -> dict:
+        config = merge(default_config(real_data), {"model_name": self.model_name})
+        return merge(config, self.fixed)
+
+    @property
+    def conditional(self) -> bool:
+        return any(p.when for p in self.params)
+
+
+def _error(source: str, key: str, problem: str) -> ConfigError:
+    return ConfigError(f"{source}: parameter '{key}': {problem}")
+
+
+def parse_param(key: str, spec, source: str, earlier: list[str]) -> Param:
+    if not isinstance(spec, dict):
+        raise _error(source, key, f"expected a mapping like {{choice: [...]}}, got {spec!r}")
+    unknown = set(spec) - set(KINDS) - {"step", "when"}
+    if unknown:
+        raise _error(source, key, f"unknown field(s) {sorted(unknown)}; use one of {KINDS}, step, when")
+    kinds = [k for k in KINDS if k in spec]
+    if len(kinds) != 1:
+        raise _error(source, key, f"needs exactly one of {KINDS}")
+    kind, values = kinds[0], spec[kinds[0]]
+    if kind == "choice":
+        if not isinstance(values, list) or not values:
+            raise _error(source, key, "choice needs a non-empty list")
+    else:
+        if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) for v in values)):
+            raise _error(source, key, f"{kind} needs [low, high] numbers, got {values!r}")
+        low, high = values
+        if not low < high:
+            raise _error(source, key, f"{kind} range needs low < high, got [{low}, {high}]")
+        if kind == "loguniform" and low <= 0:
+            raise _error(source, key, f"loguniform needs low > 0, got {low}")
+        if kind == "int" and not all(isinstance(v, int) for v in values):
+            raise _error(source, key, f"int range needs integers, got {values!r}")
+    when = spec.get("when") or {}
+    if not isinstance(when, dict):
+        raise _error(source, key, "when must map earlier parameter names to values")
+    for name in when:
+        if name not in earlier:
+            raise _error(source, key, f"'when' refers to '{name}', which is not an earlier parameter")
+    return Param(key, kind, values, spec.get("step"), when)
+
+
+def load_space(path: str | Path) -> SearchSpace:
+    path = Path(path)
+    try:
+        data = yaml.safe_load(path.read_text())
+    except yaml.YAMLError as error:
+        raise ConfigError(f"{path}: not valid YAML ({error})") from error
+    except FileNotFoundError as error:
+        raise ConfigError(f"search space not found: {path}") from error
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    unknown = set(data) - {"model_name", "metric", "fixed", "params"}
+    if unknown:
+        raise ConfigError(f"{path}: unknown top-level key(s) {sorted(unknown)}")
+    metric = data.get("metric", "accuracy")
+    if metric not in METRICS:
+        raise ConfigError(f"{path}: metric must be one of {METRICS}, got {metric!r}")
+    params: list[Param] = []
+    for key, spec in (data.get("params") or {}).items():
+        params.append(parse_param(key, spec, str(path), [p.key for p in params]))
+    space = SearchSpace(data.get("model_name", "gated_patchcore"), metric, data.get("fixed") or {}, params, str(path))
+    check_space(space)
+    return space
+
+
+def check_space(space: SearchSpace) -> None:
+    """Every parameter must name a real setting: build a config with each parameter's first value."""
+    base = space.base_config()
+    for param in space.params:
+        value = param.values[0]
+        try:
+            validate(merge(base, parse_set([f"{param.key}={json.dumps(value)}"])))
+        except ConfigError as error:
+            raise ConfigError(f"{space.source}: parameter '{param.key}': {error}") from error
+
+
+def _encode(value):
+    return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
+
+
+def _active(param: Param, sampled: dict) -> bool:
+    for name, wanted in param.when.items():
+        allowed = wanted if isinstance(wanted, list) else [wanted]
+        if name not in sampled or sampled[name] not in allowed:
+            return False
+    return True
+
+
+def suggest(trial, space: SearchSpace) -> dict:
+    """Optuna define-by-run: sample the active parameters; returns {dotted key: value} (lists JSON-encoded)."""
+    sampled: dict = {}
+    for param in space.params:
+        if not _active(param, {k: decode(v) for k, v in sampled.items()}):
+            continue
+        low_high = param.values
+        if param.kind == "choice":
+            sampled[param.key] = trial.suggest_categorical(param.key, [_encode(v) for v in param.values])
+        elif param.kind == "int":
+            sampled[param.key] = trial.suggest_int(param.key, *low_high, step=int(param.step or 1))
+        else:
+            sampled[param.key] = trial.suggest_float(param.key, *low_high, log=param.kind == "loguniform",
+                                                     step=param.step)
+    return None  # Ray's OptunaSearch takes the sampled trial.params as the config
+
+
+def decode(value):
+    if isinstance(value, str) and value[:1] in "[{":
+        return json.loads(value)
+    return value
+
+
+class DefineByRun:
+    """Picklable define-by-run function (Ray saves the searcher for resuming)."""
+
+    def __init__(self, space: SearchSpace):
+        self.space = space
+
+    def __call__(self, trial):
+        return suggest(trial, self.space)
+
+
+def optuna_search(space: SearchSpace, seed: int, metric: str = "objective"):
+    import optuna
+    from ray.tune.search.optuna import OptunaSearch
+
+    return OptunaSearch(space=DefineByRun(space), metric=metric, mode="max",
+                        sampler=optuna.samplers.TPESampler(seed=seed))
+
+
+def tune_param_space(space: SearchSpace) -> dict:
+    """A Ray Tune param space (for searchers other than Optuna); conditional spaces need Optuna."""
+    from ray import tune
+
+    if space.conditional:
+        raise ConfigError(f"{space.source}: conditional parameters need the Optuna searcher")
+    out = {}
+    for p in space.params:
+        if p.kind == "choice":
+            out[p.key] = tune.choice([_encode(v) for v in p.values])
+        elif p.kind == "int":
+            out[p.key] = tune.randint(p.values[0], p.values[1] + 1)
+        elif p.kind == "loguniform":
+            out[p.key] = tune.loguniform(*p.values)
+        else:
+            out[p.key] = tune.uniform(*p.values) if p.step is None else tune.quniform(*p.values, p.step)
+    return out
+
+
+def trial_overrides(trial_config: dict) -> dict:
+    """A trial's flat {dotted key: value} -> a nested override dict for the run config."""
+    return parse_set([f"{key}={json.dumps(decode(value))}" for key, value in trial_config.items()])
