@@ -19,9 +19,13 @@ class CheckpointMismatchError(ValueError):
     """A checkpoint applied to data or settings it was not made for."""
 
 
-def train_fingerprint(data: DomainData) -> str:
-    names = [f"{Path(i.path).name}:{Path(i.path).stat().st_size}" for i in data.train]
-    return hashlib.sha256("\n".join(names).encode()).hexdigest()[:16]
+def data_fingerprint(items) -> str:
+    """Hash of the file names and contents (not their location: a moved data root still matches)."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(Path(item.path).name.encode())
+        digest.update(Path(item.path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def save_checkpoint(folder: str | Path, module: GatedPatchCore, config: dict, data: DomainData,
@@ -29,7 +33,8 @@ def save_checkpoint(folder: str | Path, module: GatedPatchCore, config: dict, da
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
     extra = {"config": config, "domain": data.domain, "data_root": data.root, "split": data.split.__dict__,
-             "train_fingerprint": train_fingerprint(data), "map_shape": list(data.test_maps.shape[1:]),
+             "train_fingerprint": data_fingerprint(data.train),
+             "test_fingerprint": data_fingerprint(data.test), "map_shape": list(data.test_maps.shape[1:]),
              "tune": metrics["tune"]}
     torch.save(lightning_checkpoint(module, extra), folder / CHECKPOINT_FILE)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
@@ -60,8 +65,10 @@ def check_data(extra: dict, data: DomainData) -> None:
         raise CheckpointMismatchError(
             f"the test files or split under {data.root} do not match the checkpoint's "
             f"({len(names)} files / {len(split.tune)} tune in the checkpoint, {len(here)} / {len(data.split.tune)} here)")
-    if extra["train_fingerprint"] != train_fingerprint(data):
-        raise CheckpointMismatchError(f"the train maps under {data.root} differ from those the checkpoint was fitted on")
+    for subset, items in (("train", data.train), ("test", data.test)):
+        if extra[f"{subset}_fingerprint"] != data_fingerprint(items):
+            raise CheckpointMismatchError(f"the {subset} maps under {data.root}/domain_{data.domain} differ in content "
+                                          f"from those the checkpoint was made with")
     if list(data.test_maps.shape[1:]) != extra["map_shape"]:
         raise CheckpointMismatchError(f"map size {list(data.test_maps.shape[1:])} differs from the checkpoint's "
                                       f"{extra['map_shape']}")

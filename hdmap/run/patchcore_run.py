@@ -57,7 +57,9 @@ def fit_and_score(config: dict, data: DomainData, cache: FeatureCache) -> tuple[
 def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatchCore) -> dict:
     scores = outputs["scores"].numpy().astype(np.float64)
     metrics = {"model": config["model_name"], "domain": data.domain, "config": config, "data_root": data.root}
-    kind = module.core.config.gate.kind if module.core.config.bank_mode != "mixed" else None
+    core = module.core.config
+    gate_used = core.bank_mode != "mixed" or core.reference_sampling == "per_condition"
+    kind = core.gate.kind if gate_used else None
     accuracy = gate_accuracy(outputs["route"], data.test_conditions) if kind else None
     metrics["gate"] = {"kind": kind, "accuracy": accuracy}
     metrics.update(protocol_metrics(scores, data.test_labels, data.test_conditions, data.split.tune,

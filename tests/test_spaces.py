@@ -1,0 +1,60 @@
+from pathlib import Path
+
+import optuna
+import pytest
+
+from hdmap.run.config import ConfigError
+from hdmap.tune.spaces import load_space, suggest, trial_overrides, tune_param_space
+
+SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
+
+
+@pytest.mark.parametrize("name", ["gated_patchcore.yaml", "gated_patchcore_quick.yaml", "patchcore.yaml"])
+def test_shipped_spaces_parse(name):
+    space = load_space(SPACES / name)
+    assert space.params and space.metric in ("accuracy", "auroc")
+
+
+def test_conditional_parameters_only_when_active():
+    space = load_space(SPACES / "gated_patchcore.yaml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen = []
+    for _ in range(40):
+        trial = study.ask()
+        suggest(trial, space)
+        params = trial.params
+        seen.append(params["model.gate.kind"])
+        assert ("model.gate.percentile" in params) == (params["model.gate.kind"] == "intensity")
+        assert ("model.soft_combine" in params) == (params["model.bank_mode"] == "soft")
+        overrides = trial_overrides(params)
+        assert isinstance(overrides["model"]["context_ks"], list)  # JSON-encoded lists come back as lists
+        study.tell(trial, 0.5)
+    assert {"intensity", "feature", "discover"} <= set(seen)
+
+
+def _write(tmp_path, text):
+    path = tmp_path / "space.yaml"
+    path.write_text(text)
+    return path
+
+
+@pytest.mark.parametrize("text, message", [
+    ("params:\n  model.bank_mode: {choice: []}\n", "model.bank_mode.*non-empty"),
+    ("params:\n  model.coreset_ratio: {loguniform: [0, 0.5]}\n", "model.coreset_ratio.*low > 0"),
+    ("params:\n  model.reweight_k: {int: [9, 1]}\n", "model.reweight_k.*low < high"),
+    ("params:\n  model.colour: {choice: [red]}\n", "model.colour"),
+    ("params:\n  model.shots: {normal: [1, 2]}\n", "model.shots.*unknown field"),
+    ("params:\n  model.gate.percentile: {uniform: [50, 99], when: {model.gate.kind: intensity}}\n",
+     "not an earlier parameter"),
+    ("params: [oops\n", "not valid YAML"),
+    ("metric: f2\n", "metric"),
+])
+def test_bad_spaces_name_the_key(tmp_path, text, message):
+    with pytest.raises(ConfigError, match=message):
+        load_space(_write(tmp_path, text))
+
+
+def test_tune_param_space_refuses_conditionals():
+    assert "model.shots" in tune_param_space(load_space(SPACES / "patchcore.yaml"))
+    with pytest.raises(ConfigError, match="Optuna"):
+        tune_param_space(load_space(SPACES / "gated_patchcore.yaml"))

@@ -1,0 +1,99 @@
+"""The search end to end on a tiny synthetic set with a tiny random ViT (Ray starts locally)."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from hdmap.run.checkpoints import CheckpointMismatchError
+from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
+from hdmap.tune.runner import SearchOptions, run_search
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_SPACE = """
+model_name: gated_patchcore
+metric: accuracy
+fixed:
+  backbone: {name: dinov2_vits14, weights: none, taps: [0, 1], model_kwargs: {depth: 2, embed_dim: 24, num_heads: 2}}
+  image_size: 112
+params:
+  model.shots: {choice: [4, 500]}
+  model.bank_mode: {choice: [mixed, gated]}
+  model.coreset_ratio: {uniform: [0.2, 0.5]}
+"""
+
+
+@pytest.fixture(scope="module")
+def space_file(tmp_path_factory):
+    path = tmp_path_factory.mktemp("space") / "tiny.yaml"
+    path.write_text(TINY_SPACE)
+    return path
+
+
+@pytest.fixture(scope="module", autouse=True)
+def ray_session():
+    yield
+    import ray
+    ray.shutdown()
+
+
+def _options(synth_root, space_file, tmp_path, **kw):
+    return SearchOptions(data_root=str(synth_root), domain="C", space=str(space_file), storage=str(tmp_path / "runs"),
+                         cache_dir=str(tmp_path / "cache"), max_concurrent=2, verbose=0, **kw)
+
+
+def _finished_trials(exp_dir: Path) -> dict:
+    out = {}
+    for result in exp_dir.glob("*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        if lines:
+            out[lines[-1]["trial_id"]] = lines[-1]["objective"]
+    return out
+
+
+def test_interrupted_search_resumes_keeping_finished_trials(synth_root, space_file, tmp_path):
+    name = "resumable"
+    command = [sys.executable, str(REPO / "experiments" / "tune_domainC.py"), "--data-root", str(synth_root),
+               "--space", str(space_file), "--num-samples", "4", "--max-concurrent", "1", "--storage",
+               str(tmp_path / "runs"), "--name", name, "--cache-dir", str(tmp_path / "cache")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
+    exp_dir = tmp_path / "runs" / name
+    deadline = time.time() + 240
+    while time.time() < deadline and len(_finished_trials(exp_dir)) < 1:
+        time.sleep(1)
+    os.killpg(process.pid, signal.SIGINT)
+    process.wait(timeout=120)
+    before = _finished_trials(exp_dir)
+    assert 1 <= len(before) < 4, "the search should have been interrupted after its first trial"
+    summary = run_search(_options(synth_root, space_file, tmp_path, name=name, resume=True))
+    assert summary["n_trials"] == 4
+    after = _finished_trials(exp_dir)
+    assert all(after[trial] == objective for trial, objective in before.items())
+
+
+def test_search_survives_failing_trials_and_eval_best_reproduces(synth_root, space_file, tmp_path, tmp_path_factory):
+    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=6, name="e2e"))
+    assert summary["n_trials"] == 6
+    assert summary["n_failed"] >= 1 and "references" in summary["failed"][0]["error"]  # shots=500 is too many
+    best = summary["best"]
+    assert best and 0 <= best["holdout"]["accuracy"] <= 1 and Path(best["checkpoint"]).exists()
+    run_dir = Path(summary["experiment"])
+    assert "Failed trials" in (run_dir / "summary.md").read_text()
+    assert (run_dir / "objective_vs_trial.png").exists()
+
+    sys.path.insert(0, str(REPO / "experiments"))
+    import eval_best
+    assert eval_best.main([str(run_dir), "--out", str(tmp_path / "eval"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
+    assert metrics["holdout"] == best["holdout"]
+    assert metrics["tune"]["threshold"] == best["threshold"]
+
+    from hdmap.data.synth import SynthConfig, write_dataset
+    other = tmp_path_factory.mktemp("other")
+    write_dataset(other, SynthConfig(n_train=40, n_test=40, seed=4, domains="C"))
+    with pytest.raises(CheckpointMismatchError, match="differ"):
+        evaluate_checkpoint(best["checkpoint"], data_root=str(other), cache_dir=str(tmp_path / "cache"))
