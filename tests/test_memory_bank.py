@@ -60,3 +60,10 @@ def test_state_dict_restores_bank():
     fresh = MemoryBank()
     fresh.load_state_dict(bank.state_dict())
     assert torch.equal(fresh.features, bank.features)
+
+
+def test_tags_follow_coreset_members():
+    patches = torch.cat([torch.zeros(10, 2), torch.full((10, 2), 50.0)]) + torch.randn(20, 2) * 0.01
+    tags = torch.tensor([0] * 10 + [1] * 10)
+    bank = MemoryBank().fit(patches, coreset_ratio=0.5, tags=tags)
+    assert torch.equal(bank.member_tags, (bank.features[:, 0] > 25).long())

@@ -31,6 +31,6 @@ def plot_domain_samples(root: str | Path, domains: str, out_png: str | Path) -> 
             if col == 0:
                 ax.set_ylabel(f"domain {domain}", fontsize=9)
     fig.colorbar(image, ax=axes, shrink=0.6)
-    fig.savefig(out_png, dpi=100, bbox_inches="tight")
+    fig.savefig(out_png, dpi=70, bbox_inches="tight")
     plt.close(fig)
     return Path(out_png)

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hdmap.models.state import ResizableBuffers
+from hdmap.nn_state import ResizableBuffers
 
 GATE_KINDS = ("oracle", "intensity", "feature", "discover")
 COLD, WARM = 0, 1

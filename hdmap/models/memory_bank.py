@@ -6,7 +6,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from hdmap.models.state import ResizableBuffers
+from hdmap.nn_state import ResizableBuffers
 
 
 class EmptyBankError(RuntimeError):
@@ -61,16 +61,19 @@ class MemoryBank(ResizableBuffers):
     def __init__(self, dim: int = 0):
         super().__init__()
         self.register_buffer("features", torch.zeros(0, dim))
+        self.register_buffer("member_tags", torch.zeros(0, dtype=torch.long))  # e.g. condition of each member
 
     def __len__(self) -> int:
         return self.features.shape[0]
 
     def fit(self, patches: torch.Tensor, coreset_ratio: float = 0.1, seed: int = 0,
-            projection_dim: int | None = 128) -> "MemoryBank":
+            projection_dim: int | None = 128, tags: torch.Tensor | None = None) -> "MemoryBank":
+        """Keep a coreset of `patches`; `tags` (one int per patch) follow the chosen members."""
         if patches.shape[0] == 0:
             raise EmptyBankError("no reference patches to build a memory bank from")
-        chosen = greedy_coreset(patches, coreset_ratio, seed, projection_dim)
-        self.features = patches[chosen.to(patches.device)].detach().clone().float()
+        chosen = greedy_coreset(patches, coreset_ratio, seed, projection_dim).to(patches.device)
+        self.features = patches[chosen].detach().clone().float()
+        self.member_tags = tags[chosen].clone() if tags is not None else torch.full((len(chosen),), -1)
         return self
 
     def patch_distances(self, patches: torch.Tensor) -> torch.Tensor:

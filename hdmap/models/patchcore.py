@@ -135,7 +135,10 @@ class GatedPatchCoreModel(nn.Module):
         references, codes = self.choose_references(assignment)
         ref_embedding = self.embed(_select(train_grids, references))
         if cfg.bank_mode == "mixed":
-            self.banks["mixed"].fit(flatten_patches(ref_embedding), cfg.coreset_ratio, cfg.seed, cfg.projection_dim)
+            per_map = ref_embedding.shape[2] * ref_embedding.shape[3]
+            tags = torch.from_numpy(np.repeat(codes, per_map)).long()  # condition of the reference of each patch
+            self.banks["mixed"].fit(flatten_patches(ref_embedding), cfg.coreset_ratio, cfg.seed, cfg.projection_dim,
+                                    tags=tags)
         else:
             for code, name in enumerate(CONDITION_NAMES):
                 members = ref_embedding[torch.from_numpy(codes == code)]

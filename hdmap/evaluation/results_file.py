@@ -1,0 +1,32 @@
+"""Generated results files: a stamp (command, data, backbone, date) and markdown tables from rows."""
+from __future__ import annotations
+
+import datetime
+import shlex
+import sys
+
+
+def stamp(data_root: str, backbone: dict, synthetic: bool) -> list[str]:
+    command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
+    kind = "embedded SYNTHETIC data" if synthetic else "user data"
+    return [f"- command: `{command}`", f"- data: {kind} at `{data_root}`",
+            f"- backbone: `{backbone.get('name')}` (weights `{backbone.get('weights')}`, taps {backbone.get('taps')})",
+            f"- generated: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by the script above; not edited by hand"]
+
+
+def _cell(value) -> str:
+    if value is None:
+        return "n/a"
+    if isinstance(value, float):
+        return f"{value:.1f}"
+    return str(value)
+
+
+def markdown_table(rows: list[dict], columns: list[str]) -> list[str]:
+    lines = ["| " + " | ".join(columns) + " |", "|" + "---|" * len(columns)]
+    lines += ["| " + " | ".join(_cell(row.get(c)) for c in columns) + " |" for row in rows]
+    return lines
+
+
+def pct(value):
+    return None if value is None else 100.0 * value
