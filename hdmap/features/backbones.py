@@ -60,11 +60,12 @@ class Backbone(nn.Module):
 
 
 def _timm_intermediates(model, x, taps):
-    return model.forward_intermediates(x, indices=taps, intermediates_only=True, output_fmt="NCHW")
+    return model.forward_intermediates(x, indices=taps, intermediates_only=True, output_fmt="NCHW", stop_early=True)
 
 
 def _clip_intermediates(model, x, taps):
-    return model.forward_intermediates(x, indices=taps, intermediates_only=True, output_fmt="NCHW")["image_intermediates"]
+    return model.forward_intermediates(x, indices=taps, intermediates_only=True, output_fmt="NCHW",
+                                       stop_early=True)["image_intermediates"]
 
 
 def _load_state_file(model: nn.Module, path: str, by_order: bool = False) -> None:

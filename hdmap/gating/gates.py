@@ -93,6 +93,11 @@ class Gate(ResizableBuffers):
         self.register_buffer("gmm_variances", torch.ones(2, 2, dtype=torch.float64))
         self.register_buffer("gmm_weights", torch.full((2,), 0.5, dtype=torch.float64))
 
+    @property
+    def uses_features(self) -> bool:
+        """Whether this gate reads global features (else maps or known conditions suffice)."""
+        return self.config.kind == "feature" or (self.config.kind == "discover" and self.config.discover_on == "features")
+
     def _stats(self, maps: torch.Tensor) -> torch.Tensor:
         return torch.stack([maps.flatten(1).float().mean(1), map_percentile(maps, self.config.percentile)], 1)
 

@@ -29,6 +29,7 @@ class PatchCoreConfig:
     shots: int | None = 16  # references per condition (2 x shots in all); None = all of train
     reference_sampling: str = "per_condition"  # per_condition (k per gate-assigned condition) | uniform (2k)
     local_pool: int = 3
+    pool_include_pad: bool = True  # local average counts zero padding (PatchCore reference behaviour)
     context_ks: tuple[int, ...] = (0,)  # horizontal-context k values; (0,) = off
     coreset_ratio: float = 0.1
     projection_dim: int | None = 128
@@ -84,17 +85,19 @@ class GatedPatchCoreModel(nn.Module):
     # --- features -------------------------------------------------------------------------------------------
     def embed(self, grids: list[torch.Tensor]) -> torch.Tensor:
         embedding = patch_embedding([_as_tensor(g).float() for g in grids], self.config.local_pool,
-                                    self.config.context_ks)
+                                    self.config.context_ks, self.config.pool_include_pad)
         if self.config.distance == "cosine":
             embedding = F.normalize(embedding, dim=1)
         return embedding
 
-    def global_features(self, grids: list, batch: int = 64) -> torch.Tensor:
-        """Mean patch embedding per map (without context), for feature gates."""
+    def global_features(self, grids: list, batch: int = 64) -> torch.Tensor | None:
+        """Mean patch embedding per map (without context), for feature gates; None when the gate needs none."""
+        if not self.gate.uses_features:
+            return None
         out = []
         for start in range(0, len(grids[0]), batch):
             chunk = [_as_tensor(g[start:start + batch]).float() for g in grids]
-            out.append(patch_embedding(chunk, self.config.local_pool, (0,)).mean(dim=(2, 3)))
+            out.append(patch_embedding(chunk, self.config.local_pool, (0,), self.config.pool_include_pad).mean(dim=(2, 3)))
         return torch.cat(out)
 
     # --- fitting --------------------------------------------------------------------------------------------
