@@ -1,0 +1,73 @@
+"""Frequency adapters on a (B, H, W, D) patch-token grid.
+
+FFE: non-overlapping P x P windows, 2-D DCT per window, Linear(D, D) + GELU across channels, inverse DCT.
+LFS: Q x Q sliding window around every token, 2-D DCT, mean of the (masked) frequency responses over the
+window, then a conv (1x1 default) + GELU.
+"""
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hdmap.models.feclip.dct import band_mask, dct2, dct_matrix, idct2
+
+
+class FFE(nn.Module):
+    """Frequency feature enhancement over non-overlapping windows (the grid is zero-padded to a multiple of P)."""
+
+    def __init__(self, dim: int, window: int = 3, band: str | list = "all"):
+        super().__init__()
+        self.window = window
+        self.linear = nn.Linear(dim, dim)
+        self.register_buffer("dct", dct_matrix(window), persistent=False)
+        self.register_buffer("mask", band_mask(window, band), persistent=False)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        b, h, w, d = grid.shape
+        p = self.window
+        pad_h, pad_w = (-h) % p, (-w) % p
+        x = F.pad(grid, (0, 0, 0, pad_w, 0, pad_h))
+        nh, nw = x.shape[1] // p, x.shape[2] // p
+        windows = x.view(b, nh, p, nw, p, d).permute(0, 1, 3, 5, 2, 4)  # (b, nh, nw, d, p, p)
+        spectrum = dct2(windows, self.dct) * self.mask
+        spectrum = F.gelu(self.linear(spectrum.permute(0, 1, 2, 4, 5, 3)))  # channels last for the linear
+        restored = idct2(spectrum.permute(0, 1, 2, 5, 3, 4), self.dct)  # (b, nh, nw, d, p, p)
+        out = restored.permute(0, 1, 4, 2, 5, 3).reshape(b, nh * p, nw * p, d)
+        return out[:, :h, :w]
+
+
+class LFS(nn.Module):
+    """Local frequency statistics: per token, the mean masked DCT response of its Q x Q neighbourhood."""
+
+    def __init__(self, dim: int, window: int = 3, band: str | list = "all", kernel: int = 1):
+        super().__init__()
+        self.window = window
+        self.conv = nn.Conv2d(dim, dim, kernel, padding=kernel // 2)
+        self.register_buffer("dct", dct_matrix(window), persistent=False)
+        self.register_buffer("mask", band_mask(window, band), persistent=False)
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        b, h, w, d = grid.shape
+        q = self.window
+        x = grid.permute(0, 3, 1, 2)  # (b, d, h, w)
+        patches = F.unfold(x, q, padding=q // 2).view(b, d, q, q, h * w).permute(0, 4, 1, 2, 3)  # (b, hw, d, q, q)
+        response = (dct2(patches, self.dct) * self.mask).mean(dim=(-1, -2))  # (b, hw, d)
+        response = response.view(b, h, w, d).permute(0, 3, 1, 2)
+        return F.gelu(self.conv(response)).permute(0, 2, 3, 1)
+
+
+class FrequencyAdapter(nn.Module):
+    """f' = lambda * (FFE(f) + LFS(f)) + (1 - lambda) * f."""
+
+    def __init__(self, dim: int, ffe_window: int = 3, lfs_window: int = 3, band: str | list = "all",
+                 lfs_kernel: int = 1, mix: float = 0.1):
+        super().__init__()
+        self.ffe = FFE(dim, ffe_window, band)
+        self.lfs = LFS(dim, lfs_window, band, lfs_kernel)
+        self.mix = mix
+
+    def forward(self, grid: torch.Tensor) -> torch.Tensor:
+        if self.mix == 0:
+            return grid
+        return self.mix * (self.ffe(grid) + self.lfs(grid)) + (1 - self.mix) * grid

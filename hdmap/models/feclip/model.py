@@ -1,0 +1,133 @@
+"""FE-CLIP torch core: a frozen open_clip visual tower with frequency adapters written back into the token
+stream after the tap blocks, a learnable patch -> text-space linear map, fixed normal/damaged prompts."""
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from hdmap.models.feclip.adapters import FrequencyAdapter
+
+DEFAULT_PROMPTS = ("A photo of a normal object", "A photo of a damaged object")
+
+
+@dataclass
+class FEClipConfig:
+    """Defaults follow the paper as described in DESIGN section 5; every ambiguous choice is a setting."""
+
+    clip_model: str = "ViT-L-14-336"
+    clip_weights: str = "openai"  # open_clip tag (hub), `none` (random: tests), or a local state-dict path
+    taps: tuple[int, ...] = (6, 12, 18, 24)  # 1-based transformer blocks followed by an adapter
+    ffe_window: int = 3  # P
+    lfs_window: int = 3  # Q
+    lfs_kernel: int = 1
+    band: str | list = "all"  # all / low / mid / high or an explicit P x P mask
+    mix: float = 0.1  # lambda
+    prompts: tuple[str, str] = DEFAULT_PROMPTS
+    temperature: float = 0.07
+    patch_norm: bool = True  # CLIP's frozen ln_post on patch tokens before the linear map
+    clip_kwargs: dict = field(default_factory=dict)  # e.g. a tiny vision/text config for tests
+
+    def __post_init__(self):
+        self.taps = tuple(self.taps)
+        self.prompts = tuple(self.prompts)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def build_clip(config: FEClipConfig) -> nn.Module:
+    import open_clip
+
+    if config.clip_kwargs:
+        from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+        kwargs = dict(config.clip_kwargs)
+        with torch.random.fork_rng():
+            torch.manual_seed(0)
+            model = open_clip.CLIP(embed_dim=kwargs["embed_dim"], vision_cfg=CLIPVisionCfg(**kwargs["vision_cfg"]),
+                                   text_cfg=CLIPTextCfg(**kwargs["text_cfg"]))
+    else:
+        tag = config.clip_weights if config.clip_weights not in ("none",) and not Path(config.clip_weights).exists() else None
+        try:
+            with torch.random.fork_rng():
+                torch.manual_seed(0)
+                model = open_clip.create_model(config.clip_model, pretrained=tag)
+        except Exception as error:
+            raise RuntimeError(f"could not load CLIP '{config.clip_model}' weights '{tag}' ({error}); without hub "
+                               f"access pass a local file: clip_weights=/path/to/open_clip_model.bin") from error
+    if Path(config.clip_weights).is_file():
+        model.load_state_dict(torch.load(config.clip_weights, map_location="cpu", weights_only=True))
+    return model.eval().requires_grad_(False)
+
+
+class FEClip(nn.Module):
+    """forward(images) -> {'maps' (B, T, h, w), 'map' (B, h, w), 'tap_scores' (B, T), 'score' (B,)}: P(damaged)."""
+
+    def __init__(self, config: FEClipConfig | None = None):
+        super().__init__()
+        import open_clip
+
+        self.config = config or FEClipConfig()
+        clip = build_clip(self.config)
+        self.visual = clip.visual
+        blocks = len(self.visual.transformer.resblocks)
+        if any(not 1 <= t <= blocks for t in self.config.taps):
+            raise ValueError(f"taps {self.config.taps} outside 1..{blocks} blocks of {self.config.clip_model}")
+        width = self.visual.conv1.out_channels
+        embed_dim = self.visual.proj.shape[1]
+        tokenizer = open_clip.get_tokenizer(self.config.clip_model if not self.config.clip_kwargs else "ViT-B-32")
+        with torch.no_grad():
+            text = F.normalize(clip.encode_text(tokenizer(list(self.config.prompts))), dim=-1)
+        self.register_buffer("text_features", text)  # computed once; the text tower is not kept
+        self.adapters = nn.ModuleList(
+            FrequencyAdapter(width, self.config.ffe_window, self.config.lfs_window, self.config.band,
+                             self.config.lfs_kernel, self.config.mix) for _ in self.config.taps)
+        self.patch_to_text = nn.Linear(width, embed_dim)
+
+    def trainable_parameters(self) -> list[nn.Parameter]:
+        return list(self.adapters.parameters()) + list(self.patch_to_text.parameters())
+
+    def train(self, mode: bool = True):
+        super().train(mode)
+        self.visual.eval()  # frozen tower stays in eval mode
+        return self
+
+    def _probability(self, features: torch.Tensor) -> torch.Tensor:
+        logits = F.normalize(features, dim=-1) @ self.text_features.T / self.config.temperature
+        return logits.softmax(dim=-1)[..., 1]
+
+    def tokens(self, images: torch.Tensor) -> list[torch.Tensor]:
+        """Token streams (B, 1 + h*w, D) after each tap block (after its adapter): for tests and analysis."""
+        return self._run(images)[0]
+
+    def _run(self, images: torch.Tensor):
+        visual = self.visual
+        x = visual._embeds(images)
+        if not visual.transformer.batch_first:
+            x = x.transpose(0, 1)
+        side = int(round((x.shape[1] - 1) ** 0.5))
+        taps, tapped = {t: i for i, t in enumerate(self.config.taps)}, []
+        for index, block in enumerate(visual.transformer.resblocks, start=1):
+            x = block(x) if visual.transformer.batch_first else block(x.transpose(0, 1)).transpose(0, 1)
+            if index in taps:
+                grid = x[:, 1:].reshape(x.shape[0], side, side, -1)
+                grid = self.adapters[taps[index]](grid)
+                x = torch.cat([x[:, :1], grid.reshape(x.shape[0], side * side, -1)], dim=1)
+                tapped.append(x)
+            if index == max(self.config.taps):
+                break
+        return tapped, side
+
+    def forward(self, images: torch.Tensor) -> dict:
+        tapped, side = self._run(images)
+        maps, scores = [], []
+        for x in tapped:
+            patches = self.visual.ln_post(x[:, 1:]) if self.config.patch_norm else x[:, 1:]
+            maps.append(self._probability(self.patch_to_text(patches)).view(-1, side, side))
+            scores.append(self._probability(self.visual.ln_post(x[:, 0]) @ self.visual.proj))
+        maps, scores = torch.stack(maps, dim=1), torch.stack(scores, dim=1)
+        return {"maps": maps, "map": maps.mean(dim=1), "tap_scores": scores, "score": scores.mean(dim=1)}
