@@ -17,8 +17,9 @@ def parse(argv=None) -> SearchOptions:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-root", help="ROOT with domain_X folders (default: embedded synthetic data)")
     p.add_argument("--domain", default="C")
-    p.add_argument("--model", default="gated_patchcore", choices=["gated_patchcore", "patchcore"])
-    p.add_argument("--space", help="search space YAML (default: search_spaces/<model>.yaml; quick space on synthetic)")
+    p.add_argument("--model", default="gated_patchcore", choices=["gated_patchcore", "patchcore", "feclip"])
+    p.add_argument("--space", help="search space YAML (default: search_spaces/<model>.yaml; <model>_quick.yaml "
+                                   "on the embedded synthetic data)")
     p.add_argument("--num-samples", type=int, default=None, help="trials (default 12 synthetic, 64 real data)")
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
@@ -36,8 +37,8 @@ def parse(argv=None) -> SearchOptions:
     p.add_argument("--condition-csv")
     args = p.parse_args(argv)
     space = args.space
-    if space is None and args.data_root is None and args.model == "gated_patchcore":
-        space = str(SPACES_DIR / "gated_patchcore_quick.yaml")
+    if space is None and args.data_root is None:  # synthetic data: the small offline space of the model
+        space = str(SPACES_DIR / f"{args.model}_quick.yaml")
     num_samples = args.num_samples or (12 if args.data_root is None else 64)
     return SearchOptions(data_root=args.data_root, domain=args.domain, model=args.model, space=space,
                          num_samples=num_samples, max_concurrent=args.max_concurrent,

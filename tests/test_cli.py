@@ -37,3 +37,31 @@ def test_config_errors_name_the_key():
         validate(merge(default_config(), parse_set(["model.gate.colour=blue"])))
     with pytest.raises(ConfigError, match="bank_mode"):
         validate(merge(default_config(), parse_set(["model.bank_mode=triple"])))
+
+
+def test_fit_eval_feclip_band_training_writes_metrics(synth_root, tmp_path):
+    tiny = ("{embed_dim: 32, vision_cfg: {layers: 2, width: 64, patch_size: 8, image_size: 32, head_width: 32}, "
+            "text_cfg: {layers: 1, width: 32, heads: 2, context_length: 77, vocab_size: 49408}}")
+    args = ["fit-eval", "--data-root", str(synth_root), "--domain", "A", "--model", "feclip",
+            "--out", str(tmp_path / "fe"), "--set", "feclip.clip_weights=none", "--set", f"feclip.clip_kwargs={tiny}",
+            "--set", "feclip.taps=[1,2]", "--set", "image_size=32", "--set", "train.epochs=1",
+            "--set", "train.batch_size=8"]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "fe" / "metrics.json").read_text())
+    assert metrics["model"] == "feclip" and 0 <= metrics["holdout"]["auroc"] <= 1
+    assert (tmp_path / "fe" / "feclip.ckpt").exists() and (tmp_path / "fe" / "anomaly_maps.png").exists()
+    with pytest.raises(ConfigError, match="train.checkpoint"):
+        main(args + ["--set", "train.source=checkpoint"])
+
+
+def test_fit_eval_feclip_fewshot_variant(synth_root, tmp_path):
+    tiny = ("{embed_dim: 32, vision_cfg: {layers: 2, width: 64, patch_size: 8, image_size: 32, head_width: 32}, "
+            "text_cfg: {layers: 1, width: 32, heads: 2, context_length: 77, vocab_size: 49408}}")
+    args = ["fit-eval", "--data-root", str(synth_root), "--domain", "A", "--model", "feclip",
+            "--out", str(tmp_path / "fs"), "--set", "feclip.clip_weights=none", "--set", f"feclip.clip_kwargs={tiny}",
+            "--set", "feclip.taps=[1,2]", "--set", "image_size=32", "--set", "train.source=none",
+            "--set", "fewshot.shots=4", "--set", "fewshot.weight=1.0"]
+    assert main(args) == 0
+    metrics = json.loads((tmp_path / "fs" / "metrics.json").read_text())
+    assert metrics["gate"]["kind"] == "intensity" and metrics["gate"]["accuracy"] > 0.9
+    assert metrics["holdout"]["auroc"] > 0.6  # domain A bands are strong: the patch memory finds them

@@ -9,7 +9,8 @@ from hdmap.tune.spaces import load_space, suggest, trial_overrides, tune_param_s
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
 
-@pytest.mark.parametrize("name", ["gated_patchcore.yaml", "gated_patchcore_quick.yaml", "patchcore.yaml"])
+@pytest.mark.parametrize("name", ["gated_patchcore.yaml", "gated_patchcore_quick.yaml", "patchcore.yaml",
+                                  "patchcore_quick.yaml", "feclip.yaml", "feclip_quick.yaml"])
 def test_shipped_spaces_parse(name):
     space = load_space(SPACES / name)
     assert space.params and space.metric in ("accuracy", "auroc")

@@ -36,7 +36,9 @@ def save_checkpoint(folder: str | Path, module: GatedPatchCore, config: dict, da
              "train_fingerprint": data_fingerprint(data.train),
              "test_fingerprint": data_fingerprint(data.test), "map_shape": list(data.test_maps.shape[1:]),
              "tune": metrics["tune"]}
-    torch.save(lightning_checkpoint(module, extra), folder / CHECKPOINT_FILE)
+    checkpoint = lightning_checkpoint(module, extra)
+    module.on_save_checkpoint(checkpoint)  # FE-CLIP drops its frozen CLIP here
+    torch.save(checkpoint, folder / CHECKPOINT_FILE)
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return folder / CHECKPOINT_FILE
 
@@ -45,13 +47,17 @@ def read_extra(path: str | Path) -> dict:
     return torch.load(path, map_location="cpu", weights_only=False)["hdmap"]
 
 
-def load_checkpoint(path: str | Path) -> tuple[GatedPatchCore, dict]:
+def load_checkpoint(path: str | Path):
+    """(module, extra); FE-CLIP checkpoints come back as (None, extra): they are rebuilt by their pipeline."""
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    return GatedPatchCore.load_from_checkpoint(path, map_location="cpu"), read_extra(path)
+    extra = read_extra(path)
+    if extra["config"]["model_name"] == "feclip":
+        return None, extra
+    return GatedPatchCore.load_from_checkpoint(path, map_location="cpu"), extra
 
 
 def check_data(extra: dict, data: DomainData) -> None:

@@ -11,7 +11,7 @@ from hdmap.features.backbones import BackboneSpec
 from hdmap.gating.gates import GateConfig
 from hdmap.models.patchcore import PatchCoreConfig
 
-MODELS = ("patchcore", "gated_patchcore")
+MODELS = ("patchcore", "gated_patchcore", "feclip")
 
 OFFLINE_DEFAULT = {
     "model_name": "gated_patchcore",
@@ -24,11 +24,28 @@ REAL_DATA_BACKBONE = {"name": "dinov2_vits14", "weights": "hub", "taps": [8, 11]
 REAL_DATA_IMAGE_SIZE = 448
 
 
+FECLIP_DEFAULT = {
+    "model_name": "feclip",
+    "image_size": 336, "resize": "bilinear", "normalisation": "clip",
+    "feclip": {"clip_model": "ViT-L-14-336", "clip_weights": "openai", "taps": [6, 12, 18, 24], "ffe_window": 3,
+               "lfs_window": 3, "lfs_kernel": 1, "band": "all", "mix": 0.1, "temperature": 0.07, "clip_kwargs": {}},
+    # source: `checkpoint` (adapters trained elsewhere, e.g. by experiments/feclip_benchmark.py), `hdmap_bands`
+    # (variant 1: train on band anomalies synthesised on this domain's train normals), `none` (untrained)
+    "train": {"source": "hdmap_bands", "checkpoint": None, "epochs": 9, "batch_size": 16, "lr": 5e-4,
+              "linear_lr": 5e-4, "fault_fraction": 0.5, "seed": 0},
+    # variant 2: a few-shot patch memory of the gated condition's train references, added to the zero-shot map
+    "fewshot": {"shots": 0, "weight": 1.0, "gate": {"kind": "intensity"}, "calibration_maps": 8},
+    "split": {"tune_fraction": 0.3, "seed": 0},
+}
+
+
 class ConfigError(ValueError):
     """A config key or value that is not understood; the message names it."""
 
 
-def default_config(real_data: bool = False) -> dict:
+def default_config(real_data: bool = False, model_name: str | None = None) -> dict:
+    if model_name == "feclip":
+        return copy.deepcopy(FECLIP_DEFAULT)
     config = copy.deepcopy(OFFLINE_DEFAULT)
     if real_data:
         config["backbone"] = dict(REAL_DATA_BACKBONE)
@@ -41,7 +58,7 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
     out = copy.deepcopy(base)
     for key, value in update.items():
         where = f"{path}{key}"
-        free = path.startswith("model.") or path.startswith("backbone.model_kwargs.")  # checked by validate()
+        free = path.startswith(("model.", "backbone.model_kwargs.", "feclip.", "fewshot.gate."))  # validate() checks
         if key not in out and not free:
             raise ConfigError(f"unknown config key '{where}'")
         if isinstance(value, dict) and isinstance(out.get(key), dict):
@@ -80,6 +97,16 @@ def validate(config: dict) -> dict:
     """Build every dataclass once so bad keys/values fail early with their name; returns the config."""
     if config.get("model_name") not in MODELS:
         raise ConfigError(f"model_name must be one of {MODELS}, got {config.get('model_name')!r}")
+    if config["model_name"] == "feclip":
+        from hdmap.models.feclip.model import FEClipConfig
+
+        _check_keys("feclip", config["feclip"], FEClipConfig)
+        _check_keys("fewshot.gate", config["fewshot"]["gate"], GateConfig)
+        if config["train"]["source"] not in ("checkpoint", "hdmap_bands", "none"):
+            raise ConfigError(f"train.source must be checkpoint, hdmap_bands or none, got {config['train']['source']!r}")
+        if config["train"]["source"] == "checkpoint" and not config["train"]["checkpoint"]:
+            raise ConfigError("train.source=checkpoint needs train.checkpoint=/path/to/feclip.ckpt")
+        return config
     _check_keys("backbone", config["backbone"], BackboneSpec)
     model = dict(config["model"])
     _check_keys("model.gate", model.get("gate", {}), GateConfig)

@@ -11,7 +11,7 @@ def add_fit_eval(sub) -> None:
     p = sub.add_parser("fit-eval", help="fit and evaluate one model on one domain")
     p.add_argument("--data-root", help="ROOT with domain_X folders (default: embedded synthetic data)")
     p.add_argument("--domain", default="C")
-    p.add_argument("--model", choices=["patchcore", "gated_patchcore"], default=None)
+    p.add_argument("--model", choices=["patchcore", "gated_patchcore", "feclip"], default=None)
     p.add_argument("--config", help="YAML file of settings (see configs/ and README)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
     p.add_argument("--out", required=True)
@@ -22,9 +22,10 @@ def add_fit_eval(sub) -> None:
 
 
 def resolve_config(data_root: str | None, model: str | None, config_path: str | None, sets: list[str]) -> dict:
-    config = default_config(real_data=data_root is not None)
-    if config_path:
-        config = merge(config, load_yaml(config_path))
+    loaded = load_yaml(config_path) if config_path else {}
+    model = model or loaded.get("model_name")
+    config = default_config(real_data=data_root is not None, model_name=model)
+    config = merge(config, loaded)
     if model:
         config["model_name"] = model
     return validate(merge(config, parse_set(sets)))
@@ -36,6 +37,7 @@ def run_fit_eval(args) -> int:
     from hdmap.features.cache import FeatureCache
     from hdmap.run.checkpoints import save_checkpoint
     from hdmap.run.domain_data import load_domain
+    from hdmap.run.feclip_hdmap import fit_and_score_feclip
     from hdmap.run.patchcore_run import fit_and_score
 
     config = resolve_config(args.data_root, args.model, args.config, args.set)
@@ -44,10 +46,16 @@ def run_fit_eval(args) -> int:
     out.mkdir(parents=True, exist_ok=True)
     data = load_domain(root, args.domain, args.split or out / "split.json", config["split"]["tune_fraction"],
                        config["split"]["seed"], args.condition_csv)
-    module, outputs, metrics = fit_and_score(config, data, FeatureCache(args.cache_dir))
+    if config["model_name"] == "feclip":
+        module, outputs, metrics = fit_and_score_feclip(config, data)
+    else:
+        module, outputs, metrics = fit_and_score(config, data, FeatureCache(args.cache_dir))
     command = "hdmap " + " ".join(sys.argv[1:]) if sys.argv and "hdmap" in sys.argv[0] else None
     write_run_outputs(out, metrics, data, outputs, command)
-    save_checkpoint(out, module, config, data, metrics)
+    if config["model_name"] == "feclip":
+        module.trainer_free_save(out / "feclip.ckpt")
+    else:
+        save_checkpoint(out, module, config, data, metrics)
     print_summary(metrics, out)
     return 0
 
@@ -71,4 +79,4 @@ def print_summary(metrics: dict, out: Path) -> None:
     console.print(table)
     console.print(f"oracle accuracy (threshold on holdout, for comparison only): {pct(hold['accuracy_oracle'])} %; "
                   f"gate {metrics['gate']['kind']} accuracy {pct(metrics['gate']['accuracy'])} %")
-    console.print(f"wrote {out}/metrics.json, report.md, model.ckpt")
+    console.print(f"wrote {out}/metrics.json, report.md and the checkpoint")

@@ -107,7 +107,6 @@ def run_search(options: SearchOptions) -> dict:
     metric = options.metric or space.metric
     root = options.data_root or str(ensure_embedded_dataset())
     base_config = space.base_config(real_data=options.data_root is not None)
-    base_config["model_name"] = options.model if not options.space else space.model_name
     split_path = exp_dir / "split.json"
     exp_dir.mkdir(parents=True, exist_ok=True)
     load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed, options.condition_csv)
@@ -119,10 +118,18 @@ def run_search(options: SearchOptions) -> dict:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=options.retry_failed)
     else:
+        from hdmap.tune.trainables import ITERATIVE
+
         searcher = ConcurrencyLimiter(optuna_search(space, options.seed), max_concurrent=options.max_concurrent)
+        scheduler = None
+        if base_config["model_name"] in ITERATIVE:  # trials report every epoch: stop weak ones early
+            from ray.tune.schedulers import ASHAScheduler
+
+            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, base_config["train"]["epochs"]),
+                                      grace_period=1, reduction_factor=3)
         tuner = tune.Tuner(
             trainable,
-            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=options.num_samples,
+            tune_config=tune.TuneConfig(search_alg=searcher, num_samples=options.num_samples, scheduler=scheduler,
                                         metric="objective", mode="max"),
             run_config=tune.RunConfig(name=options.name, storage_path=str(exp_dir.parent),
                                       failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),

@@ -45,7 +45,7 @@ class SearchSpace:
     source: str = ""
 
     def base_config(self, real_data: bool = False) -> dict:
-        config = merge(default_config(real_data), {"model_name": self.model_name})
+        config = merge(default_config(real_data, self.model_name), {"model_name": self.model_name})
         return merge(config, self.fixed)
 
     @property

@@ -49,4 +49,48 @@ def patchcore_trainable(trial_config: dict, base_config: dict, data_args: dict, 
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
-TRAINABLES = {"patchcore": patchcore_trainable, "gated_patchcore": patchcore_trainable}
+def feclip_trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str,
+                     cache_dir: str | None = None, cache_enabled: bool = True, threads: int = 1) -> None:
+    """Train FE-CLIP adapters on band anomalies of this domain's train normals; after every epoch score the
+    tune split and report (so ASHA can stop weak trials) with a checkpoint."""
+    import lightning as L
+    import numpy as np
+    from ray import tune
+
+    from hdmap.data.band_anomalies import band_training_set
+    from hdmap.data.transforms import MapTransform
+    from hdmap.evaluation.metrics import auroc, best_threshold
+    from hdmap.run.feclip_hdmap import MapBatchDataset, build_feclip
+    from hdmap.run.feclip_run import predict_feclip, train_feclip
+
+    torch.set_num_threads(max(1, threads))
+    config = full_config(base_config, trial_config)
+    data = _domain(**data_args)
+    train = config["train"]
+    transform = MapTransform(config["image_size"], config["resize"], config["normalisation"], 1)
+    tune_idx = np.asarray(data.split.tune)
+    tune_set = MapBatchDataset(data.test_maps[tune_idx], np.zeros_like(data.test_maps[tune_idx]),
+                               data.test_labels[tune_idx], transform)
+
+    class ReportEachEpoch(L.Callback):
+        def on_train_epoch_end(self, trainer, module):
+            predictions = predict_feclip(module, tune_set, train["batch_size"])
+            module.train()
+            scores, labels = predictions["scores"], predictions["labels"]
+            values = {"accuracy": best_threshold(scores, labels)[1], "auroc": auroc(scores, labels)}
+            tune_metrics = {"tune": {"accuracy": values["accuracy"], "auroc": values["auroc"]}}
+            with tempfile.TemporaryDirectory() as folder:
+                save_checkpoint(folder, module, config, data, tune_metrics)
+                tune.report({"objective": values[metric], "tune_accuracy": values["accuracy"],
+                             "tune_auroc": values["auroc"], "epoch": trainer.current_epoch + 1},
+                            checkpoint=tune.Checkpoint.from_directory(folder))
+
+    module = build_feclip(config)
+    images, masks, labels = band_training_set(data.train_maps, train["fault_fraction"], train["seed"])
+    torch.manual_seed(train["seed"])
+    train_feclip(module, MapBatchDataset(images, masks, labels, transform), train["epochs"], train["batch_size"],
+                 callbacks=[ReportEachEpoch()], progress=False)
+
+
+TRAINABLES = {"patchcore": patchcore_trainable, "gated_patchcore": patchcore_trainable, "feclip": feclip_trainable}
+ITERATIVE = {"feclip"}  # report every epoch: the runner adds ASHA

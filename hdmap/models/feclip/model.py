@@ -122,6 +122,11 @@ class FEClip(nn.Module):
                 break
         return tapped, side
 
+    def patch_tokens(self, images: torch.Tensor) -> torch.Tensor:
+        """Patch tokens after the last tap (adapted, ln_post-normed): (B, h*w, D), for few-shot memories."""
+        tapped, _ = self._run(images)
+        return self.visual.ln_post(tapped[-1][:, 1:])
+
     def forward(self, images: torch.Tensor) -> dict:
         tapped, side = self._run(images)
         maps, scores = [], []

@@ -59,3 +59,10 @@ class FEClipModule(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         frozen = {k: v for k, v in self.state_dict().items() if k.startswith(FROZEN_PREFIX)}
         checkpoint["state_dict"] = {**frozen, **checkpoint["state_dict"]}
+
+    def trainer_free_save(self, path) -> None:
+        """Save a checkpoint (trained parameters + hparams) without a Trainer."""
+        checkpoint = {"state_dict": self.state_dict(), "hyper_parameters": dict(self.hparams),
+                      "pytorch-lightning_version": L.__version__}
+        self.on_save_checkpoint(checkpoint)
+        torch.save(checkpoint, path)
