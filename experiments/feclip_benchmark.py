@@ -39,6 +39,7 @@ def main(argv=None) -> int:
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--linear-lr", type=float, default=5e-4)
     p.add_argument("--out", help="markdown file (default experiments/results/feclip_<train>_to_<eval>.md)")
+    p.add_argument("--save-checkpoint", help="where to keep the trained adapters (default runs/feclip_<train>.ckpt)")
     args = p.parse_args(argv)
     roots = {"visa": args.visa_root, "mvtec": args.mvtec_root}
     for name in (args.train_on, args.eval_on):
@@ -51,6 +52,9 @@ def main(argv=None) -> int:
     eval_set = IndustrialDataset(READERS[args.eval_on](roots[args.eval_on], split="test"), args.image_size)
     module = FEClipModule(model=model, lr=args.lr, linear_lr=args.linear_lr)
     train_feclip(module, train_set, args.epochs, args.batch_size)
+    checkpoint = Path(args.save_checkpoint or f"runs/feclip_{args.train_on}.ckpt")
+    checkpoint.parent.mkdir(parents=True, exist_ok=True)
+    module.trainer_free_save(checkpoint)  # for zero-shot HDMAP runs: --set train.checkpoint=...
     per_category, macro = benchmark_metrics(predict_feclip(module, eval_set, args.batch_size))
     columns = ["category", "image AUROC", "image AP", "pixel AUROC", "AUPRO"]
     keys = ["image_auroc", "image_ap", "pixel_auroc", "aupro"]
@@ -61,7 +65,8 @@ def main(argv=None) -> int:
              f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
              f"- CLIP: `{args.clip_model}` / `{args.clip_weights}`, {args.image_size} px, {args.epochs} epochs, "
              f"batch {args.batch_size}, lr {args.lr} (linear map {args.linear_lr})",
-             f"- generated {datetime.datetime.now():%Y-%m-%d %H:%M} by this script; numbers in %", ""]
+             f"- generated {datetime.datetime.now():%Y-%m-%d %H:%M} by this script; numbers in %",
+             f"- trained adapters: `{checkpoint}`", ""]
     lines += markdown_table(rows, columns)
     out = Path(args.out) if args.out else RESULTS / f"feclip_{args.train_on}_to_{args.eval_on}.md"
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -104,7 +104,9 @@ def test_benchmark_script_on_tiny_trees(mvtec, visa, tmp_path):
     out = tmp_path / "bench.md"
     assert feclip_benchmark.main(["--train-on", "visa", "--eval-on", "mvtec", "--visa-root", str(visa),
                                   "--mvtec-root", str(mvtec), "--model-yaml", str(model_yaml), "--image-size", "32",
-                                  "--epochs", "1", "--batch-size", "4", "--out", str(out)]) == 0
+                                  "--epochs", "1", "--batch-size", "4", "--out", str(out),
+                                  "--save-checkpoint", str(tmp_path / "fe.ckpt")]) == 0
+    assert (tmp_path / "fe.ckpt").exists()
     text = out.read_text()
     assert "| category | image AUROC | image AP | pixel AUROC | AUPRO |" in text
     assert "| bottle |" in text and "| screw |" in text and "paper (FE-CLIP, ICCV 2025) | 91.9" in text
