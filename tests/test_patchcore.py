@@ -94,6 +94,7 @@ def test_lightning_trainer_fit_and_test(tiny_config, synth_root, tmp_path):
     trainer.test(module, datamodule=dm, verbose=False)
     scores = torch.cat([o["scores"] for o in module.outputs])
     assert scores.shape == (len(dm.holdout_items),)
+    assert module.outputs[0]["anomaly_maps"].shape[1:] == (31, 95)  # upsampled to the map's own size
     trainer.save_checkpoint(tmp_path / "trainer.ckpt")
     reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "trainer.ckpt", map_location="cpu")
     trainer.test(reloaded, datamodule=dm, verbose=False)

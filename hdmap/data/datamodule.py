@@ -4,12 +4,11 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hdmap.data.hdmap import CONDITIONS, MapItem, discover_domain, read_map
-from hdmap.data.splits import TestSplit, sample_per_condition, sample_uniform, split_tune_holdout
+from hdmap.data.splits import TestSplit, select_references, split_tune_holdout
 from hdmap.data.transforms import MapTransform
 
 CONDITION_CODE = {"cold": 0, "warm": 1, "unknown": -1}
@@ -29,17 +28,6 @@ class MapDataset(Dataset):
         array = read_map(item.path)
         return {"image": self.transform(array), "map": torch.from_numpy(array), "label": item.label,
                 "condition": CONDITION_CODE[item.condition], "index": i}
-
-
-def select_references(train: list[MapItem], shots: int | None, seed: int,
-                      assignment: list[str] | None = None) -> list[int]:
-    """Indices of train references: k per condition under `assignment`, else 2k uniformly (None = all)."""
-    if shots is None:
-        return list(range(len(train)))
-    if assignment is None:
-        return sample_uniform(len(train), 2 * shots, seed).tolist()
-    picked = sample_per_condition(assignment, shots, seed, CONDITIONS)
-    return sorted(np.concatenate(list(picked.values())).tolist())
 
 
 class HDMAPDataModule(L.LightningDataModule):
@@ -75,8 +63,9 @@ class HDMAPDataModule(L.LightningDataModule):
                                             paths, self.tune_fraction, self.split_seed)
             if self.split_path:
                 self.split.save(self.split_path)
-        self.reference_indices = select_references(self.train_items, self.shots, self.reference_seed,
-                                                   self.reference_assignment)
+        self.reference_indices = select_references(len(self.train_items), self.shots, self.reference_seed,
+                                                   self.reference_assignment, CONDITIONS)
+        self.reference_indices = sorted(self.reference_indices.tolist())
 
     @property
     def reference_items(self) -> list[MapItem]:

@@ -35,6 +35,18 @@ def sample_per_condition(assignment: list[str] | np.ndarray, k: int | None, seed
     return picked
 
 
+def select_references(n_items: int, shots: int | None, seed: int, assignment=None,
+                      conditions: tuple[str, ...] = ("cold", "warm")) -> np.ndarray:
+    """Reference indices: k per condition under `assignment` (grouped by condition, in `conditions` order),
+    else 2k uniformly, sorted (shots None = all)."""
+    if shots is None:
+        return np.arange(n_items)
+    if assignment is None:
+        return sample_uniform(n_items, 2 * shots, seed)
+    picked = sample_per_condition(assignment, shots, seed, conditions)
+    return np.concatenate([picked[c] for c in conditions])
+
+
 @dataclass
 class TestSplit:
     """Indices into the test item list: `tune` picks thresholds/configs, `holdout` is reported."""

@@ -70,7 +70,7 @@ class GatedPatchCore(L.LightningModule):
     def _score_batch(self, batch) -> dict:
         grids = [g.cpu() for g in self.backbone()(batch["image"])]
         known = _names(batch["condition"])
-        out = self.core.score(grids, batch["map"].cpu(), known)  # only the oracle gate reads `known`
+        out = self.core.score(grids, batch["map"].cpu(), known, upsample=True)  # only the oracle gate reads `known`
         out.update(label=batch["label"].cpu(), condition=batch["condition"].cpu())
         return out
 

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdmap.data.splits import sample_per_condition, sample_uniform
+from hdmap.data.splits import select_references
 from hdmap.gating.gates import COLD, WARM, Gate, GateConfig
 from hdmap.models.embedding import flatten_patches, patch_embedding
 from hdmap.models.memory_bank import MemoryBank
@@ -105,14 +105,8 @@ class GatedPatchCoreModel(nn.Module):
         """(reference indices, their condition codes) from the train assignment."""
         cfg = self.config
         names = np.array(CONDITION_NAMES)[assignment.numpy()]
-        if cfg.reference_sampling == "uniform":
-            count = None if cfg.shots is None else 2 * cfg.shots
-            picked = sample_uniform(len(names), count, cfg.seed)
-            return picked, assignment.numpy()[picked]
-        if cfg.shots is None:
-            return np.arange(len(names)), assignment.numpy()
-        per = sample_per_condition(names, cfg.shots, cfg.seed)
-        picked = np.concatenate([per["cold"], per["warm"]])
+        per_condition = names if cfg.reference_sampling == "per_condition" else None
+        picked = select_references(len(names), cfg.shots, cfg.seed, per_condition, CONDITION_NAMES)
         return picked, assignment.numpy()[picked]
 
     def fit(self, train_grids: list, train_maps, train_truth: list[str] | None = None) -> "GatedPatchCoreModel":
@@ -172,8 +166,10 @@ class GatedPatchCoreModel(nn.Module):
         return scores, patches.view(embedding.shape[0], *embedding.shape[2:])
 
     @torch.no_grad()
-    def score(self, grids: list, maps, known: list[str] | None = None, batch: int = 64) -> dict:
-        """{'scores' (N,), 'patch_maps' (N, h, w), 'route' (N,) 0 cold / 1 warm, 'p_warm' (N,)}."""
+    def score(self, grids: list, maps, known: list[str] | None = None, batch: int = 64,
+              upsample: bool = False) -> dict:
+        """{'scores' (N,), 'patch_maps' (N, h, w), 'route' (N,) 0 cold / 1 warm, 'p_warm' (N,)}, plus
+        'anomaly_maps' (N, H, W) at the maps' own size when `upsample`."""
         if any(len(bank) == 0 for bank in self.banks.values()):
             raise RuntimeError("the memory bank is empty: call fit() (or load a fitted checkpoint) before scoring")
         maps = _as_tensor(maps).float()
@@ -185,8 +181,12 @@ class GatedPatchCoreModel(nn.Module):
             scores, patch_maps = self._combine(embedding, route[part], p_warm[part])
             outputs["scores"].append(scores)
             outputs["patch_maps"].append(patch_maps)
-        return {"scores": torch.cat(outputs["scores"]), "patch_maps": torch.cat(outputs["patch_maps"]),
-                "route": route, "p_warm": p_warm.float()}
+        result = {"scores": torch.cat(outputs["scores"]), "patch_maps": torch.cat(outputs["patch_maps"]),
+                  "route": route, "p_warm": p_warm.float()}
+        if upsample:
+            result["anomaly_maps"] = F.interpolate(result["patch_maps"][:, None], size=maps.shape[-2:],
+                                                   mode="bilinear", align_corners=False)[:, 0]
+        return result
 
     def _combine(self, embedding, route, p_warm):
         mode = self.config.bank_mode

@@ -33,6 +33,17 @@ class MapBatchDataset(Dataset):
         return {"image": self.images[i], "mask": self.masks[i], "label": self.labels[i]}
 
 
+def map_transform(config: dict) -> MapTransform:
+    return MapTransform(config["image_size"], config["resize"], config["normalisation"], 1)
+
+
+def band_dataset(config: dict, data: DomainData) -> MapBatchDataset:
+    """Variant 1's training set: band anomalies synthesised on the domain's train normals (seeded)."""
+    train = config["train"]
+    images, masks, labels = band_training_set(data.train_maps, train["fault_fraction"], train["seed"])
+    return MapBatchDataset(images, masks, labels, map_transform(config))
+
+
 def build_feclip(config: dict) -> FEClipModule:
     train = config["train"]
     module = FEClipModule(model=config["feclip"], lr=train["lr"], linear_lr=train["linear_lr"])
@@ -50,12 +61,10 @@ def fit_and_score_feclip(config: dict, data: DomainData, progress: bool = True) 
     train = config["train"]
     start = time.perf_counter()
     module = build_feclip(config)
-    transform = MapTransform(config["image_size"], config["resize"], config["normalisation"], 1)
+    transform = map_transform(config)
     if train["source"] == "hdmap_bands":
-        images, masks, labels = band_training_set(data.train_maps, train["fault_fraction"], train["seed"])
         torch.manual_seed(train["seed"])
-        train_feclip(module, MapBatchDataset(images, masks, labels, transform), train["epochs"],
-                     train["batch_size"], progress=progress)
+        train_feclip(module, band_dataset(config, data), train["epochs"], train["batch_size"], progress=progress)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     test = MapBatchDataset(data.test_maps, np.zeros_like(data.test_maps), data.test_labels, transform)

@@ -57,17 +57,15 @@ def feclip_trainable(trial_config: dict, base_config: dict, data_args: dict, met
     import numpy as np
     from ray import tune
 
-    from hdmap.data.band_anomalies import band_training_set
-    from hdmap.data.transforms import MapTransform
     from hdmap.evaluation.metrics import auroc, best_threshold
-    from hdmap.run.feclip_hdmap import MapBatchDataset, build_feclip
+    from hdmap.run.feclip_hdmap import MapBatchDataset, band_dataset, build_feclip, map_transform
     from hdmap.run.feclip_run import predict_feclip, train_feclip
 
     torch.set_num_threads(max(1, threads))
     config = full_config(base_config, trial_config)
     data = _domain(**data_args)
     train = config["train"]
-    transform = MapTransform(config["image_size"], config["resize"], config["normalisation"], 1)
+    transform = map_transform(config)
     tune_idx = np.asarray(data.split.tune)
     tune_set = MapBatchDataset(data.test_maps[tune_idx], np.zeros_like(data.test_maps[tune_idx]),
                                data.test_labels[tune_idx], transform)
@@ -86,9 +84,8 @@ def feclip_trainable(trial_config: dict, base_config: dict, data_args: dict, met
                             checkpoint=tune.Checkpoint.from_directory(folder))
 
     module = build_feclip(config)
-    images, masks, labels = band_training_set(data.train_maps, train["fault_fraction"], train["seed"])
     torch.manual_seed(train["seed"])
-    train_feclip(module, MapBatchDataset(images, masks, labels, transform), train["epochs"], train["batch_size"],
+    train_feclip(module, band_dataset(config, data), train["epochs"], train["batch_size"],
                  callbacks=[ReportEachEpoch()], progress=False)
 
 
