@@ -11,16 +11,11 @@ from __future__ import annotations
 import copy
 
 from hdmap.evaluation.results_file import markdown_table, pct
+from hdmap.models.feclip.model import TINY_CLIP
 from hdmap.run.config import default_config, merge, parse_set, validate
 from hdmap.run.feclip_hdmap import fit_and_score_feclip
 from hdmap.run.study import Study, study_parser
 
-TINY_CLIP = {"clip_weights": "none", "taps": [1, 2],
-             "clip_kwargs": {"embed_dim": 32,
-                             "vision_cfg": {"layers": 2, "width": 64, "patch_size": 8, "image_size": 32,
-                                            "head_width": 32},
-                             "text_cfg": {"layers": 1, "width": 32, "heads": 2, "context_length": 77,
-                                          "vocab_size": 49408}}}
 COLUMNS = ["variant", "holdout acc %", "oracle acc %", "AUROC %", "cold AUROC %", "warm AUROC %"]
 
 

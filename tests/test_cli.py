@@ -3,6 +3,7 @@ import json
 import pytest
 
 from hdmap.cli import main
+from hdmap.models.feclip.model import TINY_CLIP
 from hdmap.run.config import ConfigError, merge, default_config, parse_set, validate
 
 
@@ -40,8 +41,7 @@ def test_config_errors_name_the_key():
 
 
 def test_fit_eval_feclip_band_training_writes_metrics(synth_root, tmp_path):
-    tiny = ("{embed_dim: 32, vision_cfg: {layers: 2, width: 64, patch_size: 8, image_size: 32, head_width: 32}, "
-            "text_cfg: {layers: 1, width: 32, heads: 2, context_length: 77, vocab_size: 49408}}")
+    tiny = json.dumps(TINY_CLIP["clip_kwargs"])
     args = ["fit-eval", "--data-root", str(synth_root), "--domain", "A", "--model", "feclip",
             "--out", str(tmp_path / "fe"), "--set", "feclip.clip_weights=none", "--set", f"feclip.clip_kwargs={tiny}",
             "--set", "feclip.taps=[1,2]", "--set", "image_size=32", "--set", "train.epochs=1",
@@ -55,8 +55,7 @@ def test_fit_eval_feclip_band_training_writes_metrics(synth_root, tmp_path):
 
 
 def test_fit_eval_feclip_fewshot_variant(synth_root, tmp_path):
-    tiny = ("{embed_dim: 32, vision_cfg: {layers: 2, width: 64, patch_size: 8, image_size: 32, head_width: 32}, "
-            "text_cfg: {layers: 1, width: 32, heads: 2, context_length: 77, vocab_size: 49408}}")
+    tiny = json.dumps(TINY_CLIP["clip_kwargs"])
     args = ["fit-eval", "--data-root", str(synth_root), "--domain", "A", "--model", "feclip",
             "--out", str(tmp_path / "fs"), "--set", "feclip.clip_weights=none", "--set", f"feclip.clip_kwargs={tiny}",
             "--set", "feclip.taps=[1,2]", "--set", "image_size=32", "--set", "train.source=none",

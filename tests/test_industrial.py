@@ -5,13 +5,9 @@ from PIL import Image
 
 from hdmap.data.industrial import DatasetLayoutError, IndustrialDataset, read_mvtec, read_visa
 from hdmap.evaluation.pro import aupro
+from hdmap.models.feclip.model import TINY_CLIP
 
-TINY_MODEL = {"clip_weights": "none", "taps": [1, 2],
-              "clip_kwargs": {"embed_dim": 32,
-                              "vision_cfg": {"layers": 2, "width": 64, "patch_size": 8, "image_size": 32,
-                                             "head_width": 32},
-                              "text_cfg": {"layers": 1, "width": 32, "heads": 2, "context_length": 77,
-                                           "vocab_size": 49408}}}
+TINY_MODEL = TINY_CLIP
 
 
 def _png(path, value, size=(20, 20), mode="RGB"):

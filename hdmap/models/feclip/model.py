@@ -12,6 +12,13 @@ from torch import nn
 from hdmap.models.feclip.adapters import FrequencyAdapter
 
 DEFAULT_PROMPTS = ("A photo of a normal object", "A photo of a damaged object")
+# A tiny randomly initialised CLIP (32 px, 2 blocks) for tests and pipeline checks without weights.
+TINY_CLIP = {"clip_weights": "none", "taps": [1, 2],
+             "clip_kwargs": {"embed_dim": 32,
+                             "vision_cfg": {"layers": 2, "width": 64, "patch_size": 8, "image_size": 32,
+                                            "head_width": 32},
+                             "text_cfg": {"layers": 1, "width": 32, "heads": 2, "context_length": 77,
+                                          "vocab_size": 49408}}}
 
 
 @dataclass
