@@ -37,10 +37,14 @@ def main() -> None:
             seconds, summary = timed_search(f"{folder}/cache", f"{folder}/runs", name, no_cache, args)
             rows.append((label, seconds, summary))
     print(f"\nsearch: {args.space}, {args.num_samples} trials, seed {args.seed}, max concurrent {args.max_concurrent}")
-    print("| feature cache | wall seconds | trials/hour | best tune objective |\n|---|---|---|---|")
+    print("| feature cache | wall seconds | trials/hour | best tune objective | mean per trial: features s | fit s "
+          "| predict s |\n|---|---|---|---|---|---|---|")
     for label, seconds, summary in rows:
         best = summary["best"]["tune_objective"] if summary["best"] else float("nan")
-        print(f"| {label} | {seconds:.0f} | {3600 * args.num_samples / seconds:.0f} | {best:.3f} |")
+        per = summary.get("mean_trial_seconds", {})
+        print(f"| {label} | {seconds:.0f} | {3600 * args.num_samples / seconds:.0f} | {best:.3f} | "
+              f"{per.get('features_s', float('nan')):.1f} | {per.get('fit_s', float('nan')):.1f} | "
+              f"{per.get('predict_s', float('nan')):.1f} |")
     print(f"throughput ratio, cache on (empty at start) / off: {rows[2][1] / rows[0][1]:.1f}x; "
           f"cache warm / off: {rows[2][1] / rows[1][1]:.1f}x")
 

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import math
+
+import numpy as np
 from pathlib import Path
 
 from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
@@ -22,6 +24,7 @@ def _rows(results) -> tuple[list[dict], list[dict]]:
             done.append({"trial_id": trial_id, "objective": metrics["objective"], "config": result.config,
                          "timestamp": metrics.get("timestamp", 0), "tune_auroc": metrics.get("tune_auroc"),
                          "gate_accuracy": metrics.get("gate_accuracy"),
+                         "seconds": {k: metrics.get(k) for k in ("features_s", "fit_s", "predict_s")},
                          "checkpoint": result.checkpoint.path if result.checkpoint else None})
     return done, failed
 
@@ -50,7 +53,9 @@ def summarise(results, exp_dir: Path, metric: str, options) -> dict:
     done, failed = _rows(results)
     done.sort(key=lambda r: -r["objective"] if r["objective"] is not None and math.isfinite(r["objective"]) else math.inf)
     summary = {"experiment": str(exp_dir), "metric": metric, "n_trials": len(done) + len(failed),
-               "n_failed": len(failed), "failed": failed, "best": None}
+               "n_failed": len(failed), "failed": failed, "best": None,
+               "mean_trial_seconds": {k: float(np.mean([r["seconds"][k] for r in done if r["seconds"][k] is not None]))
+                                      for k in ("features_s", "fit_s", "predict_s")} if done else {}}
     if done and done[0]["checkpoint"]:
         best = done[0]
         checkpoint = str(Path(best["checkpoint"]) / "model.ckpt")
