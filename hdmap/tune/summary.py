@@ -83,7 +83,13 @@ def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[d
         lines += [f"Best trial `{best['trial_id']}`: tune {metric} {_pct(best['tune_objective'])} %, holdout accuracy "
                   f"{_pct(hold['accuracy'])} %, holdout AUROC {_pct(hold['auroc'])} %, oracle accuracy "
                   f"{_pct(hold['accuracy_oracle'])} % (threshold on holdout, for comparison only).", "",
-                  f"Checkpoint: `{best['checkpoint']}`", "", "![objective vs trial](objective_vs_trial.png)", ""]
+                  f"Checkpoint: `{best['checkpoint']}`", ""]
+        holdout_value = hold.get(metric)
+        if holdout_value is not None and best["tune_objective"] is not None:
+            gap = 100 * (best["tune_objective"] - holdout_value)
+            lines += [f"Tune minus holdout {metric}: {gap:+.1f} points. The best of many trials on a small tune split",
+                      "is an optimistic estimate; the holdout number is the one to report.", ""]
+        lines += ["![objective vs trial](objective_vs_trial.png)", ""]
     keys = sorted({k for row in done for k in row["config"]})
     lines += [f"## Trials ({len(done)} finished, {len(failed)} failed)", "",
               "| rank | trial | tune " + metric + " % | tune AUROC % | gate acc % | " + " | ".join(keys) + " |",
