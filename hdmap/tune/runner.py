@@ -66,7 +66,8 @@ def start_ray(options: SearchOptions):
     context = ray.init(address=options.address, **kwargs)
     if options.dashboard and getattr(context, "dashboard_url", None):
         print(f"[hdmap] Ray dashboard: http://{context.dashboard_url}  (remote machine: "
-              f"ssh -L 8265:127.0.0.1:8265 USER@HOST, then open http://127.0.0.1:8265)", file=sys.stderr)
+              f"ssh -L 8265:127.0.0.1:8265 USER@HOST, then open http://127.0.0.1:8265; if it asks for a token, "
+              f"`ray get-auth-token` prints it)", file=sys.stderr)
     return context
 
 
