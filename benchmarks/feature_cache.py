@@ -31,7 +31,7 @@ def main() -> None:
         cache = FeatureCache(folder, progress=False)
         transform = cache.transform_for(spec, args.image_size, "aspect", "backbone")  # builds the model first
         start = time.perf_counter()
-        first = cache.features(spec, transform, paths)
+        cache.features(spec, transform, paths)
         first_s = time.perf_counter() - start
         reuse = []
         for _ in range(args.repeats):
@@ -43,7 +43,7 @@ def main() -> None:
     n = len(paths)
     print(f"synthetic domain C, {n} maps, tf_efficientnet_lite0 taps (2, 3), aspect {args.image_size}, "
           f"torch threads {torch.get_num_threads()}")
-    print(f"| step | seconds | maps/s |\n|---|---|---|")
+    print("| step | seconds | maps/s |\n|---|---|---|")
     print(f"| first extraction (empty cache) | {first_s:.2f} | {n / first_s:.1f} |")
     print(f"| cached re-use (median of {args.repeats}) | {reuse_s:.3f} | {n / reuse_s:.0f} |")
     print(f"ratio first / cached: {first_s / reuse_s:.0f}x")

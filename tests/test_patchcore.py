@@ -4,7 +4,8 @@ import numpy as np
 import pytest
 import torch
 
-from hdmap.models.lightning_patchcore import GatedPatchCore, lightning_checkpoint
+from hdmap.models.lightning_checkpoint import lightning_checkpoint
+from hdmap.models.lightning_patchcore import GatedPatchCore
 from hdmap.run.patchcore_run import build_module, cached_features, fit_and_score
 
 
@@ -54,13 +55,16 @@ def test_too_few_references_names_condition(tiny_config, domain_c, feature_cache
         fit_and_score(_config(tiny_config, bank_mode="gated", shots=500), domain_c, feature_cache)
 
 
-def test_one_sided_gate_errors_in_gated_and_falls_back_in_soft(tiny_config, domain_c, feature_cache):
+def test_one_sided_gate_errors_in_gated_and_falls_back_in_soft(tiny_config, domain_c, feature_cache, tmp_path):
     gate = {"kind": "intensity", "threshold": 100.0}
     with pytest.raises(ValueError, match="one condition"):
         fit_and_score(_config(tiny_config, bank_mode="gated", gate=gate), domain_c, feature_cache)
     with pytest.warns(UserWarning, match="one condition"):
         module, _, metrics = fit_and_score(_config(tiny_config, bank_mode="soft", gate=gate), domain_c, feature_cache)
     assert set(module.core.banks) == {"mixed"} and metrics["notes"]
+    torch.save(lightning_checkpoint(module), tmp_path / "fallback.ckpt")  # reloads as what was fitted
+    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "fallback.ckpt", map_location="cpu")
+    assert set(reloaded.core.banks) == {"mixed"} and len(reloaded.core.banks["mixed"]) > 0
 
 
 def test_unfitted_model_refuses_to_score(tiny_config, domain_c, feature_cache):

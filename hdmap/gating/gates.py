@@ -9,12 +9,10 @@ routes any map (`route`). The brighter group is always `warm`.
 """
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from hdmap.nn_state import ResizableBuffers
 

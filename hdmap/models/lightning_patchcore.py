@@ -5,7 +5,6 @@ conditions and picks the references. test/predict: scores. The backbone is rebui
 """
 from __future__ import annotations
 
-from dataclasses import asdict
 
 import lightning as L
 import torch
@@ -52,6 +51,11 @@ class GatedPatchCore(L.LightningModule):
     def configure_optimizers(self):
         return None
 
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """Save the model settings as fitted (a one-sided gate may have turned `soft` into `mixed`)."""
+        checkpoint["hyper_parameters"] = {**checkpoint.get("hyper_parameters", {}),
+                                          "model": self.core.config.to_dict()}
+
     def on_train_epoch_start(self) -> None:
         self._train_batches = []
 
@@ -92,8 +96,3 @@ class PatchCore(GatedPatchCore):
         model = {**(model or {}), "bank_mode": "mixed", "reference_sampling": "uniform"}
         super().__init__(backbone, model, image_size, resize, normalisation)
 
-
-def lightning_checkpoint(module: GatedPatchCore, extra: dict | None = None) -> dict:
-    """A checkpoint `load_from_checkpoint` accepts, written without a Trainer (used by the Tune trainable)."""
-    return {"state_dict": module.state_dict(), "hyper_parameters": dict(module.hparams),
-            "pytorch-lightning_version": L.__version__, "hdmap": extra or {}}

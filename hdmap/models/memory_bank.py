@@ -4,7 +4,6 @@ from __future__ import annotations
 import faiss
 import numpy as np
 import torch
-from torch import nn
 
 from hdmap.nn_state import ResizableBuffers
 

@@ -121,7 +121,7 @@ class GatedPatchCoreModel(nn.Module):
         if one_sided and cfg.bank_mode == "gated":
             raise ValueError(f"gate '{cfg.gate.kind}' assigned every train map to one condition ({counts}); "
                              f"a gated bank needs both. Use bank_mode=mixed or another gate.")
-        if one_sided and cfg.bank_mode == "soft" or one_sided and cfg.reference_sampling == "per_condition":
+        elif one_sided and (cfg.bank_mode == "soft" or cfg.reference_sampling == "per_condition"):
             warnings.warn(f"gate assigned every train map to one condition ({counts}); "
                           f"falling back to uniform sampling and one mixed bank")
             self.notes.append(f"gate assigned all train maps to one condition {counts}: fell back to a mixed bank")

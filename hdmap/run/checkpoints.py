@@ -9,7 +9,8 @@ from pathlib import Path
 import torch
 
 from hdmap.data.splits import SplitMismatchError, TestSplit
-from hdmap.models.lightning_patchcore import GatedPatchCore, lightning_checkpoint
+from hdmap.models.lightning_checkpoint import lightning_checkpoint
+from hdmap.models.lightning_patchcore import GatedPatchCore
 from hdmap.run.domain_data import DomainData
 
 CHECKPOINT_FILE = "model.ckpt"
@@ -36,9 +37,7 @@ def save_checkpoint(folder: str | Path, module: GatedPatchCore, config: dict, da
              "train_fingerprint": data_fingerprint(data.train),
              "test_fingerprint": data_fingerprint(data.test), "map_shape": list(data.test_maps.shape[1:]),
              "tune": metrics["tune"]}
-    checkpoint = lightning_checkpoint(module, extra)
-    module.on_save_checkpoint(checkpoint)  # FE-CLIP drops its frozen CLIP here
-    torch.save(checkpoint, folder / CHECKPOINT_FILE)
+    torch.save(lightning_checkpoint(module, extra), folder / CHECKPOINT_FILE)  # FE-CLIP drops its frozen CLIP
     (folder / "config.json").write_text(json.dumps(config, indent=2))
     return folder / CHECKPOINT_FILE
 

@@ -7,6 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from hdmap.evaluation.metrics import auroc
+from hdmap.models.lightning_checkpoint import lightning_checkpoint
 from hdmap.models.feclip.losses import feclip_loss
 from hdmap.models.feclip.model import FEClip, FEClipConfig
 
@@ -62,7 +63,4 @@ class FEClipModule(L.LightningModule):
 
     def trainer_free_save(self, path) -> None:
         """Save a checkpoint (trained parameters + hparams) without a Trainer."""
-        checkpoint = {"state_dict": self.state_dict(), "hyper_parameters": dict(self.hparams),
-                      "pytorch-lightning_version": L.__version__}
-        self.on_save_checkpoint(checkpoint)
-        torch.save(checkpoint, path)
+        torch.save(lightning_checkpoint(self), path)
