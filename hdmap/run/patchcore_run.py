@@ -28,13 +28,16 @@ def spec_of(config: dict) -> BackboneSpec:
     return BackboneSpec(**backbone)
 
 
-def cached_features(config: dict, data: DomainData, cache: FeatureCache) -> tuple[list, list]:
-    """(train grids, test grids) per tap, from the cache."""
+def item_features(config: dict, items: list, cache: FeatureCache) -> list:
+    """Grids per tap of `items`, from the cache."""
     spec = spec_of(config)
     transform = cache.transform_for(spec, config["image_size"], config["resize"], config["normalisation"])
-    train = cache.features(spec, transform, [i.path for i in data.train])
-    test = cache.features(spec, transform, [i.path for i in data.test])
-    return train, test
+    return cache.features(spec, transform, [i.path for i in items])
+
+
+def cached_features(config: dict, data: DomainData, cache: FeatureCache) -> tuple[list, list]:
+    """(train grids, test grids) per tap, from the cache."""
+    return item_features(config, data.train, cache), item_features(config, data.test, cache)
 
 
 def fit_and_score(config: dict, data: DomainData, cache: FeatureCache) -> tuple[GatedPatchCore, dict, dict]:
@@ -71,7 +74,7 @@ def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatch
 
 
 def score_with_module(module: GatedPatchCore, config: dict, data: DomainData, cache: FeatureCache) -> dict:
-    """Score all test maps of `data` with an already fitted (e.g. reloaded) module."""
-    _, test_grids = cached_features(config, data, cache)
+    """Score all test maps of `data` with an already fitted (e.g. reloaded) module (no train features needed)."""
+    test_grids = item_features(config, data.test, cache)
     with torch.no_grad():
         return module.core.score(test_grids, data.test_maps, data.test_conditions)
