@@ -1,7 +1,9 @@
 """Everything a run needs about one domain: items, raw maps, labels, conditions, and the saved split."""
 from __future__ import annotations
 
+import hashlib
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -31,6 +33,20 @@ class DomainData:
     @property
     def train_truth(self) -> list[str]:
         return [i.condition for i in self.train]
+
+    @cached_property
+    def fingerprints(self) -> dict[str, str]:
+        """Hashes of train and test file names + contents (read once per DomainData, not per checkpoint)."""
+        return {"train": content_fingerprint(self.train), "test": content_fingerprint(self.test)}
+
+
+def content_fingerprint(items: list[MapItem]) -> str:
+    """Hash of the file names and contents (not their location: a moved data root still matches)."""
+    digest = hashlib.sha256()
+    for item in items:
+        digest.update(Path(item.path).name.encode())
+        digest.update(Path(item.path).read_bytes())
+    return digest.hexdigest()[:16]
 
 
 def _stack(items: list[MapItem]) -> np.ndarray:

@@ -23,7 +23,6 @@ def evaluate_checkpoint(path: str | Path, out: str | Path | None = None, data_ro
         raise FileNotFoundError(f"data root of the checkpoint not found: {root} (pass --data-root)")
     split = TestSplit(**extra["split"])
     data = load_domain(root, extra["domain"], None, split.tune_fraction, split.seed)
-    data.split.check_matches(split.paths)
     check_data(extra, data)
     start = time.perf_counter()
     if config["model_name"] == "feclip":  # reload the trained adapters; no further training
