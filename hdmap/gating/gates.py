@@ -121,18 +121,20 @@ class Gate(ResizableBuffers):
         return distances.argmin(1), p_warm
 
     def _fit_centroids(self, features: torch.Tensor, assignment: torch.Tensor) -> None:
+        centroids = []
         for code in (COLD, WARM):
             members = features[assignment == code]
             if len(members) == 0:
                 raise ValueError(f"gate '{self.config.kind}': no train map was assigned to "
                                  f"{'cold' if code == COLD else 'warm'}; cannot fit a centroid")
-        self.centroids = torch.stack([features[assignment == c].float().mean(0) for c in (COLD, WARM)])
+            centroids.append(members.float().mean(0))
+        self.centroids = torch.stack(centroids)
 
     def assign_train(self, maps: torch.Tensor, features: torch.Tensor, truth: list[str] | None = None) -> torch.Tensor:
         """Fit the gate on unlabelled train maps and return their condition codes (0 cold, 1 warm)."""
         kind = self.config.kind
         if kind == "oracle" and truth is not None and all(t in ("cold", "warm") for t in truth):
-            return torch.tensor([WARM if t == "warm" else COLD for t in truth])
+            return condition_codes(truth)
         if kind == "discover" and self.config.discover_on == "intensity":
             stats = self._stats(maps)
             self.gmm_means, self.gmm_variances, self.gmm_weights = fit_gmm(stats)
@@ -166,7 +168,7 @@ class Gate(ResizableBuffers):
         if kind == "oracle":
             if known is None or any(k not in ("cold", "warm") for k in known):
                 raise ValueError("the oracle gate needs the known condition of every map (cold/warm)")
-            codes = torch.tensor([WARM if k == "warm" else COLD for k in known])
+            codes = condition_codes(known)
             return codes, codes.double()
         if kind == "intensity":
             return self._intensity_route(maps)
@@ -174,6 +176,11 @@ class Gate(ResizableBuffers):
             return self._centroid_route(features)
         posterior = gmm_posterior(self._stats(maps), self.gmm_means, self.gmm_variances, self.gmm_weights)
         return posterior.argmax(1), posterior[:, WARM]
+
+
+def condition_codes(names: list[str]) -> torch.Tensor:
+    """'cold'/'warm' names -> codes 0/1."""
+    return torch.tensor([WARM if name == "warm" else COLD for name in names])
 
 
 def gate_accuracy(routed: torch.Tensor, known: list[str]) -> float | None:
