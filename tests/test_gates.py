@@ -48,3 +48,23 @@ def test_gate_state_round_trip():
 def test_bad_kind():
     with pytest.raises(ValueError, match="gate kind"):
         GateConfig("psychic")
+
+
+def test_feature_gate_routes_each_map_on_its_own():
+    maps, features, truth = _separable()
+    gate = Gate(GateConfig("feature"))
+    gate.assign_train(maps, features)
+    _, alone = gate.route(maps[:1], features[:1])
+    _, in_batch = gate.route(maps, features)
+    assert torch.allclose(alone[0], in_batch[0])
+    _, with_others = gate.route(torch.cat([maps[:1], maps[:1] * 3]), torch.cat([features[:1], features[:1] * 10]))
+    assert torch.allclose(alone[0], with_others[0])
+
+
+def test_oracle_without_known_train_conditions_says_so():
+    maps, features, truth = _separable()
+    gate = Gate(GateConfig("oracle"))
+    gate.assign_train(maps, features, ["unknown"] * len(maps))
+    assert "train conditions unknown" in gate.train_source
+    gate.assign_train(maps, features, truth)
+    assert gate.train_source == "known conditions"

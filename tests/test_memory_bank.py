@@ -31,6 +31,27 @@ def test_faiss_agrees_with_brute_force():
     assert torch.equal(indices, expected_idx)
 
 
+def test_torch_backend_agrees_with_faiss_and_index_is_reused():
+    from hdmap.models.memory_bank import KnnIndex
+
+    bank, queries = torch.randn(300, 16), torch.randn(40, 16)
+    faiss_d, faiss_i = KnnIndex(bank, "faiss-cpu").search(queries, 3)
+    torch_d, torch_i = KnnIndex(bank, "torch").search(queries, 3)
+    assert torch.allclose(faiss_d, torch_d, atol=1e-4) and torch.equal(faiss_i, torch_i)
+    memory = MemoryBank().fit(bank, coreset_ratio=1.0)
+    assert memory.index() is memory.index()  # built once, not per query
+    memory.fit(bank[:100], coreset_ratio=1.0)
+    assert len(memory.index()) == 100  # a new fit rebuilds it
+
+
+def test_faiss_is_installed_by_the_readme_install():
+    import faiss  # README: pip install -e ".[cpu,dev]"; the `cpu` extra brings faiss-cpu
+
+    index = faiss.IndexFlatL2(4)
+    index.add(np.eye(4, dtype=np.float32))
+    assert index.ntotal == 4
+
+
 def test_reweighting_hand_case():
     bank = MemoryBank().fit(torch.tensor([[0.0], [1.0], [3.0]]), coreset_ratio=1.0)
     patches = torch.tensor([[0.2], [0.5]])  # one image of two patches; worst patch 0.5, nearest member 0 or 1

@@ -1,5 +1,6 @@
 import math
 
+import numpy as np
 import pytest
 
 from hdmap.evaluation.metrics import (accuracy_at, auroc, average_precision, best_threshold, f1_at, macro_average,
@@ -40,3 +41,14 @@ def test_protocol_threshold_comes_from_tune():
 
 def test_macro_average():
     assert macro_average({"a": {"auroc": 0.8}, "b": {"auroc": 0.6}})["auroc"] == pytest.approx(0.7)
+
+
+def test_best_threshold_is_the_middle_of_the_plateau():
+    scores = np.array([0.1, 0.2, 0.5, 0.9, 1.0])
+    labels = np.array([0, 0, 0, 1, 1])
+    threshold, accuracy = best_threshold(scores, labels)
+    assert accuracy == 1.0 and threshold == pytest.approx(0.7)  # anywhere in (0.5, 0.9] is perfect
+    scores = np.array([0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7])  # one stray fault: the best run is one candidate
+    labels = np.array([0, 1, 0, 0, 0, 1, 1])
+    threshold, accuracy = best_threshold(scores, labels)
+    assert threshold == pytest.approx(0.55) and accuracy == accuracy_at(scores, labels, threshold) == 6 / 7

@@ -66,13 +66,21 @@ def f1_at(scores, labels, threshold: float) -> float:
 
 
 def best_threshold(scores, labels) -> tuple[float, float]:
-    """(threshold, accuracy) maximising accuracy; candidates are midpoints between distinct scores."""
+    """(threshold, accuracy) maximising accuracy: the middle of the best-accuracy plateau.
+
+    Candidates are midpoints between distinct scores (and one below / above all). The candidates that reach the
+    best accuracy form runs; the longest run (the first if several are as long) is the plateau, and its middle
+    is the threshold, so it is not pushed to the plateau's edge next to a tune score."""
     scores, labels = _check(scores, labels)
     distinct = np.unique(scores)
     candidates = np.r_[distinct[0] - 1.0, (distinct[:-1] + distinct[1:]) / 2.0, distinct[-1] + 1.0]
-    accuracies = np.mean((scores[:, None] >= candidates[None, :]) == (labels[:, None] == 1), axis=0)
-    best = int(np.argmax(accuracies))
-    return float(candidates[best]), float(accuracies[best])
+    correct = (scores[:, None] >= candidates[None, :]) == (labels[:, None] == 1)
+    accuracies = correct.mean(axis=0)
+    at_best = np.flatnonzero(accuracies == accuracies.max())
+    runs = np.split(at_best, np.flatnonzero(np.diff(at_best) > 1) + 1)
+    plateau = max(runs, key=len)
+    threshold = (candidates[plateau[0]] + candidates[plateau[-1]]) / 2.0
+    return float(threshold), float(accuracies.max())
 
 
 def _nan_to_none(value: float):

@@ -58,10 +58,10 @@ def fit_gmm(x: torch.Tensor, iterations: int = 100) -> tuple[torch.Tensor, torch
     x = x.double()
     high = x[:, 0] > x[:, 0].median()
     if high.all() or not high.any():
-        high = torch.arange(len(x)) >= len(x) // 2
+        high = torch.arange(len(x), device=x.device) >= len(x) // 2
     means = torch.stack([x[~high].mean(0), x[high].mean(0)])
     variances = torch.stack([x[~high].var(0, unbiased=False), x[high].var(0, unbiased=False)]) + 1e-8
-    weights = torch.tensor([0.5, 0.5], dtype=torch.float64)
+    weights = torch.tensor([0.5, 0.5], dtype=torch.float64, device=x.device)
     for _ in range(iterations):
         resp = gmm_posterior(x, means, variances, weights)
         total = resp.sum(0) + 1e-12
@@ -87,9 +87,11 @@ class Gate(ResizableBuffers):
         self.register_buffer("threshold", torch.tensor(float("nan")))
         self.register_buffer("spread", torch.tensor(1.0))
         self.register_buffer("centroids", torch.zeros(2, feature_dim))
+        self.register_buffer("centroid_scale", torch.tensor(1.0))  # fixed on train: routing is per map
         self.register_buffer("gmm_means", torch.zeros(2, 2, dtype=torch.float64))
         self.register_buffer("gmm_variances", torch.ones(2, 2, dtype=torch.float64))
         self.register_buffer("gmm_weights", torch.full((2,), 0.5, dtype=torch.float64))
+        self.train_source = ""  # how train conditions were assigned (reported in metrics.json)
 
     @property
     def uses_features(self) -> bool:
@@ -102,22 +104,25 @@ class Gate(ResizableBuffers):
     def _fit_intensity(self, maps: torch.Tensor) -> None:
         stat = map_percentile(maps, self.config.percentile)
         if self.config.threshold is not None:
-            self.threshold = torch.tensor(float(self.config.threshold))
+            self.threshold = torch.tensor(float(self.config.threshold), device=maps.device)
             self.spread = stat.std().clamp_min(1e-6) / 4
             return
         low, high = two_means_1d(stat)
-        self.threshold = torch.tensor((low + high) / 2)
-        self.spread = torch.tensor(max((high - low) / 8, 1e-6))
+        self.threshold = torch.tensor((low + high) / 2, device=maps.device)
+        self.spread = torch.tensor(max((high - low) / 8, 1e-6), device=maps.device)
 
     def _intensity_route(self, maps):
         stat = map_percentile(maps, self.config.percentile)
         p_warm = torch.sigmoid((stat - self.threshold) / self.spread)
         return (stat > self.threshold).long(), p_warm
 
+    def _centroid_distances(self, features):
+        return torch.cdist(features.float(), self.centroids.float()) ** 2
+
     def _centroid_route(self, features):
-        distances = torch.cdist(features.float(), self.centroids.float()) ** 2
-        scale = distances.min(1).values.mean().clamp_min(1e-12)
-        p_warm = torch.softmax(-distances / scale, dim=1)[:, WARM]
+        """Nearest centroid; p_warm from a softmax whose scale was fixed on train, so it depends on this map only."""
+        distances = self._centroid_distances(features)
+        p_warm = torch.softmax(-distances / self.centroid_scale, dim=1)[:, WARM]
         return distances.argmin(1), p_warm
 
     def _fit_centroids(self, features: torch.Tensor, assignment: torch.Tensor) -> None:
@@ -129,12 +134,18 @@ class Gate(ResizableBuffers):
                                  f"{'cold' if code == COLD else 'warm'}; cannot fit a centroid")
             centroids.append(members.float().mean(0))
         self.centroids = torch.stack(centroids)
+        self.centroid_scale = self._centroid_distances(features).min(1).values.mean().clamp_min(1e-12)
 
     def assign_train(self, maps: torch.Tensor, features: torch.Tensor, truth: list[str] | None = None) -> torch.Tensor:
         """Fit the gate on unlabelled train maps and return their condition codes (0 cold, 1 warm)."""
         kind = self.config.kind
-        if kind == "oracle" and truth is not None and all(t in ("cold", "warm") for t in truth):
-            return condition_codes(truth)
+        known = truth is not None and all(t in ("cold", "warm") for t in truth)
+        self.train_source = "known conditions" if kind == "oracle" and known else f"{kind} gate"
+        if kind == "oracle" and known:
+            return condition_codes(truth, maps.device)
+        if kind == "oracle":
+            self.train_source = ("intensity 2-means: train conditions unknown (pass a condition CSV that lists the "
+                                 "train maps for a true oracle)")
         if kind == "discover" and self.config.discover_on == "intensity":
             stats = self._stats(maps)
             self.gmm_means, self.gmm_variances, self.gmm_weights = fit_gmm(stats)
@@ -143,12 +154,7 @@ class Gate(ResizableBuffers):
                 self.gmm_weights = self.gmm_weights.flip(0)
             return self.route(maps, features)[0]
         if kind == "discover":
-            import faiss
-
-            x = np.ascontiguousarray(features.float().numpy())
-            kmeans = faiss.Kmeans(x.shape[1], 2, niter=50, seed=self.config.seed, verbose=False)
-            kmeans.train(x)
-            labels = torch.from_numpy(kmeans.index.search(x, 1)[1][:, 0]).long()
+            labels = two_means(features.float(), self.config.seed)
             brightness = [maps[labels == c].mean().item() if (labels == c).any() else -1 for c in (0, 1)]
             if brightness[0] > brightness[1]:
                 labels = 1 - labels
@@ -168,7 +174,7 @@ class Gate(ResizableBuffers):
         if kind == "oracle":
             if known is None or any(k not in ("cold", "warm") for k in known):
                 raise ValueError("the oracle gate needs the known condition of every map (cold/warm)")
-            codes = condition_codes(known)
+            codes = condition_codes(known, maps.device)
             return codes, codes.double()
         if kind == "intensity":
             return self._intensity_route(maps)
@@ -178,14 +184,30 @@ class Gate(ResizableBuffers):
         return posterior.argmax(1), posterior[:, WARM]
 
 
-def condition_codes(names: list[str]) -> torch.Tensor:
+def condition_codes(names: list[str], device: torch.device | str = "cpu") -> torch.Tensor:
     """'cold'/'warm' names -> codes 0/1."""
-    return torch.tensor([WARM if name == "warm" else COLD for name in names])
+    return torch.tensor([WARM if name == "warm" else COLD for name in names], device=device)
+
+
+def two_means(x: torch.Tensor, seed: int = 0, iterations: int = 50) -> torch.Tensor:
+    """Labels 0/1 of a k-means with two clusters (seeded k-means++ start), on the features' device."""
+    generator = torch.Generator().manual_seed(seed)
+    first = x[torch.randint(len(x), (1,), generator=generator).item()]
+    far = torch.cdist(x, first[None])[:, 0] ** 2
+    second = x[torch.multinomial(far.cpu() + 1e-12, 1, generator=generator).item()]
+    centres = torch.stack([first, second])
+    for _ in range(iterations):
+        labels = torch.cdist(x, centres).argmin(1)
+        updated = torch.stack([x[labels == c].mean(0) if (labels == c).any() else centres[c] for c in (0, 1)])
+        if torch.equal(updated, centres):
+            break
+        centres = updated
+    return labels
 
 
 def gate_accuracy(routed: torch.Tensor, known: list[str]) -> float | None:
     """Share of maps routed to their known condition; None when conditions are unknown."""
-    pairs = [(int(r), k) for r, k in zip(routed, known) if k in ("cold", "warm")]
+    pairs = [(int(r), k) for r, k in zip(routed.tolist(), known) if k in ("cold", "warm")]
     if not pairs:
         return None
     return float(np.mean([(r == WARM) == (k == "warm") for r, k in pairs]))

@@ -1,10 +1,12 @@
 """Lightning wrappers: `PatchCore` (one mixed bank) and `GatedPatchCore` (gate + banks) around the torch core.
 
-fit: one pass over all train maps (the datamodule's train loader with shots=None); the core's gate assigns
-conditions and picks the references. test/predict: scores. The backbone is rebuilt from hparams, never saved.
+fit: `plan_fit` (gate on all train maps, choice of references) runs first; the training epoch then reads the chosen
+maps batch by batch (cached grids from `FeatureDataModule`, or images through the backbone) and builds the banks
+on the accelerator Lightning placed the module on. Without a plan (e.g. `HDMAPDataModule` serving all of train),
+the epoch collects every train map and the core plans and fits at its end.
+predict/test: each batch is scored on the module's device. The backbone is rebuilt from hparams, never saved.
 """
 from __future__ import annotations
-
 
 import lightning as L
 import torch
@@ -12,7 +14,9 @@ import torch
 from hdmap.data.datamodule import CONDITION_CODE
 from hdmap.data.transforms import MapTransform
 from hdmap.features.backbones import BackboneSpec, build_backbone
-from hdmap.models.patchcore import GatedPatchCoreModel, PatchCoreConfig
+from hdmap.features.datamodule import CALIBRATION, REFERENCE
+from hdmap.models.memory_bank import knn_backend
+from hdmap.models.patchcore import FitPlan, GatedPatchCoreModel, PatchCoreConfig
 
 CODE_TO_CONDITION = {code: name for name, code in CONDITION_CODE.items()}
 
@@ -33,20 +37,27 @@ class GatedPatchCore(L.LightningModule):
         self.backbone_spec = BackboneSpec(**spec)
         self.core = GatedPatchCoreModel(PatchCoreConfig(**(model or {})))
         self.automatic_optimization = False
+        self.plan: FitPlan | None = None
+        self.devices_used: dict[str, str] = {}  # where banks and kNN ran (reported in metrics.json)
         self._backbone: list = []  # kept out of the state dict: weights come from hparams
-        self._train_batches: list[dict] = []
+        self._fit_batches: list[dict] = []
         self.outputs: list[dict] = []
 
     def backbone(self):
         if not self._backbone:
-            self._backbone.append(build_backbone(self.backbone_spec).to(self.device))
-        return self._backbone[0]
+            self._backbone.append(build_backbone(self.backbone_spec))
+        return self._backbone[0].to(self.device)
 
     def transform(self) -> MapTransform:
         """The input transform this model expects (size multiple and normalisation of its backbone)."""
         backbone = self.backbone()
         return MapTransform(self.hparams.image_size, self.hparams.resize, self.hparams.normalisation,
                             backbone.stride, backbone.mean_std)
+
+    def plan_fit(self, train_maps, train_global_features=None, train_truth: list[str] | None = None) -> FitPlan:
+        """Fit the gate on all train maps and choose the maps the training epoch will read."""
+        self.plan = self.core.plan_fit(train_maps, train_global_features, train_truth)
+        return self.plan
 
     def configure_optimizers(self):
         return None
@@ -55,27 +66,48 @@ class GatedPatchCore(L.LightningModule):
         """Save the model settings as fitted (a one-sided gate may have turned `soft` into `mixed`)."""
         checkpoint["hyper_parameters"] = {**checkpoint.get("hyper_parameters", {}),
                                           "model": self.core.config.to_dict()}
+        checkpoint["fit_notes"] = {"notes": list(self.core.notes), "gate_train_source": self.core.gate.train_source}
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        """What the fit had to decide (fallbacks, how the gate assigned train) stays with the model."""
+        saved = checkpoint.get("fit_notes", {})
+        self.core.notes = list(saved.get("notes", []))
+        self.core.gate.train_source = saved.get("gate_train_source", "")
+
+    def _grids(self, batch) -> list[torch.Tensor]:
+        return batch["grids"] if "grids" in batch else self.backbone()(batch["image"])
 
     def on_train_epoch_start(self) -> None:
-        self._train_batches = []
+        self._fit_batches = []
 
     def training_step(self, batch, batch_idx):
-        grids = [g.cpu() for g in self.backbone()(batch["image"])]
-        self._train_batches.append({"grids": grids, "map": batch["map"].cpu(), "condition": batch["condition"].cpu()})
+        grids = self._grids(batch)
+        if self.plan is None:  # no plan: keep everything, plan at the end of the epoch
+            self._fit_batches.append({"grids": grids, "map": batch["map"], "condition": batch["condition"]})
+        else:
+            self._fit_batches.append({"embedding": self.core.embed(grids), "role": batch["role"],
+                                      "code": batch["code"]})
 
     def on_train_epoch_end(self) -> None:
-        batches = self._train_batches
-        grids = [torch.cat([b["grids"][t] for b in batches]) for t in range(len(batches[0]["grids"]))]
-        maps = torch.cat([b["map"] for b in batches])
-        truth = _names(torch.cat([b["condition"] for b in batches]))
-        self.core.fit(grids, maps, truth)
-        self._train_batches = []
+        batches, self._fit_batches = self._fit_batches, []
+        if self.plan is None:
+            grids = [torch.cat([b["grids"][t] for b in batches]) for t in range(len(batches[0]["grids"]))]
+            self.core.fit(grids, torch.cat([b["map"] for b in batches]),
+                          _names(torch.cat([b["condition"] for b in batches])))
+            return
+        embedding = torch.cat([b["embedding"] for b in batches])
+        role, code = torch.cat([b["role"] for b in batches]), torch.cat([b["code"] for b in batches])
+        self.core.build_banks(embedding[role == REFERENCE], code[role == REFERENCE].cpu().numpy())
+        if (role == CALIBRATION).any():
+            self.core.calibrate(embedding[role == CALIBRATION], code[role == CALIBRATION].cpu().numpy())
 
     def _score_batch(self, batch) -> dict:
-        grids = [g.cpu() for g in self.backbone()(batch["image"])]
-        known = _names(batch["condition"])
-        out = self.core.score(grids, batch["map"].cpu(), known, upsample=True)  # only the oracle gate reads `known`
-        out.update(label=batch["label"].cpu(), condition=batch["condition"].cpu())
+        known = _names(batch["condition"])  # only the oracle gate reads it
+        out = self.core.score_batch(self._grids(batch), batch["map"], known, upsample="image" in batch)
+        bank = next(iter(self.core.banks.values())).features
+        self.devices_used = {"banks": str(bank.device), "knn": knn_backend(bank.device)}
+        out = {key: value.cpu() for key, value in out.items()}
+        out.update({key: batch[key].cpu() for key in ("label", "index", "condition") if key in batch})
         return out
 
     def on_test_epoch_start(self) -> None:
@@ -95,4 +127,9 @@ class PatchCore(GatedPatchCore):
                  resize: str = "aspect", normalisation: str = "backbone"):
         model = {**(model or {}), "bank_mode": "mixed", "reference_sampling": "uniform"}
         super().__init__(backbone, model, image_size, resize, normalisation)
+
+
+def gather_predictions(batches: list[dict]) -> dict:
+    """Concatenate predict_step outputs (in dataloader order) into one dict of CPU tensors."""
+    return {key: torch.cat([b[key] for b in batches]) for key in batches[0]}
 

@@ -1,11 +1,22 @@
-"""Memory bank of normal patch features: greedy k-center coreset, exact faiss kNN, PatchCore scoring."""
+"""Memory bank of normal patch features: greedy k-center coreset, exact kNN on the bank's device, PatchCore scoring.
+
+kNN backends, chosen by where the bank lives: a faiss GPU index (CUDA bank, GPU faiss installed), torch on CUDA
+(CUDA bank, no GPU faiss), a faiss CPU index (CPU bank, faiss installed), torch on CPU (no faiss at all).
+All are exact L2 searches; the index is built once per bank and reused by every query.
+"""
 from __future__ import annotations
 
-import faiss
 import numpy as np
 import torch
 
 from hdmap.nn_state import ResizableBuffers
+
+try:
+    import faiss
+except ImportError:  # the base install works without faiss (torch kNN); extras `cpu` / `gpu` add it
+    faiss = None
+
+TORCH_KNN_BLOCK = 1 << 24  # query x bank distances computed per block (64 MiB of float32)
 
 
 class EmptyBankError(RuntimeError):
@@ -13,7 +24,7 @@ class EmptyBankError(RuntimeError):
 
 
 def greedy_coreset(features: torch.Tensor, ratio: float, seed: int = 0, projection_dim: int | None = 128) -> torch.Tensor:
-    """Indices of a greedy k-center coreset with round(ratio * N) members (at least 1).
+    """Indices (on the features' device) of a greedy k-center coreset with round(ratio * N) members (at least 1).
 
     Distances are measured on a seeded random projection to `projection_dim` (None: full dimension)."""
     if not 0.0 < ratio <= 1.0:
@@ -21,13 +32,13 @@ def greedy_coreset(features: torch.Tensor, ratio: float, seed: int = 0, projecti
     n = features.shape[0]
     size = max(1, int(round(ratio * n)))
     if size >= n:
-        return torch.arange(n)
+        return torch.arange(n, device=features.device)
     generator = torch.Generator().manual_seed(seed)
     x = features.float()
     if projection_dim and projection_dim < x.shape[1]:
         projection = torch.randn(x.shape[1], projection_dim, generator=generator) / projection_dim ** 0.5
         x = x @ projection.to(x.device)
-    chosen = torch.empty(size, dtype=torch.long)
+    chosen = torch.empty(size, dtype=torch.long, device=x.device)
     chosen[0] = torch.randint(n, (1,), generator=generator).item()
     nearest = torch.linalg.vector_norm(x - x[chosen[0]], dim=1)
     for i in range(1, size):
@@ -36,48 +47,93 @@ def greedy_coreset(features: torch.Tensor, ratio: float, seed: int = 0, projecti
     return chosen
 
 
-def _use_gpu_faiss(device: torch.device) -> bool:
-    return device.type == "cuda" and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+def gpu_faiss_available() -> bool:
+    return faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
+
+
+def knn_backend(device: torch.device | str) -> str:
+    """Which exact kNN runs for a bank on `device`: faiss-gpu, faiss-cpu or torch."""
+    device = torch.device(device)
+    if device.type == "cuda":
+        return "faiss-gpu" if gpu_faiss_available() else "torch"
+    return "faiss-cpu" if faiss is not None and device.type == "cpu" else "torch"
+
+
+class KnnIndex:
+    """Exact L2 nearest neighbours among fixed `vectors`, searched on the vectors' device."""
+
+    def __init__(self, vectors: torch.Tensor, backend: str | None = None):
+        if vectors.shape[0] == 0:
+            raise EmptyBankError("the memory bank is empty: fit the model on reference maps before scoring")
+        self.vectors = vectors.detach().float()
+        self.device = self.vectors.device
+        self.backend = backend or knn_backend(self.device)
+        self._faiss = None
+        if self.backend.startswith("faiss"):
+            index = faiss.IndexFlatL2(self.vectors.shape[1])
+            if self.backend == "faiss-gpu":
+                self._resources = faiss.StandardGpuResources()
+                index = faiss.index_cpu_to_gpu(self._resources, self.device.index or 0, index)
+            index.add(np.ascontiguousarray(self.vectors.cpu().numpy()))
+            self._faiss = index
+
+    def __len__(self) -> int:
+        return self.vectors.shape[0]
+
+    def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """(distances, indices), each (Q, k), on the index's device."""
+        k = min(k, len(self))
+        if self._faiss is not None:
+            squared, indices = self._faiss.search(np.ascontiguousarray(queries.detach().float().cpu().numpy()), k)
+            distances = torch.from_numpy(np.sqrt(np.maximum(squared, 0.0)))
+            return distances.to(self.device), torch.from_numpy(indices).to(self.device)
+        queries = queries.detach().float().to(self.device)
+        rows = max(1, TORCH_KNN_BLOCK // len(self))
+        parts = [torch.cdist(queries[i:i + rows], self.vectors).topk(k, dim=1, largest=False)
+                 for i in range(0, len(queries), rows)]
+        return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
 
 
 def knn(bank: torch.Tensor, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
-    """Exact L2 k nearest neighbours with faiss (GPU index when available): (distances, indices), (Q, k)."""
-    if bank.shape[0] == 0:
-        raise EmptyBankError("the memory bank is empty: fit the model on reference maps before scoring")
-    k = min(k, bank.shape[0])
-    index = faiss.IndexFlatL2(bank.shape[1])
-    if _use_gpu_faiss(bank.device):
-        index = faiss.index_cpu_to_gpu(faiss.StandardGpuResources(), bank.device.index or 0, index)
-    index.add(np.ascontiguousarray(bank.detach().float().cpu().numpy()))
-    squared, indices = index.search(np.ascontiguousarray(queries.detach().float().cpu().numpy()), k)
-    distances = torch.from_numpy(np.sqrt(np.maximum(squared, 0.0))).to(queries.device)
-    return distances, torch.from_numpy(indices).to(queries.device)
+    """Exact L2 k nearest neighbours of `queries` in `bank` (a one-off index): (distances, indices), (Q, k)."""
+    return KnnIndex(bank).search(queries, k)
 
 
 class MemoryBank(ResizableBuffers):
-    """Normal patch features as a buffer, so a checkpoint carries them."""
+    """Normal patch features as a buffer, so a checkpoint carries them; the kNN index follows the buffer's device."""
 
     def __init__(self, dim: int = 0):
         super().__init__()
         self.register_buffer("features", torch.zeros(0, dim))
         self.register_buffer("member_tags", torch.zeros(0, dtype=torch.long))  # e.g. condition of each member
+        self._index: KnnIndex | None = None
 
     def __len__(self) -> int:
         return self.features.shape[0]
 
+    def index(self) -> KnnIndex:
+        """The kNN index of the current members, rebuilt only when the buffer changed (fit, load, device move)."""
+        stale = (self._index is None or self._index.vectors.data_ptr() != self.features.data_ptr()
+                 or self._index.device != self.features.device or len(self._index) != len(self))
+        if stale:
+            self._index = KnnIndex(self.features)
+        return self._index
+
     def fit(self, patches: torch.Tensor, coreset_ratio: float = 0.1, seed: int = 0,
             projection_dim: int | None = 128, tags: torch.Tensor | None = None) -> "MemoryBank":
-        """Keep a coreset of `patches`; `tags` (one int per patch) follow the chosen members."""
+        """Keep a coreset of `patches` (on their device); `tags` (one int per patch) follow the chosen members."""
         if patches.shape[0] == 0:
             raise EmptyBankError("no reference patches to build a memory bank from")
-        chosen = greedy_coreset(patches, coreset_ratio, seed, projection_dim).to(patches.device)
-        self.features = patches[chosen].detach().clone().float()
-        self.member_tags = tags[chosen].clone() if tags is not None else torch.full((len(chosen),), -1)
+        chosen = greedy_coreset(patches, coreset_ratio, seed, projection_dim)
+        self.features = patches[chosen].detach().float().contiguous()
+        self.member_tags = (tags.to(patches.device)[chosen].clone() if tags is not None
+                            else torch.full((len(chosen),), -1, device=patches.device))
+        self._index = None
         return self
 
     def patch_distances(self, patches: torch.Tensor) -> torch.Tensor:
         """Distance of each query patch to its nearest bank member, (Q,)."""
-        return knn(self.features, patches, 1)[0][:, 0]
+        return self.index().search(patches, 1)[0][:, 0]
 
     def image_scores(self, patches: torch.Tensor, n_images: int, reweight_k: int = 1, image_score: str = "max",
                      top_fraction: float = 0.01) -> tuple[torch.Tensor, torch.Tensor]:
@@ -85,7 +141,8 @@ class MemoryBank(ResizableBuffers):
 
         `max`: the largest patch distance, re-weighted as in the PatchCore paper when reweight_k > 1.
         `top`: mean of the top `top_fraction` patch distances (AnomalyDINO)."""
-        distances, nearest = knn(self.features, patches, 1)
+        patches = patches.to(self.features.device)
+        distances, nearest = self.index().search(patches, 1)
         patch_scores = distances[:, 0].view(n_images, -1)
         if image_score == "top":
             count = max(1, int(round(top_fraction * patch_scores.shape[1])))
@@ -101,7 +158,7 @@ class MemoryBank(ResizableBuffers):
 
     def _reweight(self, worst_patches: torch.Tensor, nearest_member: torch.Tensor, k: int) -> torch.Tensor:
         """PatchCore eq. 7: w = 1 - exp(||m_test - m*||) / sum over N_k(m*) of exp(||m_test - m||)."""
-        _, neighbourhood = knn(self.features, self.features[nearest_member], k)  # includes m* itself
+        _, neighbourhood = self.index().search(self.features[nearest_member], k)  # includes m* itself
         members = self.features[neighbourhood]  # (B, k, D)
         distances = torch.linalg.vector_norm(members - worst_patches[:, None, :], dim=2)
         nearest = torch.linalg.vector_norm(self.features[nearest_member] - worst_patches, dim=1)

@@ -60,6 +60,16 @@ class PatchCoreConfig:
         return out
 
 
+@dataclass
+class FitPlan:
+    """Which train maps a fit uses: references (with their condition codes) and soft-mode calibration maps."""
+
+    references: np.ndarray
+    reference_codes: np.ndarray
+    calibration: np.ndarray
+    calibration_codes: np.ndarray
+
+
 def _as_tensor(array) -> torch.Tensor:
     return array if isinstance(array, torch.Tensor) else torch.from_numpy(np.array(array))  # copy: memmaps are read-only
 
@@ -109,12 +119,15 @@ class GatedPatchCoreModel(nn.Module):
         picked = select_references(len(names), cfg.shots, cfg.seed, per_condition, CONDITION_NAMES)
         return picked, assignment.numpy()[picked]
 
-    def fit(self, train_grids: list, train_maps, train_truth: list[str] | None = None) -> "GatedPatchCoreModel":
-        """Assign train conditions with the gate, sample references, build banks (and soft calibration)."""
+    def plan_fit(self, train_maps, train_global_features: torch.Tensor | None = None,
+                 train_truth: list[str] | None = None) -> FitPlan:
+        """Fit the gate on all train maps, then choose the references (and soft-mode calibration maps)."""
         cfg = self.config
         train_maps = _as_tensor(train_maps).float()
         self.notes = []
-        assignment = self.gate.assign_train(train_maps, self.global_features(train_grids), train_truth)
+        assignment = self.gate.assign_train(train_maps, train_global_features, train_truth).cpu()
+        if cfg.gate.kind == "oracle" and self.gate.train_source != "known conditions":
+            self.notes.append(f"oracle gate: {self.gate.train_source}")
         self.train_assignment = assignment
         counts = {n: int((assignment == c).sum()) for c, n in enumerate(CONDITION_NAMES)}
         one_sided = min(counts.values()) == 0
@@ -130,33 +143,56 @@ class GatedPatchCoreModel(nn.Module):
                 cfg.bank_mode = "mixed"
                 self.banks = nn.ModuleDict({"mixed": MemoryBank()})
         references, codes = self.choose_references(assignment)
-        ref_embedding = self.embed(_select(train_grids, references))
-        if cfg.bank_mode == "mixed":
-            per_map = ref_embedding.shape[2] * ref_embedding.shape[3]
-            tags = torch.from_numpy(np.repeat(codes, per_map)).long()  # condition of the reference of each patch
-            self.banks["mixed"].fit(flatten_patches(ref_embedding), cfg.coreset_ratio, cfg.seed, cfg.projection_dim,
-                                    tags=tags)
-        else:
-            for code, name in enumerate(CONDITION_NAMES):
-                members = ref_embedding[torch.from_numpy(codes == code)]
-                if len(members) == 0:
-                    raise ValueError(f"no references for the {name} bank (reference counts: "
-                                     f"cold {int((codes == COLD).sum())}, warm {int((codes == WARM).sum())})")
-                self.banks[name].fit(flatten_patches(members), cfg.coreset_ratio, cfg.seed, cfg.projection_dim)
+        calibration = np.zeros(0, dtype=np.int64)
         if cfg.bank_mode == "soft":
-            self._calibrate(train_grids, assignment, set(references.tolist()))
-        return self
+            calibration = self._calibration_maps(assignment.numpy(), set(references.tolist()))
+        return FitPlan(references, codes, calibration, assignment.numpy()[calibration])
 
-    def _calibrate(self, train_grids, assignment, used: set[int]) -> None:
-        """z-score statistics of each bank on held-out train normals of its condition."""
+    def _calibration_maps(self, assignment: np.ndarray, used: set[int]) -> np.ndarray:
+        """Held-out train normals of each condition (not references) for the soft-mode z-scores."""
+        picked = []
         for code, name in enumerate(CONDITION_NAMES):
-            held_out = [i for i in np.flatnonzero(assignment.numpy() == code) if i not in used]
+            held_out = [i for i in np.flatnonzero(assignment == code) if i not in used]
             held_out = held_out[:self.config.calibration_maps]
             if len(held_out) < 2:
                 raise ValueError(f"soft mode needs >= 2 held-out train maps of condition '{name}' for calibration, "
                                  f"found {len(held_out)}; lower shots or use bank_mode=gated")
-            scores = self._bank_scores(name, self.embed(_select(train_grids, held_out)))[0]
-            self.calibration[code] = torch.stack([scores.mean(), scores.std().clamp_min(1e-6)])
+            picked += held_out
+        return np.asarray(picked, dtype=np.int64)
+
+    def build_banks(self, reference_embedding: torch.Tensor, codes) -> None:
+        """Memory banks from the references' embeddings (B, D, h, w), on the embeddings' device."""
+        cfg = self.config
+        codes = torch.as_tensor(np.asarray(codes), device=reference_embedding.device).long()
+        if cfg.bank_mode == "mixed":
+            per_map = reference_embedding.shape[2] * reference_embedding.shape[3]
+            tags = codes.repeat_interleave(per_map)  # condition of the reference of each patch
+            self.banks["mixed"].fit(flatten_patches(reference_embedding), cfg.coreset_ratio, cfg.seed,
+                                    cfg.projection_dim, tags=tags)
+            return
+        for code, name in enumerate(CONDITION_NAMES):
+            members = reference_embedding[codes == code]
+            if len(members) == 0:
+                raise ValueError(f"no references for the {name} bank (reference counts: "
+                                 f"cold {int((codes == COLD).sum())}, warm {int((codes == WARM).sum())})")
+            self.banks[name].fit(flatten_patches(members), cfg.coreset_ratio, cfg.seed, cfg.projection_dim)
+
+    def calibrate(self, calibration_embedding: torch.Tensor, codes) -> None:
+        """z-score statistics (mean, std) of each bank's image scores on held-out train normals of its condition."""
+        codes = torch.as_tensor(np.asarray(codes), device=calibration_embedding.device).long()
+        values = []
+        for code, name in enumerate(CONDITION_NAMES):
+            scores = self._bank_scores(name, calibration_embedding[codes == code])[0]
+            values.append(torch.stack([scores.mean(), scores.std().clamp_min(1e-6)]))
+        self.calibration = torch.stack(values).to(self.calibration)
+
+    def fit(self, train_grids: list, train_maps, train_truth: list[str] | None = None) -> "GatedPatchCoreModel":
+        """All of fitting in one call (tests, notebooks): plan, embed the chosen maps, banks, calibration."""
+        plan = self.plan_fit(train_maps, self.global_features(train_grids), train_truth)
+        self.build_banks(self.embed(_select(train_grids, plan.references)), plan.reference_codes)
+        if len(plan.calibration):
+            self.calibrate(self.embed(_select(train_grids, plan.calibration)), plan.calibration_codes)
+        return self
 
     # --- scoring --------------------------------------------------------------------------------------------
     def _bank_scores(self, name: str, embedding: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -169,23 +205,27 @@ class GatedPatchCoreModel(nn.Module):
     def score(self, grids: list, maps, known: list[str] | None = None, batch: int = 64,
               upsample: bool = False) -> dict:
         """{'scores' (N,), 'patch_maps' (N, h, w), 'route' (N,) 0 cold / 1 warm, 'p_warm' (N,)}, plus
-        'anomaly_maps' (N, H, W) at the maps' own size when `upsample`."""
+        'anomaly_maps' (N, H, W) at the maps' own size when `upsample`. Every map is scored on its own."""
+        parts = [self.score_batch([_as_tensor(g[i:i + batch]) for g in grids], _as_tensor(maps[i:i + batch]),
+                                  None if known is None else known[i:i + batch], upsample)
+                 for i in range(0, len(maps), batch)]
+        return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
+
+    @torch.no_grad()
+    def score_batch(self, grids: list[torch.Tensor], maps: torch.Tensor, known: list[str] | None = None,
+                    upsample: bool = False) -> dict:
+        """Scores of one batch, on the device of the banks (see `score`)."""
         if any(len(bank) == 0 for bank in self.banks.values()):
             raise RuntimeError("the memory bank is empty: call fit() (or load a fitted checkpoint) before scoring")
-        maps = _as_tensor(maps).float()
+        device = self.calibration.device
+        grids = [g.to(device) for g in grids]
+        maps = maps.to(device).float()
         route, p_warm = self.gate.route(maps, self.global_features(grids), known)
-        outputs = {"scores": [], "patch_maps": []}
-        for start in range(0, len(maps), batch):
-            part = slice(start, start + batch)
-            embedding = self.embed([_as_tensor(g[part]) for g in grids])
-            scores, patch_maps = self._combine(embedding, route[part], p_warm[part])
-            outputs["scores"].append(scores)
-            outputs["patch_maps"].append(patch_maps)
-        result = {"scores": torch.cat(outputs["scores"]), "patch_maps": torch.cat(outputs["patch_maps"]),
-                  "route": route, "p_warm": p_warm.float()}
+        scores, patch_maps = self._combine(self.embed(grids), route, p_warm)
+        result = {"scores": scores, "patch_maps": patch_maps, "route": route, "p_warm": p_warm.float()}
         if upsample:
-            result["anomaly_maps"] = F.interpolate(result["patch_maps"][:, None], size=maps.shape[-2:],
-                                                   mode="bilinear", align_corners=False)[:, 0]
+            result["anomaly_maps"] = F.interpolate(patch_maps[:, None], size=maps.shape[-2:], mode="bilinear",
+                                                   align_corners=False)[:, 0]
         return result
 
     def _combine(self, embedding, route, p_warm):

@@ -1,17 +1,20 @@
-"""Fit a (gated) PatchCore on cached features of one domain, score test, evaluate under the protocol."""
+"""(Gated) PatchCore on one domain: the one fit function and the one score function that `hdmap fit-eval`, the
+Tune trainable and `hdmap eval` all call. Both run through a Lightning Trainer (accelerator=auto) over cached
+features, so the banks and the kNN live on the accelerator when there is one."""
 from __future__ import annotations
 
 import time
 
 import numpy as np
-import torch
 
 from hdmap.evaluation.metrics import protocol_metrics
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
+from hdmap.features.datamodule import FeatureDataModule
 from hdmap.gating.gates import gate_accuracy
-from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore
+from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore, gather_predictions
 from hdmap.run.domain_data import DomainData
+from hdmap.run.trainer import make_trainer
 
 MODULES = {"patchcore": PatchCore, "gated_patchcore": GatedPatchCore}
 
@@ -40,41 +43,69 @@ def cached_features(config: dict, data: DomainData, cache: FeatureCache) -> tupl
     return item_features(config, data.train, cache), item_features(config, data.test, cache)
 
 
-def fit_and_score(config: dict, data: DomainData, cache: FeatureCache) -> tuple[GatedPatchCore, dict, dict]:
+def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData, accelerator: str = "auto",
+                  batch_size: int = 32) -> GatedPatchCore:
+    """Gate + reference choice on all train maps, then a Trainer epoch over the chosen maps builds the banks."""
+    module.plan_fit(data.train_maps, module.core.global_features(train_grids), data.train_truth)
+    features = FeatureDataModule(train_grids, data.train_maps, batch_size=batch_size)
+    plan = module.plan
+    features.use_for_fit(plan.references, plan.reference_codes, plan.calibration, plan.calibration_codes)
+    make_trainer(accelerator).fit(module, datamodule=features)
+    return module
+
+
+def score_patchcore(module: GatedPatchCore, test_grids: list, data: DomainData, accelerator: str = "auto",
+                    batch_size: int = 32) -> dict:
+    """{'scores', 'patch_maps', 'route', 'p_warm', ...} over all test maps, in order (CPU tensors)."""
+    features = FeatureDataModule([], data.train_maps, test_grids, data.test_maps, data.test_conditions, batch_size)
+    return gather_predictions(make_trainer(accelerator).predict(module, datamodule=features))
+
+
+def fit_and_score(config: dict, data: DomainData, cache: FeatureCache,
+                  accelerator: str = "auto") -> tuple[GatedPatchCore, dict, dict]:
     """(fitted module, raw outputs over all test maps, metrics.json dict)."""
     start = time.perf_counter()
     train_grids, test_grids = cached_features(config, data, cache)
     features_s = time.perf_counter() - start
     module = build_module(config)
     start = time.perf_counter()
-    module.core.fit(train_grids, data.train_maps, data.train_truth)
+    fit_patchcore(module, train_grids, data, accelerator)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    outputs = module.core.score(test_grids, data.test_maps, data.test_conditions)
+    outputs = score_patchcore(module, test_grids, data, accelerator)
     predict_s = time.perf_counter() - start
-    metrics = metrics_of(config, data, outputs, module)
+    metrics = metrics_of(config, data, outputs, module, cache)
     metrics["timing_s"] = {"features": features_s, "fit": fit_s, "predict": predict_s}
     return module, outputs, metrics
 
 
-def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatchCore) -> dict:
+def score_saved(module: GatedPatchCore, config: dict, data: DomainData, cache: FeatureCache,
+                accelerator: str = "auto") -> tuple[dict, dict]:
+    """(outputs, metrics) of an already fitted (e.g. reloaded) module; needs no train features."""
+    start = time.perf_counter()
+    test_grids = item_features(config, data.test, cache)
+    features_s = time.perf_counter() - start
+    start = time.perf_counter()
+    outputs = score_patchcore(module, test_grids, data, accelerator)
+    metrics = metrics_of(config, data, outputs, module, cache)
+    metrics["timing_s"] = {"features": features_s, "fit": 0.0, "predict": time.perf_counter() - start}
+    return outputs, metrics
+
+
+def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatchCore,
+               cache: FeatureCache | None = None) -> dict:
     scores = outputs["scores"].numpy().astype(np.float64)
     metrics = {"model": config["model_name"], "domain": data.domain, "config": config, "data_root": data.root}
     core = module.core.config
     gate_used = core.bank_mode != "mixed" or core.reference_sampling == "per_condition"
     kind = core.gate.kind if gate_used else None
     accuracy = gate_accuracy(outputs["route"], data.test_conditions) if kind else None
-    metrics["gate"] = {"kind": kind, "accuracy": accuracy}
+    metrics["gate"] = {"kind": kind, "accuracy": accuracy,
+                       "train_assignment": module.core.gate.train_source or None if kind else None}
     metrics.update(protocol_metrics(scores, data.test_labels, data.test_conditions, data.split.tune,
                                     data.split.holdout))
     metrics["notes"] = list(module.core.notes)
     metrics["split"] = {"seed": data.split.seed, "tune_fraction": data.split.tune_fraction,
                         "n_tune": len(data.split.tune), "n_holdout": len(data.split.holdout)}
+    metrics["devices"] = {"backbone": cache.device if cache else None, **module.devices_used}
     return metrics
-
-
-def score_with_module(module: GatedPatchCore, config: dict, data: DomainData, cache: FeatureCache) -> dict:
-    """Score all test maps of `data` with an already fitted (e.g. reloaded) module (no train features needed)."""
-    test_grids = item_features(config, data.test, cache)
-    with torch.no_grad():
-        return module.core.score(test_grids, data.test_maps, data.test_conditions)

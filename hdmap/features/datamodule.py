@@ -1,0 +1,64 @@
+"""LightningDataModule over precomputed feature grids (the feature cache): fit batches of the chosen train maps,
+predict batches of all test maps. Lightning moves each batch to the accelerator."""
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from hdmap.data.datamodule import CONDITION_CODE
+
+REFERENCE, CALIBRATION = 0, 1  # role of a fit map
+
+
+class GridDataset(Dataset):
+    """Item i: the tap grids, the raw map and the tags of map `indices[i]` (grids are read lazily: memmaps)."""
+
+    def __init__(self, grids: list, maps: np.ndarray, indices, tags: dict[str, np.ndarray]):
+        self.grids, self.maps = grids, maps
+        self.indices = np.asarray(indices, dtype=np.int64)
+        self.tags = {name: np.asarray(values) for name, values in tags.items()}
+
+    def __len__(self) -> int:
+        return len(self.indices)
+
+    def __getitem__(self, i: int) -> dict:
+        j = int(self.indices[i])
+        item = {"grids": [torch.from_numpy(np.array(g[j], dtype=np.float32)) for g in self.grids],
+                "map": torch.from_numpy(np.array(self.maps[j], dtype=np.float32)), "index": j}
+        item.update({name: torch.as_tensor(values[i]) for name, values in self.tags.items()})
+        return item
+
+
+class FeatureDataModule(L.LightningDataModule):
+    """Cached grids of one domain. `use_for_fit` names the train maps a fit reads (references, calibration)."""
+
+    def __init__(self, train_grids: list, train_maps: np.ndarray, test_grids: list | None = None,
+                 test_maps: np.ndarray | None = None, test_conditions: list[str] | None = None,
+                 batch_size: int = 32):
+        super().__init__()
+        self.train_grids, self.train_maps = train_grids, train_maps
+        self.test_grids, self.test_maps, self.test_conditions = test_grids, test_maps, test_conditions
+        self.batch_size = batch_size
+        self.fit_indices = np.zeros(0, dtype=np.int64)
+        self.fit_tags: dict[str, np.ndarray] = {}
+
+    def use_for_fit(self, references, reference_codes, calibration=(), calibration_codes=()) -> None:
+        self.fit_indices = np.r_[np.asarray(references, np.int64), np.asarray(calibration, np.int64)]
+        self.fit_tags = {"code": np.r_[reference_codes, calibration_codes].astype(np.int64),
+                         "role": np.r_[np.full(len(references), REFERENCE), np.full(len(calibration), CALIBRATION)]}
+
+    def train_dataloader(self) -> DataLoader:
+        if not len(self.fit_indices):
+            raise RuntimeError("FeatureDataModule: call use_for_fit(...) with the chosen train maps before fitting")
+        dataset = GridDataset(self.train_grids, self.train_maps, self.fit_indices, self.fit_tags)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
+
+    def predict_dataloader(self) -> DataLoader:
+        if self.test_grids is None:
+            raise RuntimeError("FeatureDataModule: no test grids to predict on")
+        conditions = self.test_conditions or ["unknown"] * len(self.test_maps)
+        tags = {"condition": np.array([CONDITION_CODE[c] for c in conditions])}
+        dataset = GridDataset(self.test_grids, self.test_maps, np.arange(len(self.test_maps)), tags)
+        return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)

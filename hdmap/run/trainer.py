@@ -1,0 +1,21 @@
+"""The one Lightning Trainer every fit and score runs through: it picks the accelerator and places module and batches."""
+from __future__ import annotations
+
+import logging
+import warnings
+
+import lightning as L
+
+QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero")
+
+
+def make_trainer(accelerator: str = "auto", progress: bool = False, **kwargs) -> L.Trainer:
+    """A single-device Trainer with no logger, no checkpoint callback and no sanity check."""
+    for name in QUIET_LOGGERS:  # "GPU available: ..." banners on every trial drown the search's output
+        logging.getLogger(name).setLevel(logging.WARNING)
+    warnings.filterwarnings("ignore", message=".*does not have many workers.*")
+    warnings.filterwarnings("ignore", message=".*`configure_optimizers` returned `None`.*")
+    warnings.filterwarnings("ignore", message=".*`training_step` returns `None`.*")
+    return L.Trainer(accelerator=accelerator, devices=1, max_epochs=kwargs.pop("max_epochs", 1), logger=False,
+                     enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
+                     num_sanity_val_steps=0, **kwargs)
