@@ -1,80 +1,11 @@
-"""Search the detector settings that maximise domain C accuracy (tune split), then report holdout numbers.
+"""Search the detector settings that maximise domain C accuracy: a thin wrapper of `hdmap tune` (same options).
 
-No arguments: the embedded synthetic data and the offline EfficientNet-Lite0 with a small search
-(search_spaces/gated_patchcore_quick.yaml) that finishes in minutes on a laptop CPU.
-With --data-root: your data, DINOv2 by name, search_spaces/<model>.yaml.
+    python experiments/tune_domainC.py            # embedded synthetic data, offline backbone, 12 trials
+    python experiments/tune_domainC.py --data-root ROOT --gpus-per-trial 0.25 --max-concurrent 8
 """
-from __future__ import annotations
-
-import argparse
 import sys
-from pathlib import Path
 
-from hdmap.tune.runner import SPACES_DIR, SearchOptions, run_search
-
-
-def parse(argv=None) -> SearchOptions:
-    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--data-root", help="ROOT with domain_X folders (default: embedded synthetic data)")
-    p.add_argument("--domain", default="C")
-    p.add_argument("--model", default="gated_patchcore", choices=["gated_patchcore", "patchcore", "feclip"])
-    p.add_argument("--space", help="search space YAML (default: search_spaces/<model>.yaml; <model>_quick.yaml "
-                                   "on the embedded synthetic data)")
-    p.add_argument("--num-samples", type=int, default=None, help="trials (default 12 synthetic, 64 real data)")
-    p.add_argument("--max-concurrent", type=int, default=2)
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 lets four trials share a GPU")
-    p.add_argument("--address", help="join a running Ray cluster (ray start --head / ray start --address=HEAD:6379)")
-    p.add_argument("--storage", default="runs/tune", help="where experiments, trials and checkpoints are kept")
-    p.add_argument("--name", help="experiment name (default: model_domain_timestamp)")
-    p.add_argument("--resume", action="store_true", help="continue the named (or latest) interrupted search")
-    p.add_argument("--retry-failed", action="store_true", help="with --resume: run failed trials again")
-    p.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 and print its URL")
-    p.add_argument("--metric", choices=["accuracy", "auroc"], help="objective on the tune split (default: space's)")
-    p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
-    p.add_argument("--cache-dir", help="feature cache (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
-    p.add_argument("--no-cache", action="store_true", help="recompute features in every trial (benchmarks)")
-    p.add_argument("--condition-csv")
-    args = p.parse_args(argv)
-    space = args.space
-    if space is None and args.data_root is None:  # synthetic data: the small offline space of the model
-        space = str(SPACES_DIR / f"{args.model}_quick.yaml")
-    num_samples = args.num_samples or (12 if args.data_root is None else 64)
-    return SearchOptions(data_root=args.data_root, domain=args.domain, model=args.model, space=space,
-                         num_samples=num_samples, max_concurrent=args.max_concurrent,
-                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                         address=args.address, storage=args.storage, name=args.name, resume=args.resume,
-                         retry_failed=args.retry_failed, dashboard=args.dashboard, metric=args.metric,
-                         seed=args.seed, cache_dir=args.cache_dir, no_cache=args.no_cache,
-                         condition_csv=args.condition_csv)
-
-
-def print_best(summary: dict) -> None:
-    best = summary["best"]
-    print(f"\n{summary['n_trials']} trials, {summary['n_failed']} failed. Experiment: {summary['experiment']}")
-    for failure in summary["failed"]:
-        print(f"  failed trial {failure['trial_id']}: {failure['error']}")
-    if not best:
-        print("no trial finished; nothing to evaluate")
-        return
-    hold = best["holdout"]
-    print(f"best trial {best['trial_id']}: tune {summary['metric']} = {100 * best['tune_objective']:.1f} %")
-    print("best config:")
-    for key, value in sorted(best["config"].items()):
-        print(f"  {key} = {value}")
-    print(f"holdout (n={hold['n']}, threshold from tune): accuracy {100 * hold['accuracy']:.1f} %, "
-          f"AUROC {100 * hold['auroc']:.1f} %, cold AUROC {100 * hold['by_condition']['cold']['auroc']:.1f} %, "
-          f"warm AUROC {100 * hold['by_condition']['warm']['auroc']:.1f} %; "
-          f"oracle accuracy {100 * hold['accuracy_oracle']:.1f} % (threshold on holdout, comparison only)")
-    print(f"best checkpoint: {best['checkpoint']}")
-    print(f"summary: {Path(summary['experiment']) / 'summary.md'}")
-
-
-def main(argv=None) -> int:
-    summary = run_search(parse(argv))
-    print_best(summary)
-    return 0 if summary["best"] else 1
-
+from hdmap.cli import main
 
 if __name__ == "__main__":
-    sys.exit(main())
+    sys.exit(main(["tune", *sys.argv[1:]]))

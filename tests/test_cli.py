@@ -49,9 +49,57 @@ def test_fit_eval_feclip_band_training_writes_metrics(synth_root, tmp_path):
     assert main(args) == 0
     metrics = json.loads((tmp_path / "fe" / "metrics.json").read_text())
     assert metrics["model"] == "feclip" and 0 <= metrics["holdout"]["auroc"] <= 1
-    assert (tmp_path / "fe" / "feclip.ckpt").exists() and (tmp_path / "fe" / "anomaly_maps.png").exists()
+    assert (tmp_path / "fe" / "model.ckpt").exists() and (tmp_path / "fe" / "anomaly_maps.png").exists()
+    assert main(["eval", str(tmp_path / "fe"), "--out", str(tmp_path / "fe_eval")]) == 0  # FE-CLIP runs reload
+    again = json.loads((tmp_path / "fe_eval" / "metrics.json").read_text())
+    assert again["holdout"] == metrics["holdout"] and again["tune"]["threshold"] == metrics["tune"]["threshold"]
     with pytest.raises(ConfigError, match="train.checkpoint"):
-        main(args + ["--set", "train.source=checkpoint"])
+        main(["--debug"] + args + ["--set", "train.source=checkpoint"])
+
+
+def test_cli_errors_are_one_line_with_exit_code_2(tmp_path, capsys):
+    code = main(["fit-eval", "--data-root", str(tmp_path / "missing"), "--backbone", "tf_efficientnet_lite0",
+                 "--out", str(tmp_path / "run")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert str(tmp_path / "missing") in err and "Traceback" not in err
+    assert main(["fit-eval", "--set", "model.bank_mode=triple", "--out", str(tmp_path / "run")]) == 2
+    assert "bank_mode" in capsys.readouterr().err
+
+
+def test_hub_failure_names_the_offline_flag(synth_root, tmp_path, capsys, monkeypatch):
+    import timm
+
+    def offline(*args, **kwargs):
+        raise OSError("We couldn't connect to 'https://huggingface.co' to load the files.\nCheck your connection")
+
+    monkeypatch.setattr(timm, "create_model", offline)
+    code = main(["fit-eval", "--data-root", str(synth_root), "--out", str(tmp_path / "run"),
+                 "--cache-dir", str(tmp_path / "cache")])
+    err = capsys.readouterr().err.strip()
+    assert code == 2 and len(err.splitlines()) == 1
+    assert "--backbone tf_efficientnet_lite0" in err and "backbone.weights=FILE" in err
+
+
+def test_backbone_flag_sets_its_presets():
+    from hdmap.run.fit_eval import resolve_config
+
+    config = resolve_config("ROOT", None, None, [], backbone="tf_efficientnet_lite0")
+    assert config["backbone"] == {"name": "tf_efficientnet_lite0", "weights": "default", "taps": [2, 3],
+                                  "model_kwargs": {}}
+    assert config["image_size"] == 384 and config["resize"] == "aspect"
+    assert resolve_config("ROOT", None, None, [])["backbone"]["name"] == "dinov2_vits14"  # real data default
+    overridden = resolve_config("ROOT", None, None, ["backbone.taps=[1]"], backbone="tf_efficientnet_lite0")
+    assert overridden["backbone"]["taps"] == [1]  # --set wins over the preset
+
+
+def test_one_place_for_defaults():
+    from hdmap.features.backbones import PRESETS, BackboneSpec
+    from hdmap.models.patchcore import PatchCoreConfig
+
+    config = default_config()
+    assert config["model"] == PatchCoreConfig().to_dict()
+    assert tuple(config["backbone"]["taps"]) == BackboneSpec().taps == PRESETS[BackboneSpec().name].taps
 
 
 def test_fit_eval_feclip_fewshot_variant(synth_root, tmp_path):

@@ -75,8 +75,20 @@ def test_interrupted_search_resumes_keeping_finished_trials(synth_root, space_fi
     assert all(after[trial] == objective for trial, objective in before.items())
 
 
-def test_search_survives_failing_trials_and_eval_best_reproduces(synth_root, space_file, tmp_path, tmp_path_factory):
-    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=6, name="e2e"))
+def _parity_conditions_csv(root: Path, path: Path) -> Path:
+    """Conditions by file-index parity (not the default half split): a run that forgot them splits differently."""
+    rows = ["path,condition"]
+    for subset in ("test/good", "test/fault"):
+        for tiff in sorted((root / "domain_C" / subset).glob("*.tiff")):
+            rows.append(f"{tiff},{'warm' if int(tiff.stem) % 2 else 'cold'}")
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def test_search_survives_failing_trials_and_eval_reproduces_the_trial(synth_root, space_file, tmp_path,
+                                                                       tmp_path_factory, monkeypatch):
+    csv = _parity_conditions_csv(synth_root, tmp_path / "conditions.csv")
+    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=6, name="e2e", condition_csv=str(csv)))
     assert summary["n_trials"] == 6
     assert summary["n_failed"] >= 1 and "references" in summary["failed"][0]["error"]  # shots=500 is too many
     best = summary["best"]
@@ -85,15 +97,27 @@ def test_search_survives_failing_trials_and_eval_best_reproduces(synth_root, spa
     assert "Failed trials" in (run_dir / "summary.md").read_text()
     assert (run_dir / "objective_vs_trial.png").exists()
 
-    sys.path.insert(0, str(REPO / "experiments"))
-    import eval_best
-    assert eval_best.main([str(run_dir), "--out", str(tmp_path / "eval"), "--cache-dir", str(tmp_path / "cache")]) == 0
+    # independent records: what the trial reported to Tune, and the metrics the trial saved beside its checkpoint
+    trial_dir = Path(best["checkpoint"]).parents[1]
+    reported = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()][-1]
+    saved = json.loads((Path(best["checkpoint"]).parent / "trial_metrics.json").read_text())
+    import runpy
+    monkeypatch.setattr(sys, "argv", ["eval_best.py", str(run_dir), "--out", str(tmp_path / "eval"),
+                                      "--cache-dir", str(tmp_path / "cache")])
+    with pytest.raises(SystemExit) as done:  # the script is a thin wrapper of `hdmap eval`
+        runpy.run_path(str(REPO / "experiments" / "eval_best.py"), run_name="__main__")
+    assert done.value.code == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
-    assert metrics["holdout"] == best["holdout"]
-    assert metrics["tune"]["threshold"] == best["threshold"]
+    assert metrics["tune"]["accuracy"] == reported["tune_accuracy"] == reported["objective"]
+    assert metrics["holdout"] == saved["holdout"]
+    assert metrics["tune"]["threshold"] == saved["tune"]["threshold"]
+    split = json.loads((run_dir / "split.json").read_text())
+    hold_conditions = [["cold", "warm"][int(Path(split["paths"][i]).stem) % 2] for i in split["holdout"]]
+    assert metrics["holdout"]["by_condition"]["warm"]["n"] == hold_conditions.count("warm")  # the CSV's conditions
 
     from hdmap.data.synth import SynthConfig, write_dataset
     other = tmp_path_factory.mktemp("other")
     write_dataset(other, SynthConfig(n_train=40, n_test=40, seed=4, domains="C"))
     with pytest.raises(CheckpointMismatchError, match="differ"):
         evaluate_checkpoint(best["checkpoint"], data_root=str(other), cache_dir=str(tmp_path / "cache"))
+

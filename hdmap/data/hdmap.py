@@ -103,12 +103,22 @@ def load_condition_csv(path: str | Path) -> dict[str, str]:
     return overrides
 
 
-def discover_domain(root: str | Path, domain: str, condition_csv: str | Path | None = None) -> dict[str, list[MapItem]]:
-    """Items of `ROOT/domain_X`: {'train': [...], 'test': [...]} with labels and conditions."""
+def path_tail(path: str | Path) -> str:
+    """The last three parts of a map's path (e.g. test/good/000001.tiff): its name inside a domain folder."""
+    return "/".join(Path(path).parts[-3:])
+
+
+def discover_domain(root: str | Path, domain: str, condition_csv: str | Path | None = None,
+                    condition_overrides: dict[str, str] | None = None) -> dict[str, list[MapItem]]:
+    """Items of `ROOT/domain_X`: {'train': [...], 'test': [...]} with labels and conditions.
+
+    Conditions come from the file-index rule, overridden by a `path,condition` CSV and/or by `condition_overrides`
+    ({path_tail: condition}, e.g. what a checkpoint recorded)."""
     domain_dir = Path(root) / f"domain_{domain}"
     if not domain_dir.is_dir():
         raise HDMAPLayoutError(f"domain folder not found: {domain_dir}")
-    overrides = load_condition_csv(condition_csv) if condition_csv else {}
+    by_path = load_condition_csv(condition_csv) if condition_csv else {}
+    by_tail = dict(condition_overrides or {})
 
     def items(subset: str, label: int, conditions_of) -> list[MapItem]:
         files = list_maps(domain_dir / subset)
@@ -116,13 +126,18 @@ def discover_domain(root: str | Path, domain: str, condition_csv: str | Path | N
         conditions = conditions_of(indices)
         out = []
         for path, index, condition in zip(files, indices, conditions):
-            condition = overrides.get(str(path.resolve()), condition)
+            condition = by_path.get(str(path.resolve()), by_tail.get(path_tail(path), condition))
             out.append(MapItem(str(path), label, condition, index, subset))
         return out
 
     train = items("train/good", LABEL_GOOD, lambda idx: [UNKNOWN] * len(idx))
     test = items("test/good", LABEL_GOOD, half_split_conditions) + items("test/fault", LABEL_FAULT, half_split_conditions)
     return {"train": train, "test": test}
+
+
+def condition_record(items: list[MapItem]) -> dict[str, str]:
+    """{path_tail: condition} of every item: enough to rebuild the conditions a run used, wherever the data moved."""
+    return {path_tail(item.path): item.condition for item in items}
 
 
 def read_maps(items: list[MapItem]) -> list[np.ndarray]:

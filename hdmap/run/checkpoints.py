@@ -1,5 +1,6 @@
-"""Trial checkpoints: a Lightning-loadable model.ckpt with the run config, the split and a data fingerprint;
-reloading checks that the data it is applied to is the data it was made on."""
+"""Trial and run checkpoints: a Lightning-loadable model.ckpt that is the complete record of a fit: run config,
+model kind, data root, the split itself, the conditions of every map (so a condition CSV need not be passed
+again), content fingerprints of the data and the map size. Reloading checks the data it is applied to."""
 from __future__ import annotations
 
 import json
@@ -10,10 +11,10 @@ from lightning import LightningModule
 
 from hdmap.data.splits import SplitMismatchError, TestSplit
 from hdmap.models.lightning_checkpoint import lightning_checkpoint
-from hdmap.models.lightning_patchcore import GatedPatchCore
-from hdmap.run.domain_data import DomainData
+from hdmap.run.domain_data import DomainData, load_domain
 
 CHECKPOINT_FILE = "model.ckpt"
+TRIAL_METRICS_FILE = "trial_metrics.json"
 
 
 class CheckpointMismatchError(ValueError):
@@ -22,46 +23,61 @@ class CheckpointMismatchError(ValueError):
 
 def save_checkpoint(folder: str | Path, module: LightningModule, config: dict, data: DomainData,
                     metrics: dict) -> Path:
+    """model.ckpt + config.json + the metrics of the run that wrote it (an independent record for checks)."""
     folder = Path(folder)
     folder.mkdir(parents=True, exist_ok=True)
-    extra = {"config": config, "domain": data.domain, "data_root": data.root, "split": data.split.__dict__,
-             "train_fingerprint": data.fingerprints["train"],
-             "test_fingerprint": data.fingerprints["test"], "map_shape": list(data.test_maps.shape[1:]),
-             "tune": metrics["tune"]}
+    extra = {"model_name": config["model_name"], "config": config, "domain": data.domain, "data_root": data.root,
+             "split": data.split.__dict__, "conditions": data.condition_record(),
+             "train_fingerprint": data.fingerprints["train"], "test_fingerprint": data.fingerprints["test"],
+             "map_shape": list(data.test_maps.shape[1:]), "tune": metrics["tune"]}
     torch.save(lightning_checkpoint(module, extra), folder / CHECKPOINT_FILE)  # FE-CLIP drops its frozen CLIP
     (folder / "config.json").write_text(json.dumps(config, indent=2))
+    (folder / TRIAL_METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
     return folder / CHECKPOINT_FILE
 
 
-def read_extra(path: str | Path) -> dict:
-    return torch.load(path, map_location="cpu", weights_only=False)["hdmap"]
-
-
-def load_checkpoint(path: str | Path):
-    """(module, extra); FE-CLIP checkpoints come back as (None, extra): they are rebuilt by their pipeline."""
+def checkpoint_file(path: str | Path) -> Path:
     path = Path(path)
     if path.is_dir():
         path = path / CHECKPOINT_FILE
     if not path.is_file():
         raise FileNotFoundError(f"checkpoint not found: {path}")
-    extra = read_extra(path)
-    if extra["config"]["model_name"] == "feclip":
-        return None, extra
-    return GatedPatchCore.load_from_checkpoint(path, map_location="cpu"), extra
+    return path
+
+
+def read_extra(path: str | Path) -> dict:
+    """The hdmap record of a checkpoint; {} for a checkpoint written without one (FE-CLIP benchmark adapters)."""
+    try:
+        checkpoint = torch.load(checkpoint_file(path), map_location="cpu", weights_only=False)
+    except (RuntimeError, EOFError, OSError) as error:
+        raise CheckpointMismatchError(f"{path}: not a readable checkpoint ({error})") from error
+    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+        raise CheckpointMismatchError(f"{path}: not a Lightning checkpoint (no state_dict)")
+    return checkpoint.get("hdmap", {})
+
+
+def load_checkpoint_data(extra: dict, data_root: str | None = None) -> DomainData:
+    """The domain a checkpoint was made on, with its own split and conditions (nothing recomputed), checked."""
+    root = data_root or extra["data_root"]
+    if not Path(root).is_dir():
+        raise FileNotFoundError(f"data root of the checkpoint not found: {root} (pass --data-root)")
+    split = TestSplit(**extra["split"])
+    try:
+        data = load_domain(root, extra["domain"], split=split, condition_overrides=extra.get("conditions"))
+    except SplitMismatchError as error:
+        raise CheckpointMismatchError(f"test files under {root} differ from the checkpoint's: {error}") from error
+    check_data(extra, data)
+    return data
 
 
 def check_data(extra: dict, data: DomainData) -> None:
-    """Refuse data whose test files, split, train set or map size differ from the checkpoint's."""
-    split = TestSplit(**extra["split"])
+    """Refuse data whose test files, train set, contents or map size differ from the checkpoint's."""
     if data.domain != extra["domain"]:
         raise CheckpointMismatchError(f"checkpoint was fitted on domain {extra['domain']}, not {data.domain}")
     try:
-        split.check_matches([i.path for i in data.test])
+        TestSplit(**extra["split"]).check_matches([i.path for i in data.test])
     except SplitMismatchError as error:
         raise CheckpointMismatchError(f"test files under {data.root} differ from the checkpoint's: {error}") from error
-    if split.tune != data.split.tune:
-        raise CheckpointMismatchError(f"the tune split of {data.root} ({len(data.split.tune)} maps) differs from the "
-                                      f"checkpoint's ({len(split.tune)} maps)")
     for subset in ("train", "test"):
         if extra[f"{subset}_fingerprint"] != data.fingerprints[subset]:
             raise CheckpointMismatchError(f"the {subset} maps under {data.root}/domain_{data.domain} differ in content "
@@ -69,4 +85,3 @@ def check_data(extra: dict, data: DomainData) -> None:
     if list(data.test_maps.shape[1:]) != extra["map_shape"]:
         raise CheckpointMismatchError(f"map size {list(data.test_maps.shape[1:])} differs from the checkpoint's "
                                       f"{extra['map_shape']}")
-

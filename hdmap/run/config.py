@@ -7,21 +7,31 @@ from pathlib import Path
 
 import yaml
 
-from hdmap.features.backbones import BackboneSpec
+from hdmap.features.backbones import OFFLINE_BACKBONE, PRESETS, REAL_DATA_BACKBONE, BackboneSpec
 from hdmap.gating.gates import GateConfig
 from hdmap.models.patchcore import PatchCoreConfig
 
-MODELS = ("patchcore", "gated_patchcore", "feclip")
+# The one registry of model kinds (name -> family: how it is fitted, scored and searched; see run/pipeline.py).
+FAMILIES = {"patchcore": "patchcore", "gated_patchcore": "patchcore", "feclip": "feclip"}
+MODELS = tuple(FAMILIES)
+DEFAULT_MODEL = "gated_patchcore"
+SPLIT_DEFAULT = {"tune_fraction": 0.3, "seed": 0}
 
-OFFLINE_DEFAULT = {
-    "model_name": "gated_patchcore",
-    "backbone": {"name": "tf_efficientnet_lite0", "weights": "default", "taps": [2, 3], "model_kwargs": {}},
-    "image_size": 384, "resize": "aspect", "normalisation": "backbone",
-    "model": {"bank_mode": "gated", "shots": 16, "context_ks": [0, 2], "gate": {"kind": "intensity"}},
-    "split": {"tune_fraction": 0.3, "seed": 0},
-}
-REAL_DATA_BACKBONE = {"name": "dinov2_vits14", "weights": "hub", "taps": [8, 11], "model_kwargs": {}}
-REAL_DATA_IMAGE_SIZE = 448
+
+def backbone_settings(name: str) -> dict:
+    """The config keys a backbone choice sets: backbone.{name, weights, taps}, image_size, resize, normalisation."""
+    if name not in PRESETS:
+        raise ConfigError(f"no presets for backbone {name!r} (presets: {sorted(PRESETS)}); for another timm / "
+                          f"open_clip model set backbone.name, backbone.taps and image_size with --set")
+    preset = PRESETS[name]
+    return {"backbone": {"name": name, "weights": preset.weights, "taps": list(preset.taps), "model_kwargs": {}},
+            "image_size": preset.image_size, "resize": preset.resize, "normalisation": "backbone"}
+
+
+def patchcore_default(backbone: str) -> dict:
+    """Defaults of the PatchCore family: the backbone's presets and PatchCoreConfig's own defaults."""
+    return {"model_name": DEFAULT_MODEL, **backbone_settings(backbone), "model": PatchCoreConfig().to_dict(),
+            "split": dict(SPLIT_DEFAULT)}
 
 
 FECLIP_DEFAULT = {
@@ -35,7 +45,7 @@ FECLIP_DEFAULT = {
               "linear_lr": 5e-4, "fault_fraction": 0.5, "seed": 0},
     # variant 2: a few-shot patch memory of the gated condition's train references, added to the zero-shot map
     "fewshot": {"shots": 0, "weight": 1.0, "gate": {"kind": "intensity"}, "calibration_maps": 8},
-    "split": {"tune_fraction": 0.3, "seed": 0},
+    "split": dict(SPLIT_DEFAULT),
 }
 
 
@@ -43,13 +53,14 @@ class ConfigError(ValueError):
     """A config key or value that is not understood; the message names it."""
 
 
-def default_config(real_data: bool = False, model_name: str | None = None) -> dict:
+def default_config(real_data: bool = False, model_name: str | None = None, backbone: str | None = None) -> dict:
+    """Defaults of a run: FE-CLIP's, or PatchCore's with `backbone`'s presets (default: the offline
+    EfficientNet-Lite0 on the embedded data, DINOv2 ViT-S/14 by name on real data)."""
     if model_name == "feclip":
         return copy.deepcopy(FECLIP_DEFAULT)
-    config = copy.deepcopy(OFFLINE_DEFAULT)
-    if real_data:
-        config["backbone"] = dict(REAL_DATA_BACKBONE)
-        config["image_size"] = REAL_DATA_IMAGE_SIZE
+    config = patchcore_default(backbone or (REAL_DATA_BACKBONE if real_data else OFFLINE_BACKBONE))
+    if model_name:
+        config["model_name"] = model_name
     return config
 
 

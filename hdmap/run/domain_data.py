@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hdmap.data.hdmap import MapItem, discover_domain, read_map
+from hdmap.data.hdmap import MapItem, condition_record, discover_domain, read_map
 from hdmap.data.splits import TestSplit, split_tune_holdout
 
 
@@ -33,6 +33,10 @@ class DomainData:
     @property
     def train_truth(self) -> list[str]:
         return [i.condition for i in self.train]
+
+    def condition_record(self) -> dict[str, str]:
+        """{path tail: condition} of train and test as used by this run (saved in checkpoints)."""
+        return condition_record(self.train + self.test)
 
     @cached_property
     def fingerprints(self) -> dict[str, str]:
@@ -59,12 +63,15 @@ def _stack(items: list[MapItem]) -> np.ndarray:
 
 
 def load_domain(root: str, domain: str, split_path: str | Path | None = None, tune_fraction: float = 0.3,
-                split_seed: int = 0, condition_csv: str | None = None) -> DomainData:
-    """Read a domain; reuse the split at `split_path` if it exists (refusing a mismatch), else make and save it."""
-    items = discover_domain(root, domain, condition_csv)
+                split_seed: int = 0, condition_csv: str | None = None, split: TestSplit | None = None,
+                condition_overrides: dict[str, str] | None = None) -> DomainData:
+    """Read a domain. The split is `split` if given, else the one at `split_path` if it exists, else a new one
+    (saved to `split_path`); a split that does not match the test files is refused."""
+    items = discover_domain(root, domain, condition_csv, condition_overrides)
     paths = [i.path for i in items["test"]]
-    if split_path and Path(split_path).exists():
+    if split is None and split_path and Path(split_path).exists():
         split = TestSplit.load(split_path)
+    if split is not None:
         split.check_matches(paths)
     else:
         split = split_tune_holdout([i.label for i in items["test"]], [i.condition for i in items["test"]], paths,

@@ -1,39 +1,44 @@
-"""Reload a checkpoint, check it matches the data, score holdout with the tune threshold, write the report."""
+"""Reload a checkpoint and score it with the same function its run used; holdout with the tune threshold.
+
+Works for every checkpoint hdmap writes: PatchCore / gated PatchCore and FE-CLIP runs of `hdmap fit-eval` and of
+the search (their own split, conditions and data checks), and FE-CLIP adapters of experiments/feclip_benchmark.py
+(no HDMAP record: scored zero-shot on `--data-root`, with a new split saved under `out`)."""
 from __future__ import annotations
 
-import time
 from pathlib import Path
 
-from hdmap.data.splits import TestSplit
-from hdmap.features.cache import FeatureCache
+import torch
+
+from hdmap.run.checkpoints import checkpoint_file, load_checkpoint_data, read_extra
+from hdmap.run.config import default_config, merge
 from hdmap.run.domain_data import load_domain
 from hdmap.run.outputs import write_run_outputs
-from hdmap.run.patchcore_run import metrics_of, score_with_module
-from hdmap.run.checkpoints import check_data, load_checkpoint
+from hdmap.run.pipeline import score_saved
+
+
+def adapters_config(path: Path) -> dict:
+    """Run config of FE-CLIP adapters saved without an HDMAP record (their settings are the module's hparams)."""
+    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    if "model" not in hparams:
+        raise ValueError(f"{path}: neither an hdmap run checkpoint nor FE-CLIP adapters (no hyper-parameters)")
+    return merge(default_config(model_name="feclip"), {"feclip": hparams["model"]})
 
 
 def evaluate_checkpoint(path: str | Path, out: str | Path | None = None, data_root: str | None = None,
-                        cache_dir: str | None = None, command: str | None = None) -> dict:
+                        cache_dir: str | None = None, command: str | None = None, domain: str = "C") -> dict:
     """metrics.json dict of the checkpoint on its holdout split (written under `out` when given)."""
-    path = Path(path) / "model.ckpt" if Path(path).is_dir() else Path(path)
-    module, extra = load_checkpoint(path)
-    config = extra["config"]
-    root = data_root or extra["data_root"]
-    if not Path(root).is_dir():
-        raise FileNotFoundError(f"data root of the checkpoint not found: {root} (pass --data-root)")
-    split = TestSplit(**extra["split"])
-    data = load_domain(root, extra["domain"], None, split.tune_fraction, split.seed)
-    check_data(extra, data)
-    start = time.perf_counter()
-    if config["model_name"] == "feclip":  # reload the trained adapters; no further training
-        from hdmap.run.feclip_hdmap import fit_and_score_feclip
-
-        config = {**config, "train": {**config["train"], "source": "checkpoint", "checkpoint": str(path)}}
-        _, outputs, metrics = fit_and_score_feclip(config, data, progress=False)
+    path = checkpoint_file(path)
+    extra = read_extra(path)
+    if extra:
+        config, data = extra["config"], load_checkpoint_data(extra, data_root)
     else:
-        outputs = score_with_module(module, config, data, FeatureCache(cache_dir, progress=out is not None))
-        metrics = metrics_of(config, data, outputs, module)
-    metrics["timing_s"] = {"predict": time.perf_counter() - start}
+        if data_root is None:
+            raise ValueError(f"{path} holds FE-CLIP adapters without an HDMAP record (e.g. from "
+                             f"feclip_benchmark.py): pass --data-root ROOT (and --domain) to score them zero-shot")
+        config = adapters_config(path)
+        data = load_domain(data_root, domain, Path(out) / "split.json" if out else None,
+                           config["split"]["tune_fraction"], config["split"]["seed"])
+    outputs, metrics = score_saved(path, config, data, cache_dir, progress=out is not None)
     metrics["checkpoint"] = str(path)
     if out is not None:
         write_run_outputs(out, metrics, data, outputs, command)

@@ -16,7 +16,7 @@ from hdmap.gating.gates import Gate, GateConfig, gate_accuracy
 from hdmap.models.memory_bank import MemoryBank
 from hdmap.models.feclip.module import FEClipModule
 from hdmap.run.domain_data import DomainData
-from hdmap.run.feclip_run import predict_feclip, train_feclip
+from hdmap.run.feclip_run import predict_feclip, predict_tokens, train_feclip
 
 
 class MapBatchDataset(Dataset):
@@ -83,12 +83,9 @@ def fit_and_score_feclip(config: dict, data: DomainData, progress: bool = True) 
     return module, outputs, metrics
 
 
-@torch.no_grad()
 def _tokens(module: FEClipModule, maps: np.ndarray, transform: MapTransform, batch: int = 32) -> torch.Tensor:
-    device = next(module.model.patch_to_text.parameters()).device
-    images = transform.batch(list(maps))
-    return torch.cat([module.model.patch_tokens(images[i:i + batch].to(device)).cpu()
-                      for i in range(0, len(images), batch)])
+    blank = np.zeros((len(maps), 1, 1), dtype=np.float32)
+    return predict_tokens(module, MapBatchDataset(maps, blank, np.zeros(len(maps), dtype=np.int64), transform), batch)
 
 
 def add_fewshot_memory(module: FEClipModule, config: dict, data: DomainData, transform: MapTransform,

@@ -2,15 +2,15 @@
 AUROC, AUPRO), following the paper's cross-dataset protocol."""
 from __future__ import annotations
 
-import lightning as L
 import numpy as np
 import torch
-import torch.nn.functional as F
+from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch.utils.data import DataLoader, Dataset
 
 from hdmap.evaluation.metrics import auroc, average_precision, macro_average
 from hdmap.evaluation.pro import aupro
 from hdmap.models.feclip.module import FEClipModule
+from hdmap.run.trainer import make_trainer
 
 PAPER = {"mvtec": {"image_auroc": 91.9, "image_ap": 96.5, "pixel_auroc": 92.6, "aupro": 88.3},
          "visa": {"image_auroc": 84.6, "image_ap": 86.6, "pixel_auroc": 95.9, "aupro": 92.8}}
@@ -18,28 +18,37 @@ PAPER = {"mvtec": {"image_auroc": 91.9, "image_ap": 96.5, "pixel_auroc": 92.6, "
 
 def train_feclip(module: FEClipModule, dataset: Dataset, epochs: int = 9, batch_size: int = 16,
                  callbacks: list | None = None, progress: bool = True) -> FEClipModule:
-    trainer = L.Trainer(max_epochs=epochs, logger=False, enable_checkpointing=False, callbacks=callbacks or [],
-                        enable_progress_bar=progress, enable_model_summary=False, accelerator="auto", devices=1)
+    trainer = make_trainer(progress=progress, max_epochs=epochs, callbacks=callbacks or [])
     trainer.fit(module, DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0))
     return module
 
 
-@torch.no_grad()
-def predict_feclip(module: FEClipModule, dataset: Dataset, batch_size: int = 16) -> dict:
-    """Image scores, maps resized to the masks, labels, masks and categories of a dataset."""
-    module.eval()
-    device = next(module.model.patch_to_text.parameters()).device
-    scores, maps, labels, masks, categories = [], [], [], [], []
-    for batch in DataLoader(dataset, batch_size=batch_size, shuffle=False):
-        out = module.model(batch["image"].to(device))
-        scores.append(out["score"].cpu())
-        maps.append(F.interpolate(out["map"][:, None], size=batch["mask"].shape[-2:], mode="bilinear",
-                                  align_corners=False)[:, 0].cpu())
-        labels.append(batch["label"])
-        masks.append(batch["mask"])
-        categories += list(batch.get("category", ["all"] * len(batch["label"])))
-    return {"scores": torch.cat(scores).numpy(), "maps": torch.cat(maps).numpy(), "labels": torch.cat(labels).numpy(),
-            "masks": torch.cat(masks).numpy(), "categories": np.array(categories)}
+def predict_feclip(module: FEClipModule, dataset: Dataset, batch_size: int = 16, during_fit: bool = False) -> dict:
+    """Image scores, maps resized to the masks, labels, masks and categories of a dataset. Trainer.predict puts
+    CLIP and the adapters on the accelerator; `during_fit` (a callback of a running fit) scores in place on the
+    device that fit placed the module on, without a second Trainer."""
+    loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
+    if during_fit:
+        module.eval()
+        with torch.no_grad():
+            batches = [module.predict_step(move_data_to_device(batch, module.device), i)
+                       for i, batch in enumerate(loader)]
+        module.train()
+    else:
+        batches = make_trainer().predict(module, loader)
+    out = {key: torch.cat([b[key] for b in batches]).numpy() for key in ("scores", "maps", "labels", "masks")}
+    out["categories"] = np.array([c for b in batches for c in b["categories"]])
+    return out
+
+
+def predict_tokens(module: FEClipModule, dataset: Dataset, batch_size: int = 32) -> torch.Tensor:
+    """Adapted patch tokens (N, h*w, D) of a dataset's images, on the accelerator (CPU tensor back)."""
+    module.predict_tokens = True
+    try:
+        batches = make_trainer().predict(module, DataLoader(dataset, batch_size=batch_size, shuffle=False))
+    finally:
+        module.predict_tokens = False
+    return torch.cat([b["tokens"] for b in batches])
 
 
 def benchmark_metrics(predictions: dict) -> tuple[dict, dict]:

@@ -4,14 +4,17 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hdmap.run.config import default_config, load_yaml, merge, parse_set, validate
+from hdmap.features.backbones import PRESETS
+from hdmap.run.config import MODELS, default_config, load_yaml, merge, parse_set, validate
 
 
 def add_fit_eval(sub) -> None:
     p = sub.add_parser("fit-eval", help="fit and evaluate one model on one domain")
     p.add_argument("--data-root", help="ROOT with domain_X folders (default: embedded synthetic data)")
     p.add_argument("--domain", default="C")
-    p.add_argument("--model", choices=["patchcore", "gated_patchcore", "feclip"], default=None)
+    p.add_argument("--model", choices=list(MODELS), default=None)
+    p.add_argument("--backbone", help=f"backbone preset with its own taps, image size and weights "
+                                      f"({', '.join(sorted(PRESETS))}); e.g. tf_efficientnet_lite0 works offline")
     p.add_argument("--config", help="YAML file of settings (see configs/ and README)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
     p.add_argument("--out", required=True)
@@ -21,10 +24,12 @@ def add_fit_eval(sub) -> None:
     p.set_defaults(run=run_fit_eval)
 
 
-def resolve_config(data_root: str | None, model: str | None, config_path: str | None, sets: list[str]) -> dict:
+def resolve_config(data_root: str | None, model: str | None, config_path: str | None, sets: list[str],
+                   backbone: str | None = None) -> dict:
+    """Defaults (of the model, with the backbone's presets), then the YAML file, then --set."""
     loaded = load_yaml(config_path) if config_path else {}
     model = model or loaded.get("model_name")
-    config = default_config(real_data=data_root is not None, model_name=model)
+    config = default_config(real_data=data_root is not None, model_name=model, backbone=backbone)
     config = merge(config, loaded)
     if model:
         config["model_name"] = model
@@ -33,29 +38,22 @@ def resolve_config(data_root: str | None, model: str | None, config_path: str | 
 
 def run_fit_eval(args) -> int:
     from hdmap.data.embedded import ensure_embedded_dataset
-    from hdmap.run.outputs import write_run_outputs
     from hdmap.features.cache import FeatureCache
     from hdmap.run.checkpoints import save_checkpoint
     from hdmap.run.domain_data import load_domain
-    from hdmap.run.feclip_hdmap import fit_and_score_feclip
-    from hdmap.run.patchcore_run import fit_and_score
+    from hdmap.run.outputs import write_run_outputs
+    from hdmap.run.pipeline import fit_and_score
 
-    config = resolve_config(args.data_root, args.model, args.config, args.set)
+    config = resolve_config(args.data_root, args.model, args.config, args.set, args.backbone)
     root = args.data_root or str(ensure_embedded_dataset())
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     data = load_domain(root, args.domain, args.split or out / "split.json", config["split"]["tune_fraction"],
                        config["split"]["seed"], args.condition_csv)
-    if config["model_name"] == "feclip":
-        module, outputs, metrics = fit_and_score_feclip(config, data)
-    else:
-        module, outputs, metrics = fit_and_score(config, data, FeatureCache(args.cache_dir))
+    module, outputs, metrics = fit_and_score(config, data, FeatureCache(args.cache_dir), progress=True)
     command = "hdmap " + " ".join(sys.argv[1:]) if sys.argv and "hdmap" in sys.argv[0] else None
     write_run_outputs(out, metrics, data, outputs, command)
-    if config["model_name"] == "feclip":
-        module.trainer_free_save(out / "feclip.ckpt")
-    else:
-        save_checkpoint(out, module, config, data, metrics)
+    save_checkpoint(out, module, config, data, metrics)
     print_summary(metrics, out)
     return 0
 

@@ -79,7 +79,7 @@ def fit_and_score(config: dict, data: DomainData, cache: FeatureCache,
     return module, outputs, metrics
 
 
-def score_saved(module: GatedPatchCore, config: dict, data: DomainData, cache: FeatureCache,
+def score_saved_module(module: GatedPatchCore, config: dict, data: DomainData, cache: FeatureCache,
                 accelerator: str = "auto") -> tuple[dict, dict]:
     """(outputs, metrics) of an already fitted (e.g. reloaded) module; needs no train features."""
     start = time.perf_counter()

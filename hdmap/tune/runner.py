@@ -8,9 +8,10 @@ import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
+from hdmap import search_spaces
 from hdmap.tune.spaces import load_space
 
-SPACES_DIR = Path(__file__).resolve().parents[2] / "search_spaces"
+SPACES_DIR = Path(search_spaces.__file__).resolve().parent  # package data: works from an installed package
 RUN_FILE = "hdmap_search.json"
 
 
@@ -19,7 +20,8 @@ class SearchOptions:
     data_root: str | None = None
     domain: str = "C"
     model: str = "gated_patchcore"
-    space: str | None = None  # default: search_spaces/<model>.yaml
+    backbone: str | None = None  # a backbone preset replacing the space's default backbone
+    space: str | None = None  # default: search_spaces/<model>.yaml (<model>_quick.yaml on the embedded data)
     num_samples: int = 12
     max_concurrent: int = 2
     cpus_per_trial: float = 1.0
@@ -40,7 +42,10 @@ class SearchOptions:
     verbose: int = 1
 
     def space_path(self) -> Path:
-        return Path(self.space) if self.space else SPACES_DIR / f"{self.model}.yaml"
+        if self.space:
+            return Path(self.space)
+        quick = "_quick" if self.data_root is None else ""  # embedded synthetic data: the small offline space
+        return SPACES_DIR / f"{self.model}{quick}.yaml"
 
 
 def experiment_dir(options: SearchOptions) -> Path:
@@ -69,6 +74,16 @@ def start_ray(options: SearchOptions):
               f"ssh -L 8265:127.0.0.1:8265 USER@HOST, then open http://127.0.0.1:8265; if it asks for a token, "
               f"`ray get-auth-token` prints it)", file=sys.stderr)
     return context
+
+
+def preflight_backbone(base_config: dict) -> None:
+    """Build the base backbone once in the driver: missing weights end the command in one line before Ray starts."""
+    if base_config["model_name"] == "feclip":
+        return
+    from hdmap.features.backbones import build_backbone
+    from hdmap.run.patchcore_run import spec_of
+
+    build_backbone(spec_of(base_config))
 
 
 def build_trainable(options: SearchOptions, base_config: dict, metric: str, split_path: Path, root: str):
@@ -107,7 +122,12 @@ def run_search(options: SearchOptions) -> dict:
     space = load_space(options.space_path())
     metric = options.metric or space.metric
     root = options.data_root or str(ensure_embedded_dataset())
-    base_config = space.base_config(real_data=options.data_root is not None)
+    base_config = space.base_config(real_data=options.data_root is not None, backbone=options.backbone)
+    if options.backbone and any(p.key == "backbone.taps" for p in space.params):
+        space.params = [p for p in space.params if p.key != "backbone.taps"]
+        print(f"[hdmap] --backbone {options.backbone}: backbone.taps fixed to its preset "
+              f"{base_config['backbone']['taps']} (the space's tap choices are for its own backbone)", file=sys.stderr)
+    preflight_backbone(base_config)
     split_path = exp_dir / "split.json"
     exp_dir.mkdir(parents=True, exist_ok=True)
     load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed, options.condition_csv)

@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from hdmap.run.config import ConfigError, default_config, merge, parse_set, validate
+from hdmap.run.config import ConfigError, backbone_settings, default_config, merge, parse_set, validate
 
 KINDS = ("choice", "uniform", "loguniform", "int")
 METRICS = ("accuracy", "auroc")
@@ -44,9 +44,14 @@ class SearchSpace:
     params: list[Param]
     source: str = ""
 
-    def base_config(self, real_data: bool = False) -> dict:
+    def base_config(self, real_data: bool = False, backbone: str | None = None) -> dict:
+        """Defaults of the space's model (with `backbone`'s presets when given), then the space's fixed settings
+        (a fixed backbone of the space yields to an explicit `backbone`)."""
         config = merge(default_config(real_data, self.model_name), {"model_name": self.model_name})
-        return merge(config, self.fixed)
+        config = merge(config, self.fixed)
+        if backbone:
+            config = merge(config, backbone_settings(backbone))
+        return config
 
     @property
     def conditional(self) -> bool:

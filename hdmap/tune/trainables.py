@@ -14,8 +14,8 @@ import torch
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import merge, validate
 from hdmap.run.domain_data import load_domain
-from hdmap.run.patchcore_run import fit_and_score
 from hdmap.run.checkpoints import save_checkpoint
+from hdmap.run.pipeline import fit_and_score
 from hdmap.tune.spaces import trial_overrides
 
 
@@ -30,7 +30,8 @@ def full_config(base_config: dict, trial_config: dict) -> dict:
 
 def patchcore_trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str,
                         cache_dir: str | None, cache_enabled: bool = True, threads: int = 1) -> None:
-    """Fit (gated) PatchCore for one trial and report {'objective', 'tune_accuracy', 'tune_auroc', ...}."""
+    """Fit (gated) PatchCore for one trial with the function `hdmap fit-eval` uses; report
+    {'objective', 'tune_accuracy', 'tune_auroc', ...} and a checkpoint (with the trial's own metrics beside it)."""
     from ray import tune
 
     torch.set_num_threads(max(1, threads))
@@ -72,8 +73,7 @@ def feclip_trainable(trial_config: dict, base_config: dict, data_args: dict, met
 
     class ReportEachEpoch(L.Callback):
         def on_train_epoch_end(self, trainer, module):
-            predictions = predict_feclip(module, tune_set, train["batch_size"])
-            module.train()
+            predictions = predict_feclip(module, tune_set, train["batch_size"], during_fit=True)
             scores, labels = predictions["scores"], predictions["labels"]
             values = {"accuracy": best_threshold(scores, labels)[1], "auroc": auroc(scores, labels)}
             tune_metrics = {"tune": {"accuracy": values["accuracy"], "auroc": values["auroc"]}}

@@ -21,6 +21,7 @@ class FEClipModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = FEClip(FEClipConfig(**(model or {})))
+        self.predict_tokens = False  # predict_step returns patch tokens (few-shot memories) instead of scores
         self._val: list[tuple] = []
 
     def forward(self, images: torch.Tensor) -> dict:
@@ -51,6 +52,16 @@ class FEClipModule(L.LightningModule):
         image = auroc(scores.numpy(), labels.numpy())
         pixel = auroc(maps.flatten().numpy(), (masks.flatten() > 0.5).numpy())
         self.log_dict({"val_image_auroc": image, "val_pixel_auroc": pixel})
+
+    def predict_step(self, batch, batch_idx):
+        """Image scores and maps at the masks' size (CPU), on the device Lightning placed the module on."""
+        if self.predict_tokens:
+            return {"tokens": self.model.patch_tokens(batch["image"]).cpu()}
+        out = self.model(batch["image"])
+        maps = F.interpolate(out["map"][:, None], size=batch["mask"].shape[-2:], mode="bilinear",
+                             align_corners=False)[:, 0]
+        return {"scores": out["score"].cpu(), "maps": maps.cpu(), "labels": batch["label"].cpu(),
+                "masks": batch["mask"].cpu(), "categories": list(batch.get("category", ["all"] * len(maps)))}
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only what was trained: the frozen CLIP is rebuilt from hparams on load."""

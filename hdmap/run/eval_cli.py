@@ -1,0 +1,60 @@
+"""`hdmap eval`: reload a checkpoint (a search's best trial, a trial, a fit-eval run, or FE-CLIP adapters) and
+score holdout with its tune threshold, using the checkpoint's own split and conditions."""
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+from hdmap.run.checkpoints import CHECKPOINT_FILE
+
+
+def add_eval(sub) -> None:
+    p = sub.add_parser("eval", help="reload a checkpoint and report holdout (threshold from tune)",
+                       description=__doc__)
+    p.add_argument("target", metavar="RUN", help="a search folder (runs/tune/<experiment>), a run folder or a .ckpt file")
+    p.add_argument("--trial", help="trial id of a search (default: its best trial)")
+    p.add_argument("--out", help="output folder (default RUN/eval_<trial or best>, or RUN/eval for a run folder)")
+    p.add_argument("--data-root", help="data root if it moved since the run (needed for FE-CLIP adapters)")
+    p.add_argument("--domain", default="C", help="domain for FE-CLIP adapters without an HDMAP record")
+    p.add_argument("--cache-dir")
+    p.set_defaults(run=run_eval)
+
+
+def find_checkpoint(run: Path, trial: str | None) -> Path:
+    """The checkpoint a RUN argument names: a file, a run folder, or a search's best (or given) trial."""
+    if run.is_file():
+        return run
+    if (run / CHECKPOINT_FILE).is_file() and trial is None:
+        return run / CHECKPOINT_FILE
+    if trial is not None:
+        matches = sorted(run.glob(f"*{trial}*/checkpoint_*/{CHECKPOINT_FILE}"))
+        if not matches:
+            raise FileNotFoundError(f"no checkpoint for trial {trial!r} under {run}")
+        return matches[-1]
+    summary_file = run / "summary.json"
+    if not summary_file.exists():
+        raise FileNotFoundError(f"{run}: neither a checkpoint, a run folder with {CHECKPOINT_FILE}, nor a finished "
+                                f"search with summary.json (or pass --trial)")
+    best = json.loads(summary_file.read_text())["best"]
+    if not best:
+        raise ValueError(f"{run}: the search has no finished trial")
+    return Path(best["checkpoint"])
+
+
+def run_eval(args) -> int:
+    from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
+
+    run = Path(args.target)
+    checkpoint = find_checkpoint(run, args.trial)
+    default_out = run.parent / "eval" if run.is_file() else run / f"eval_{args.trial or 'best'}"
+    out = Path(args.out) if args.out else default_out
+    metrics = evaluate_checkpoint(checkpoint, out, args.data_root, args.cache_dir,
+                                  command="hdmap " + " ".join(sys.argv[1:]), domain=args.domain)
+    hold = metrics["holdout"]
+    print(f"checkpoint {checkpoint}")
+    print(f"holdout (n={hold['n']}, threshold from tune {metrics['tune']['threshold']:.6g}): accuracy "
+          f"{100 * hold['accuracy']:.1f} %, AUROC {100 * hold['auroc']:.1f} %, oracle accuracy "
+          f"{100 * hold['accuracy_oracle']:.1f} %")
+    print(f"wrote {out}/metrics.json and report.md")
+    return 0
