@@ -18,7 +18,7 @@ import numpy as np
 import torch
 
 from hdmap.data.embedded import ensure_embedded_dataset
-from hdmap.evaluation.results_file import markdown_table, pct, stamp
+from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct, stamp
 from hdmap.features.cache import FeatureCache
 from hdmap.models.embedding import flatten_patches
 from hdmap.models.memory_bank import knn
@@ -121,7 +121,9 @@ def main(argv=None) -> int:
                      "gate acc %": pct(metrics["gate"]["accuracy"]),
                      "worst patch NN warm %": pct(worst_patch_from_warm(module, test_grids, data))
                      if bank == "mixed" else None})
-    lines = ["# H2: gated vs mixed memory banks at equal shots", ""] + stamp(root, base["backbone"], synthetic)
+    lines = ["# H2: gated vs mixed memory banks at equal shots", ""] + stamp(
+        root, describe_backbone(base["backbone"]["name"], base["backbone"]["weights"], base["backbone"]["taps"],
+                                base["backbone"]["model_kwargs"]), synthetic)
     lines += ["", f"Domain {args.domain}, holdout n = {len(data.split.holdout)} (threshold chosen on the tune split, "
               f"n = {len(data.split.tune)}). `oracle acc` uses the best threshold on holdout itself (comparison only).",
               "Shots are per condition (2k references in all, k per gate-assigned condition, also for `mixed`).",

@@ -19,7 +19,7 @@ from rich.progress import track
 
 from hdmap.data.splits import sample_per_condition
 from hdmap.evaluation.metrics import auroc
-from hdmap.evaluation.results_file import markdown_table
+from hdmap.evaluation.results_file import describe_backbone, markdown_table
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
 from hdmap.gating.gates import Gate, GateConfig
@@ -105,7 +105,11 @@ def main(argv=None) -> int:
                      "patch AUROC %": 100 * auroc(np.r_[normal, band], np.r_[np.zeros(len(normal)), np.ones(len(band))]),
                      "band / normal distance": f"{band.mean() / normal.mean():.3f}",
                      "image AUROC % (max patch)": 100 * auroc(scores, labels)})
-    lines = study.header(f"Step 1 (H1): patch features vs faint bands, domain {data.domain} cold")
+    ran = "; ".join(describe_backbone(name, study.base["backbone"]["weights"] if name == study.base["backbone"]["name"]
+                                      else "default", taps,
+                                      FAST_BACKBONE["model_kwargs"] if study.args.fast else None)
+                    for name, taps in specs)
+    lines = study.header(f"Step 1 (H1): patch features vs faint bands, domain {data.domain} cold", ran)
     lines += [f"References: {study.args.shots} cold-gated train maps; cold test maps: {len(good_idx)} good, "
               f"{len(fault_idx)} fault (all of test, no threshold is chosen here).", ""]
     lines += markdown_table(rows, COLUMNS)

@@ -11,7 +11,7 @@ import itertools
 
 from rich.progress import track
 
-from hdmap.evaluation.results_file import markdown_table, pct
+from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import validate
 from hdmap.run.patchcore_run import fit_and_score
@@ -43,7 +43,10 @@ def main(argv=None) -> int:
                      "oracle acc %": pct(hold["accuracy_oracle"]), "AUROC %": pct(hold["auroc"]),
                      "cold AUROC %": pct(hold["by_condition"]["cold"]["auroc"]),
                      "warm AUROC %": pct(hold["by_condition"]["warm"]["auroc"])})
-    lines = study.header(f"Step 3: horizontal context x taps x gating, domain {data.domain}")
+    base = study.base["backbone"]
+    ran = describe_backbone(base["name"], base["weights"], " and ".join(f"[{t}]" for t in tap_sets),
+                            base["model_kwargs"])
+    lines = study.header(f"Step 3: horizontal context x taps x gating, domain {data.domain}", ran)
     lines += [f"{study.args.shots} shots per condition (intensity gate assigns train), holdout n = "
               f"{len(data.split.holdout)}, threshold from tune (n = {len(data.split.tune)}).", ""]
     study.write(lines + markdown_table(rows, COLUMNS))

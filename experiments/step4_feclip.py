@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import copy
 
-from hdmap.evaluation.results_file import markdown_table, pct
+from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct
 from hdmap.models.feclip.model import TINY_CLIP
 from hdmap.run.config import default_config, merge, parse_set, validate
 from hdmap.run.feclip_hdmap import fit_and_score_feclip
@@ -48,9 +48,10 @@ def main(argv=None) -> int:
         rows.append({"variant": name, "holdout acc %": pct(hold["accuracy"]), "oracle acc %": pct(hold["accuracy_oracle"]),
                      "AUROC %": pct(hold["auroc"]), "cold AUROC %": pct(hold["by_condition"]["cold"]["auroc"]),
                      "warm AUROC %": pct(hold["by_condition"]["warm"]["auroc"])})
-    backbone = {"name": base["feclip"]["clip_model"], "weights": base["feclip"]["clip_weights"],
-                "taps": base["feclip"]["taps"]}
-    lines = study.header(f"Step 4: FE-CLIP on HDMAP, domain {data.domain}", backbone)
+    clip = base["feclip"]
+    name = "tiny random CLIP (not ViT-L-14-336)" if clip["clip_kwargs"] else clip["clip_model"]
+    ran = describe_backbone(name, clip["clip_weights"], clip["taps"], clip["clip_kwargs"].get("vision_cfg"))
+    lines = study.header(f"Step 4: FE-CLIP on HDMAP, domain {data.domain}", ran)
     if base["feclip"]["clip_weights"] == "none":
         lines += ["**Tiny randomly initialised CLIP: this file only proves the pipeline runs; its numbers say nothing "
                   "about FE-CLIP.**", ""]

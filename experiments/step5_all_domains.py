@@ -13,7 +13,7 @@ from pathlib import Path
 
 from rich.progress import track
 
-from hdmap.evaluation.results_file import markdown_table, pct
+from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import validate
 from hdmap.run.patchcore_run import fit_and_score
@@ -49,7 +49,9 @@ def main(argv=None) -> int:
                          "cold AUROC %": pct(hold["by_condition"]["cold"]["auroc"]),
                          "warm AUROC %": pct(hold["by_condition"]["warm"]["auroc"]),
                          "gate acc %": pct(metrics["gate"]["accuracy"])})
-    lines = study.header("Step 5: the chosen configuration on every domain", best["backbone"])
+    b = best["backbone"]
+    lines = study.header("Step 5: the chosen configuration on every domain",
+                         describe_backbone(b["name"], b["weights"], b["taps"], b.get("model_kwargs")))
     lines += [f"Configuration: {source}. Baseline: the same backbone and shots, one mixed bank of uniformly sampled",
               "references, no context. Anchors from the user's earlier work on the real domain C (thresholds chosen",
               "on test there): PatchCore + DINOv2 79.9 %, CPD 97.7 %, best known 98.2 %; ours are holdout numbers.", "",

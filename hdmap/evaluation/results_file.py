@@ -6,11 +6,16 @@ import shlex
 import sys
 
 
-def stamp(data_root: str, backbone: dict, synthetic: bool) -> list[str]:
+def describe_backbone(name: str, weights: str, taps, model_kwargs: dict | None = None) -> str:
+    """What actually ran: name, weights, the taps (or tap sets) used, and a non-default model size."""
+    size = f", model size {model_kwargs}" if model_kwargs else ""
+    return f"`{name}` (weights `{weights}`, taps {taps}{size})"
+
+
+def stamp(data_root: str, backbone: str, synthetic: bool) -> list[str]:
     command = "python " + " ".join(shlex.quote(a) for a in sys.argv)
     kind = "embedded SYNTHETIC data" if synthetic else "user data"
-    return [f"- command: `{command}`", f"- data: {kind} at `{data_root}`",
-            f"- backbone: `{backbone.get('name')}` (weights `{backbone.get('weights')}`, taps {backbone.get('taps')})",
+    return [f"- command: `{command}`", f"- data: {kind} at `{data_root}`", f"- backbone: {backbone}",
             f"- generated: {datetime.datetime.now().strftime('%Y-%m-%d %H:%M')} by the script above; not edited by hand"]
 
 

@@ -5,7 +5,7 @@ import argparse
 from pathlib import Path
 
 from hdmap.data.embedded import ensure_embedded_dataset
-from hdmap.evaluation.results_file import stamp
+from hdmap.evaluation.results_file import describe_backbone, stamp
 from hdmap.run.config import default_config, merge, parse_set, validate
 from hdmap.run.domain_data import load_domain
 
@@ -45,8 +45,11 @@ class Study:
         split = self.out.with_name(f"{self.out.stem}.domain{domain}.split.json")
         return load_domain(self.root, domain, split, condition_csv=str(csv) if csv.exists() else None)
 
-    def header(self, title: str, backbone: dict | None = None) -> list[str]:
-        lines = [f"# {title}", ""] + stamp(self.root, backbone or self.base["backbone"], self.synthetic)
+    def header(self, title: str, backbone: str | None = None) -> list[str]:
+        """Title and stamp; `backbone` describes what ran (default: the base config's backbone)."""
+        base = self.base["backbone"]
+        backbone = backbone or describe_backbone(base["name"], base["weights"], base["taps"], base["model_kwargs"])
+        lines = [f"# {title}", ""] + stamp(self.root, backbone, self.synthetic)
         if self.args.fast:
             lines.append("- FAST MODE: tiny random backbone, small grid; numbers only show the script runs")
         return lines + [""]
