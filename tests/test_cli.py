@@ -112,3 +112,18 @@ def test_fit_eval_feclip_fewshot_variant(synth_root, tmp_path):
     metrics = json.loads((tmp_path / "fs" / "metrics.json").read_text())
     assert metrics["gate"]["kind"] == "intensity" and metrics["gate"]["accuracy"] > 0.9
     assert metrics["holdout"]["auroc"] > 0.6  # domain A bands are strong: the patch memory finds them
+
+
+def test_eval_scores_benchmark_adapters_zero_shot(synth_root, tmp_path, capsys):
+    from hdmap.models.feclip.module import FEClipModule
+
+    settings = {**default_config(model_name="feclip")["feclip"], **TINY_CLIP}
+    FEClipModule(model=settings).trainer_free_save(tmp_path / "adapters.ckpt")  # what feclip_benchmark.py writes
+    assert main(["eval", str(tmp_path / "adapters.ckpt"), "--out", str(tmp_path / "zero")]) == 2
+    assert "--data-root" in capsys.readouterr().err
+    code = main(["eval", str(tmp_path / "adapters.ckpt"), "--data-root", str(synth_root), "--domain", "A",
+                 "--out", str(tmp_path / "zero")])
+    assert code == 0
+    metrics = json.loads((tmp_path / "zero" / "metrics.json").read_text())
+    assert metrics["model"] == "feclip" and metrics["config"]["feclip"]["clip_kwargs"] == TINY_CLIP["clip_kwargs"]
+    assert (tmp_path / "zero" / "split.json").exists()

@@ -21,7 +21,10 @@ def adapters_config(path: Path) -> dict:
     hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
     if "model" not in hparams:
         raise ValueError(f"{path}: neither an hdmap run checkpoint nor FE-CLIP adapters (no hyper-parameters)")
-    return merge(default_config(model_name="feclip"), {"feclip": hparams["model"]})
+    config = merge(default_config(model_name="feclip"), {"feclip": hparams["model"]})
+    vision = config["feclip"].get("clip_kwargs", {}).get("vision_cfg", {})
+    config["image_size"] = vision.get("image_size", config["image_size"])  # the tower's own input size
+    return config
 
 
 def evaluate_checkpoint(path: str | Path, out: str | Path | None = None, data_root: str | None = None,
