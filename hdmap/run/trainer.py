@@ -14,8 +14,9 @@ def make_trainer(accelerator: str = "auto", progress: bool = False, **kwargs) ->
     for name in QUIET_LOGGERS:  # "GPU available: ..." banners on every trial drown the search's output
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
-    warnings.filterwarnings("ignore", message=".*`configure_optimizers` returned `None`.*")
-    warnings.filterwarnings("ignore", message=".*`training_step` returns `None`.*")
+    warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`.*")  # banks need none
+    warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # inside Lightning 2.6
+    warnings.filterwarnings("ignore", message=r".*You defined a `validation_step` but have no `val_dataloader`.*")
     return L.Trainer(accelerator=accelerator, devices=1, max_epochs=kwargs.pop("max_epochs", 1), logger=False,
                      enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
                      num_sanity_val_steps=0, **kwargs)
