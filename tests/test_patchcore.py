@@ -139,3 +139,16 @@ def test_lightning_trainer_fit_and_test(tiny_config, synth_root, tmp_path):
     reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "trainer.ckpt", map_location="cpu")
     trainer.test(reloaded, datamodule=dm, verbose=False)
     assert torch.equal(torch.cat([o["scores"] for o in reloaded.outputs]), scores)
+
+
+def test_oracle_gate_without_train_conditions_says_so_in_metrics_and_report(tiny_config, synth_root, feature_cache,
+                                                                             tmp_path):
+    from hdmap.evaluation.report import write_report
+    from hdmap.run.domain_data import load_domain
+
+    data = load_domain(str(synth_root), "C", tmp_path / "split.json")  # no condition CSV: train conditions unknown
+    _, _, metrics = fit_and_score(_config(tiny_config, bank_mode="gated", gate={"kind": "oracle"}), data,
+                                  feature_cache)
+    assert "train conditions unknown" in metrics["gate"]["train_assignment"]
+    assert any("oracle gate" in note for note in metrics["notes"])
+    assert "train conditions unknown" in write_report(tmp_path, metrics).read_text()

@@ -83,8 +83,12 @@ def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), co
     for name, part in hold["by_condition"].items():
         lines.append(f"| {name} | {part.get('n', '')} | {_fmt(part['auroc'])} | {_fmt(part['accuracy'])} |")
     gate = metrics.get("gate") or {}
-    lines += ["", f"Gate: `{gate.get('kind')}`, accuracy on test: {_fmt(gate.get('accuracy'))} %", "",
-              f"Threshold (from tune): {tune['threshold']:.6g}", "",
+    lines += ["", f"Gate: `{gate.get('kind')}`, accuracy on test: {_fmt(gate.get('accuracy'))} %"
+              + (f"; train conditions from: {gate['train_assignment']}" if gate.get("train_assignment") else ""), ""]
+    lines += [f"- note: {note}" for note in metrics.get("notes", [])] + ([""] if metrics.get("notes") else [])
+    if metrics.get("devices"):
+        lines += ["Devices: " + ", ".join(f"{k} {v}" for k, v in metrics["devices"].items() if v), ""]
+    lines += [f"Threshold (from tune): {tune['threshold']:.6g}", "",
               "Timing (s): " + ", ".join(f"{k} {v:.2f}" for k, v in metrics.get("timing_s", {}).items()), "",
               "## Config", "", "```json", json.dumps(metrics.get("config", {}), indent=2, default=str), "```", ""]
     lines += [f"![{name}]({name})" for name in figures]
