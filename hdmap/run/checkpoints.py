@@ -45,39 +45,28 @@ def checkpoint_file(path: str | Path) -> Path:
     return path
 
 
-def read_extra(path: str | Path) -> dict:
-    """The hdmap record of a checkpoint; {} for a checkpoint written without one (FE-CLIP benchmark adapters)."""
+def read_checkpoint(path: str | Path) -> dict:
+    """The whole checkpoint dict; its `hdmap` record is {} when written without one (FE-CLIP benchmark adapters)."""
     try:
         checkpoint = torch.load(checkpoint_file(path), map_location="cpu", weights_only=False)
     except (RuntimeError, EOFError, OSError) as error:
         raise CheckpointMismatchError(f"{path}: not a readable checkpoint ({error})") from error
     if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
         raise CheckpointMismatchError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return checkpoint.get("hdmap", {})
+    return checkpoint
 
 
 def load_checkpoint_data(extra: dict, data_root: str | None = None) -> DomainData:
-    """The domain a checkpoint was made on, with its own split and conditions (nothing recomputed), checked."""
+    """The domain a checkpoint was made on, with its own split and conditions (nothing recomputed); data whose test
+    files, contents or map size differ from the checkpoint's is refused."""
     root = data_root or extra["data_root"]
     if not Path(root).is_dir():
         raise FileNotFoundError(f"data root of the checkpoint not found: {root} (pass --data-root)")
-    split = TestSplit(**extra["split"])
-    try:
-        data = load_domain(root, extra["domain"], split=split, condition_overrides=extra.get("conditions"))
+    try:  # load_domain checks the saved split against the test files
+        data = load_domain(root, extra["domain"], split=TestSplit(**extra["split"]),
+                           condition_overrides=extra.get("conditions"))
     except SplitMismatchError as error:
         raise CheckpointMismatchError(f"test files under {root} differ from the checkpoint's: {error}") from error
-    check_data(extra, data)
-    return data
-
-
-def check_data(extra: dict, data: DomainData) -> None:
-    """Refuse data whose test files, train set, contents or map size differ from the checkpoint's."""
-    if data.domain != extra["domain"]:
-        raise CheckpointMismatchError(f"checkpoint was fitted on domain {extra['domain']}, not {data.domain}")
-    try:
-        TestSplit(**extra["split"]).check_matches([i.path for i in data.test])
-    except SplitMismatchError as error:
-        raise CheckpointMismatchError(f"test files under {data.root} differ from the checkpoint's: {error}") from error
     for subset in ("train", "test"):
         if extra[f"{subset}_fingerprint"] != data.fingerprints[subset]:
             raise CheckpointMismatchError(f"the {subset} maps under {data.root}/domain_{data.domain} differ in content "
@@ -85,3 +74,4 @@ def check_data(extra: dict, data: DomainData) -> None:
     if list(data.test_maps.shape[1:]) != extra["map_shape"]:
         raise CheckpointMismatchError(f"map size {list(data.test_maps.shape[1:])} differs from the checkpoint's "
                                       f"{extra['map_shape']}")
+    return data

@@ -7,18 +7,16 @@ from __future__ import annotations
 
 from pathlib import Path
 
-import torch
-
-from hdmap.run.checkpoints import checkpoint_file, load_checkpoint_data, read_extra
+from hdmap.run.checkpoints import checkpoint_file, load_checkpoint_data, read_checkpoint
 from hdmap.run.config import default_config, merge
 from hdmap.run.domain_data import load_domain
 from hdmap.run.outputs import write_run_outputs
 from hdmap.run.pipeline import score_saved
 
 
-def adapters_config(path: Path) -> dict:
+def adapters_config(checkpoint: dict, path: Path) -> dict:
     """Run config of FE-CLIP adapters saved without an HDMAP record (their settings are the module's hparams)."""
-    hparams = torch.load(path, map_location="cpu", weights_only=False).get("hyper_parameters", {})
+    hparams = checkpoint.get("hyper_parameters", {})
     if "model" not in hparams:
         raise ValueError(f"{path}: neither an hdmap run checkpoint nor FE-CLIP adapters (no hyper-parameters)")
     config = merge(default_config(model_name="feclip"), {"feclip": hparams["model"]})
@@ -31,14 +29,15 @@ def evaluate_checkpoint(path: str | Path, out: str | Path | None = None, data_ro
                         cache_dir: str | None = None, command: str | None = None, domain: str = "C") -> dict:
     """metrics.json dict of the checkpoint on its holdout split (written under `out` when given)."""
     path = checkpoint_file(path)
-    extra = read_extra(path)
+    checkpoint = read_checkpoint(path)
+    extra = checkpoint.get("hdmap", {})
     if extra:
         config, data = extra["config"], load_checkpoint_data(extra, data_root)
     else:
         if data_root is None:
             raise ValueError(f"{path} holds FE-CLIP adapters without an HDMAP record (e.g. from "
                              f"feclip_benchmark.py): pass --data-root ROOT (and --domain) to score them zero-shot")
-        config = adapters_config(path)
+        config = adapters_config(checkpoint, path)
         data = load_domain(data_root, domain, Path(out) / "split.json" if out else None,
                            config["split"]["tune_fraction"], config["split"]["seed"])
     outputs, metrics = score_saved(path, config, data, cache_dir, progress=out is not None)
