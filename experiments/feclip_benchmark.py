@@ -18,8 +18,9 @@ import yaml
 
 from hdmap.data.industrial import READERS, IndustrialDataset
 from hdmap.evaluation.results_file import markdown_table
+from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule
-from hdmap.run.feclip_run import PAPER, benchmark_metrics, predict_feclip, train_feclip
+from hdmap.run.feclip_run import PAPER, benchmark_metrics, predict_feclip, seed_everything, train_feclip
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -38,9 +39,13 @@ def main(argv=None) -> int:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=5e-4)
     p.add_argument("--linear-lr", type=float, default=5e-4)
+    p.add_argument("--seed", type=int, default=0, help="adapter initialisation and batch order")
     p.add_argument("--out", help="markdown file (default experiments/results/feclip_<train>_to_<eval>.md)")
     p.add_argument("--save-checkpoint", help="where to keep the trained adapters (default runs/feclip_<train>.ckpt)")
     args = p.parse_args(argv)
+    if args.train_on == args.eval_on:
+        p.error(f"--train-on and --eval-on are both {args.train_on}: training on the evaluation set is not zero-shot "
+                f"(the paper trains on one data set and evaluates on the other)")
     roots = {"visa": args.visa_root, "mvtec": args.mvtec_root}
     for name in (args.train_on, args.eval_on):
         if not roots[name]:
@@ -50,8 +55,9 @@ def main(argv=None) -> int:
         model.update(yaml.safe_load(Path(args.model_yaml).read_text()) or {})
     train_set = IndustrialDataset(READERS[args.train_on](roots[args.train_on], split="test"), args.image_size)
     eval_set = IndustrialDataset(READERS[args.eval_on](roots[args.eval_on], split="test"), args.image_size)
+    seed_everything(args.seed)  # before the adapters are built: their initial weights follow the seed
     module = FEClipModule(model=model, lr=args.lr, linear_lr=args.linear_lr)
-    train_feclip(module, train_set, args.epochs, args.batch_size)
+    train_feclip(module, train_set, args.epochs, args.batch_size, seed=args.seed)
     checkpoint = Path(args.save_checkpoint or f"runs/feclip_{args.train_on}.ckpt")
     checkpoint.parent.mkdir(parents=True, exist_ok=True)
     module.trainer_free_save(checkpoint)  # for zero-shot HDMAP runs: --set train.checkpoint=...
@@ -63,8 +69,8 @@ def main(argv=None) -> int:
     rows.append({"category": "paper (FE-CLIP, ICCV 2025)", **dict(zip(columns[1:], (PAPER[args.eval_on][k] for k in keys)))})
     lines = [f"# FE-CLIP: trained on {args.train_on} (test split), zero-shot on {args.eval_on}", "",
              f"- command: `python {' '.join(shlex.quote(a) for a in sys.argv)}`",
-             f"- CLIP: `{args.clip_model}` / `{args.clip_weights}`, {args.image_size} px, {args.epochs} epochs, "
-             f"batch {args.batch_size}, lr {args.lr} (linear map {args.linear_lr})",
+             f"- CLIP: {describe_clip(model)}, {args.image_size} px, {args.epochs} epochs, "
+             f"batch {args.batch_size}, lr {args.lr} (linear map {args.linear_lr}), seed {args.seed}",
              f"- generated {datetime.datetime.now():%Y-%m-%d %H:%M} by this script; numbers in %",
              f"- trained adapters: `{checkpoint}`", ""]
     lines += markdown_table(rows, columns)

@@ -6,7 +6,7 @@ from hdmap.data.band_anomalies import band_training_set
 from hdmap.data.hdmap import discover_domain, read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.evaluation.metrics import auroc
-from hdmap.models.feclip.adapters import FFE, LFS, FrequencyAdapter
+from hdmap.models.feclip.adapters import FFE, LFS, LFS_STATS, FrequencyAdapter, band_statistic
 from hdmap.models.feclip.losses import feclip_loss
 from hdmap.models.feclip.dct import band_mask, dct2, dct_matrix, idct2
 from hdmap.models.feclip.model import FEClip, FEClipConfig
@@ -35,16 +35,59 @@ def test_band_masks():
         band_mask(3, [[1, 0], [0, 1]])
 
 
+def _window_spectra(grid: torch.Tensor, p: int) -> torch.Tensor:
+    """DCT coefficients of the non-overlapping p x p windows of a (B, H, W, D) grid (H, W multiples of p)."""
+    b, h, w, d = grid.shape
+    windows = grid.reshape(b, h // p, p, w // p, p, d).permute(0, 1, 3, 5, 2, 4)
+    return dct2(windows, dct_matrix(p))
+
+
+@pytest.mark.parametrize("band", ["low", "mid", "high"])
+def test_band_ffe_output_has_no_energy_outside_its_band(band):
+    torch.manual_seed(0)
+    ffe = FFE(8, 3, band)
+    with torch.no_grad():
+        out = ffe(torch.randn(2, 6, 9, 8))
+    spectra = _window_spectra(out, 3)
+    outside = spectra * (1 - band_mask(3, band))
+    inside = spectra * band_mask(3, band)
+    assert outside.abs().max() < 1e-5 and inside.abs().max() > 1e-2
+
+
 def test_low_band_ffe_ignores_high_frequencies():
-    """With a low-pass mask, a pure high-frequency window input reaches the linear layer as zeros."""
+    """A low-band FFE gives the same output whether or not a high-frequency pattern is added to its input."""
+    torch.manual_seed(0)
     ffe = FFE(4, 3, "low")
-    c = dct_matrix(3)
     spectrum = torch.zeros(3, 3)
     spectrum[2, 2] = 1.0  # highest frequency only
-    window = idct2(spectrum, c)
-    grid = window[None, :, :, None].repeat(1, 1, 1, 4)
-    expected = idct2(torch.nn.functional.gelu(ffe.linear.bias)[:, None, None].expand(4, 3, 3), c).permute(1, 2, 0)
-    assert torch.allclose(ffe(grid)[0], expected, atol=1e-5)
+    high = idct2(spectrum, dct_matrix(3))[None, :, :, None].repeat(1, 2, 3, 4)  # tiled over 2 x 3 windows
+    grid = torch.randn(1, 6, 9, 4)
+    with torch.no_grad():
+        assert torch.allclose(ffe(grid + 5 * high), ffe(grid), atol=1e-5)
+
+
+def test_lfs_statistics_differ_and_only_mean_is_linear():
+    """`mean` of a window's DCT is a linear filter (the issue with the paper's text); abs_mean and log_energy
+    are not, and each statistic gives a different adapter output."""
+    torch.manual_seed(0)
+    a, b = torch.randn(4, 3, 3), torch.randn(4, 3, 3)
+    c, mask = dct_matrix(3), band_mask(3, "all")
+
+    def stat(window, name):
+        return band_statistic(dct2(window, c), mask, name)
+
+    assert torch.allclose(stat(a + b, "mean"), stat(a, "mean") + stat(b, "mean"), atol=1e-5)
+    for name in ("abs_mean", "log_energy"):
+        assert not torch.allclose(stat(a + b, name), stat(a, name) + stat(b, name), atol=1e-3)
+        assert (stat(a, name) >= 0).all()
+    grid, outputs = torch.randn(1, 5, 7, 4), []
+    for name in LFS_STATS:
+        torch.manual_seed(1)
+        with torch.no_grad():
+            outputs.append(LFS(4, 3, stat=name)(grid))
+    assert all(not torch.allclose(x, y) for i, x in enumerate(outputs) for y in outputs[i + 1:])
+    with pytest.raises(ValueError, match="lfs_stat"):
+        LFS(4, 3, stat="median")
 
 
 @pytest.mark.parametrize("h, w", [(6, 9), (7, 10), (1, 1)])

@@ -106,3 +106,14 @@ def test_benchmark_script_on_tiny_trees(mvtec, visa, tmp_path):
     text = out.read_text()
     assert "| category | image AUROC | image AP | pixel AUROC | AUPRO |" in text
     assert "| bottle |" in text and "| screw |" in text and "paper (FE-CLIP, ICCV 2025) | 91.9" in text
+
+
+def test_benchmark_refuses_training_on_the_evaluation_set(mvtec, tmp_path, capsys):
+    import sys
+    from pathlib import Path
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
+    import feclip_benchmark
+
+    with pytest.raises(SystemExit) as stop:
+        feclip_benchmark.main(["--train-on", "mvtec", "--eval-on", "mvtec", "--mvtec-root", str(mvtec)])
+    assert stop.value.code == 2 and "not zero-shot" in capsys.readouterr().err

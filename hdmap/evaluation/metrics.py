@@ -104,17 +104,25 @@ def condition_breakdown(scores, labels, conditions, threshold: float) -> dict:
     return out
 
 
+def tune_metrics(scores, labels) -> dict:
+    """The `tune` block: AUROC, best accuracy and its threshold on the tune maps (what a trial is judged by)."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
+    threshold, accuracy = best_threshold(scores, labels)
+    return {"auroc": _nan_to_none(auroc(scores, labels)), "accuracy": accuracy, "threshold": threshold,
+            "n": int(len(labels))}
+
+
 def protocol_metrics(scores, labels, conditions, tune_idx, holdout_idx) -> dict:
     """The `tune` and `holdout` blocks of metrics.json: threshold from tune, applied unchanged to holdout."""
     scores, labels, conditions = np.asarray(scores, float), np.asarray(labels, int), np.asarray(conditions)
     tune_idx, holdout_idx = np.asarray(tune_idx, int), np.asarray(holdout_idx, int)
     if len(tune_idx) == 0 or len(holdout_idx) == 0:
         raise ValueError("both the tune and the holdout split need at least one map")
-    threshold, tune_accuracy = best_threshold(scores[tune_idx], labels[tune_idx])
+    tune = tune_metrics(scores[tune_idx], labels[tune_idx])
+    threshold = tune["threshold"]
     hs, hl = scores[holdout_idx], labels[holdout_idx]
     return {
-        "tune": {"auroc": _nan_to_none(auroc(scores[tune_idx], labels[tune_idx])), "accuracy": tune_accuracy,
-                 "threshold": threshold, "n": int(len(tune_idx))},
+        "tune": tune,
         "holdout": {
             "auroc": _nan_to_none(auroc(hs, hl)), "ap": _nan_to_none(average_precision(hs, hl)),
             "f1": _nan_to_none(f1_at(hs, hl, threshold)), "accuracy": accuracy_at(hs, hl, threshold),

@@ -1,22 +1,31 @@
 """FE-CLIP on HDMAP under the tune/holdout protocol: adapters from a checkpoint (zero-shot) or trained on band
-anomalies synthesised on the domain's train normals (variant 1), then test maps scored by the image score."""
+anomalies synthesised on the domain's train normals (variant 1), then test maps scored by the image score plus,
+with `fewshot.shots` > 0, a few-shot patch memory of the gated condition (variant 2).
+
+`fit_feclip` and `score_feclip` are the one path: `hdmap fit-eval`, the Tune trainable (every epoch, on the tune
+maps) and `hdmap eval` all score with `score_feclip`.
+"""
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
 from torch.utils.data import Dataset
 
 from hdmap.data.band_anomalies import band_training_set
-from hdmap.data.transforms import MapTransform
 from hdmap.data.splits import sample_per_condition
+from hdmap.data.transforms import MapTransform
 from hdmap.evaluation.metrics import protocol_metrics
 from hdmap.gating.gates import Gate, GateConfig, gate_accuracy
-from hdmap.models.memory_bank import MemoryBank
+from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule
+from hdmap.models.memory_bank import MemoryBank
 from hdmap.run.domain_data import DomainData
-from hdmap.run.feclip_run import predict_feclip, predict_tokens, train_feclip
+from hdmap.run.feclip_run import predict_feclip, predict_tokens, seed_everything, train_feclip
+
+CONDITIONS = ("cold", "warm")
 
 
 class MapBatchDataset(Dataset):
@@ -45,7 +54,9 @@ def band_dataset(config: dict, data: DomainData) -> MapBatchDataset:
 
 
 def build_feclip(config: dict) -> FEClipModule:
+    """The module with adapters initialised from `train.seed` (or loaded from `train.checkpoint`)."""
     train = config["train"]
+    seed_everything(train["seed"])  # before the adapters are built: their initial weights follow the seed
     module = FEClipModule(model=config["feclip"], lr=train["lr"], linear_lr=train["linear_lr"])
     if train["source"] == "checkpoint":
         state = torch.load(train["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
@@ -57,69 +68,119 @@ def build_feclip(config: dict) -> FEClipModule:
     return module
 
 
-def fit_and_score_feclip(config: dict, data: DomainData, progress: bool = True) -> tuple[FEClipModule, dict, dict]:
+def fit_feclip(config: dict, data: DomainData, progress: bool = True, callbacks: list | None = None) -> FEClipModule:
+    """Build (seeded) and, for `train.source=hdmap_bands`, train the adapters on synthetic bands of train normals."""
     train = config["train"]
-    start = time.perf_counter()
     module = build_feclip(config)
-    transform = map_transform(config)
     if train["source"] == "hdmap_bands":
-        torch.manual_seed(train["seed"])
-        train_feclip(module, band_dataset(config, data), train["epochs"], train["batch_size"], progress=progress)
+        train_feclip(module, band_dataset(config, data), train["epochs"], train["batch_size"], callbacks=callbacks,
+                     progress=progress, seed=train["seed"])
+    return module
+
+
+@dataclass
+class FEClipScores:
+    """Scores of the test maps `indices`: image scores, maps at HDMAP size, routed conditions, notes."""
+
+    indices: np.ndarray
+    scores: np.ndarray
+    maps: np.ndarray
+    routed: torch.Tensor | None = None
+    notes: list[str] = field(default_factory=list)
+
+
+def score_feclip(module: FEClipModule, config: dict, data: DomainData, indices=None,
+                 during_fit: bool = False) -> FEClipScores:
+    """Zero-shot score of test maps (all, or `indices`), plus the few-shot memory when `fewshot.shots` > 0.
+    Only train maps are used as references and for calibration; no statistic comes from test maps."""
+    indices = np.arange(len(data.test_maps)) if indices is None else np.asarray(indices, int)
+    maps, labels = data.test_maps[indices], data.test_labels[indices]
+    transform = map_transform(config)
+    test = MapBatchDataset(maps, np.zeros_like(maps), labels, transform)
+    predictions = predict_feclip(module, test, config["train"]["batch_size"], during_fit=during_fit)
+    result = FEClipScores(indices, predictions["scores"], predictions["maps"])
+    if config["fewshot"]["shots"]:
+        add_fewshot_memory(module, config, data, result, during_fit)
+    return result
+
+
+def fit_and_score_feclip(config: dict, data: DomainData, progress: bool = True) -> tuple[FEClipModule, dict, dict]:
+    start = time.perf_counter()
+    module = fit_feclip(config, data, progress)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    test = MapBatchDataset(data.test_maps, np.zeros_like(data.test_maps), data.test_labels, transform)
-    predictions = predict_feclip(module, test, train["batch_size"])
+    scored = score_feclip(module, config, data)
     gate_info = {"kind": None, "accuracy": None}
-    if config["fewshot"]["shots"]:
-        routed = add_fewshot_memory(module, config, data, transform, predictions)
-        gate_info = {"kind": config["fewshot"]["gate"]["kind"], "accuracy": gate_accuracy(routed, data.test_conditions)}
-    outputs = {"scores": torch.from_numpy(predictions["scores"]).double(),
-               "patch_maps": torch.from_numpy(predictions["maps"])}
+    if scored.routed is not None:
+        gate_info = {"kind": config["fewshot"]["gate"]["kind"],
+                     "accuracy": gate_accuracy(scored.routed, data.test_conditions)}
+    outputs = {"scores": torch.from_numpy(scored.scores).double(), "patch_maps": torch.from_numpy(scored.maps)}
     metrics = {"model": "feclip", "domain": data.domain, "config": config, "data_root": data.root,
-               "gate": gate_info}
-    metrics.update(protocol_metrics(predictions["scores"], data.test_labels, data.test_conditions,
+               "gate": gate_info, "notes": scored.notes, "clip": describe_clip(config["feclip"])}
+    metrics.update(protocol_metrics(scored.scores, data.test_labels, data.test_conditions,
                                     data.split.tune, data.split.holdout))
     metrics["timing_s"] = {"features": 0.0, "fit": fit_s, "predict": time.perf_counter() - start}
     return module, outputs, metrics
 
 
-def _tokens(module: FEClipModule, maps: np.ndarray, transform: MapTransform, batch: int = 32) -> torch.Tensor:
+def _tokens(module: FEClipModule, maps: np.ndarray, transform: MapTransform, during_fit: bool,
+            batch: int = 32) -> torch.Tensor:
     blank = np.zeros((len(maps), 1, 1), dtype=np.float32)
-    return predict_tokens(module, MapBatchDataset(maps, blank, np.zeros(len(maps), dtype=np.int64), transform), batch)
+    dataset = MapBatchDataset(maps, blank, np.zeros(len(maps), dtype=np.int64), transform)
+    return predict_tokens(module, dataset, batch, during_fit=during_fit)
 
 
-def add_fewshot_memory(module: FEClipModule, config: dict, data: DomainData, transform: MapTransform,
-                       predictions: dict) -> torch.Tensor:
+def calibration_scale(module: FEClipModule, references: np.ndarray, held_out: np.ndarray, name: str,
+                      transform: MapTransform, during_fit: bool, notes: list[str]) -> tuple[MemoryBank, float]:
+    """(memory of the references' patch tokens, median nearest-patch distance of held-out train normals to it).
+    Without held-out maps the median comes from leave-one-out among the references (noted); with a single
+    reference and nothing held out there is no train statistic: refused."""
+    tokens = _tokens(module, references, transform, during_fit)
+    bank = MemoryBank().fit(tokens.flatten(0, 1), 1.0)
+    if len(held_out):
+        calibration = _tokens(module, held_out, transform, during_fit).flatten(0, 1)
+        return bank, float(bank.patch_distances(calibration).median().clamp_min(1e-6))
+    if len(references) < 2:
+        raise ValueError(f"few-shot calibration: condition '{name}' has 1 train map and none held out; its "
+                         f"distances cannot be put on the other condition's scale (use more train maps of it)")
+    distances = [MemoryBank().fit(torch.cat([tokens[:i], tokens[i + 1:]]).flatten(0, 1), 1.0)
+                 .patch_distances(tokens[i]) for i in range(len(tokens))]
+    notes.append(f"few-shot calibration of '{name}': no held-out train maps (all {len(references)} are references); "
+                 f"scale from leave-one-out among the references")
+    return bank, float(torch.cat(distances).median().clamp_min(1e-6))
+
+
+def add_fewshot_memory(module: FEClipModule, config: dict, data: DomainData, result: FEClipScores,
+                       during_fit: bool = False) -> None:
     """Variant 2: per condition, a memory of k train references' patch tokens; each test map's nearest-patch
     distances to the memory of its gated condition (divided by the median on held-out train normals of that
-    condition) are added, times `weight`, to the zero-shot map and score. Returns the routed conditions."""
+    condition) are added, times `weight`, to the zero-shot map and score. Sets `result.routed`."""
     settings = config["fewshot"]
     gate = Gate(GateConfig(**settings["gate"]))
-    train_maps = torch.from_numpy(data.train_maps)
     if gate.uses_features:
         raise ValueError("few-shot FE-CLIP supports gates on intensity (intensity, discover, oracle)")
-    assignment = gate.assign_train(train_maps, None, data.train_truth)
-    names = np.array(["cold", "warm"])[assignment.numpy()]
+    transform = map_transform(config)
+    assignment = gate.assign_train(torch.from_numpy(data.train_maps), None, data.train_truth)
+    names = np.array(CONDITIONS)[assignment.numpy()]
     picked = sample_per_condition(names, settings["shots"], config["train"]["seed"])
-    routed, _ = gate.route(torch.from_numpy(data.test_maps), None, data.test_conditions)
-    test_tokens = _tokens(module, data.test_maps, transform)
+    test_maps = data.test_maps[result.indices]
+    known = [data.test_conditions[i] for i in result.indices]
+    routed, _ = gate.route(torch.from_numpy(test_maps), None, known)
+    test_tokens = _tokens(module, test_maps, transform, during_fit)
     side = int(round(test_tokens.shape[1] ** 0.5))
     distances = torch.zeros(test_tokens.shape[:2])
-    for code, name in enumerate(("cold", "warm")):
-        bank = MemoryBank().fit(_tokens(module, data.train_maps[picked[name]], transform).flatten(0, 1), 1.0)
-        held_out = [i for i in np.flatnonzero(names == name) if i not in set(picked[name])]
-        held_out = held_out[:settings["calibration_maps"]]
-        scale = 1.0
-        if held_out:
-            calibration = _tokens(module, data.train_maps[held_out], transform).flatten(0, 1)
-            scale = float(bank.patch_distances(calibration).median().clamp_min(1e-6))
+    for code, name in enumerate(CONDITIONS):
+        chosen = set(picked[name].tolist())
+        held_out = [i for i in np.flatnonzero(names == name) if i not in chosen][:settings["calibration_maps"]]
+        bank, scale = calibration_scale(module, data.train_maps[picked[name]], data.train_maps[held_out], name,
+                                        transform, during_fit, result.notes)
         members = routed == code
         if members.any():
             tokens = test_tokens[members]
             distances[members] = (bank.patch_distances(tokens.flatten(0, 1)) / scale).view(tokens.shape[:2])
     grid = distances.view(-1, 1, side, side)
-    size = predictions["maps"].shape[-2:]
-    upsampled = torch.nn.functional.interpolate(grid, size=size, mode="bilinear", align_corners=False)[:, 0]
-    predictions["maps"] = predictions["maps"] + settings["weight"] * upsampled.numpy()
-    predictions["scores"] = predictions["scores"] + settings["weight"] * distances.max(dim=1).values.numpy()
-    return routed
+    upsampled = torch.nn.functional.interpolate(grid, size=result.maps.shape[-2:], mode="bilinear",
+                                                align_corners=False)[:, 0]
+    result.maps = result.maps + settings["weight"] * upsampled.numpy()
+    result.scores = result.scores + settings["weight"] * distances.max(dim=1).values.numpy()
+    result.routed = routed

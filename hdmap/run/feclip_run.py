@@ -2,6 +2,8 @@
 AUROC, AUPRO), following the paper's cross-dataset protocol."""
 from __future__ import annotations
 
+import random
+
 import numpy as np
 import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
@@ -16,36 +18,51 @@ PAPER = {"mvtec": {"image_auroc": 91.9, "image_ap": 96.5, "pixel_auroc": 92.6, "
          "visa": {"image_auroc": 84.6, "image_ap": 86.6, "pixel_auroc": 95.9, "aupro": 92.8}}
 
 
+def seed_everything(seed: int) -> None:
+    """Seed every generator FE-CLIP draws from (torch, numpy, random), without Lightning's log line."""
+    random.seed(seed)
+    np.random.seed(seed % 2**32)
+    torch.manual_seed(seed)
+
+
 def train_feclip(module: FEClipModule, dataset: Dataset, epochs: int = 9, batch_size: int = 16,
-                 callbacks: list | None = None, progress: bool = True) -> FEClipModule:
+                 callbacks: list | None = None, progress: bool = True, seed: int = 0) -> FEClipModule:
+    """Fit the adapters; the batch order comes from its own generator seeded by `seed`, so scoring between
+    epochs (which draws from the global generator) does not change what is trained."""
+    order = torch.Generator().manual_seed(seed)
     trainer = make_trainer(progress=progress, max_epochs=epochs, callbacks=callbacks or [])
-    trainer.fit(module, DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0))
+    trainer.fit(module, DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, generator=order))
     return module
 
 
-def predict_feclip(module: FEClipModule, dataset: Dataset, batch_size: int = 16, during_fit: bool = False) -> dict:
-    """Image scores, maps resized to the masks, labels, masks and categories of a dataset. Trainer.predict puts
-    CLIP and the adapters on the accelerator; `during_fit` (a callback of a running fit) scores in place on the
-    device that fit placed the module on, without a second Trainer."""
+def _predict_batches(module: FEClipModule, dataset: Dataset, batch_size: int, during_fit: bool) -> list:
+    """predict_step over a dataset. Trainer.predict puts CLIP and the adapters on the accelerator; `during_fit`
+    (a callback of a running fit) runs in place on the device fit placed the module on, without a second Trainer."""
     loader = DataLoader(dataset, batch_size=batch_size, shuffle=False)
-    if during_fit:
-        module.eval()
-        with torch.no_grad():
-            batches = [module.predict_step(move_data_to_device(batch, module.device), i)
-                       for i, batch in enumerate(loader)]
-        module.train()
-    else:
-        batches = make_trainer().predict(module, loader)
+    if not during_fit:
+        return make_trainer().predict(module, loader)
+    was_training = module.training
+    module.eval()
+    with torch.no_grad():
+        batches = [module.predict_step(move_data_to_device(batch, module.device), i) for i, batch in enumerate(loader)]
+    module.train(was_training)
+    return batches
+
+
+def predict_feclip(module: FEClipModule, dataset: Dataset, batch_size: int = 16, during_fit: bool = False) -> dict:
+    """Image scores, maps resized to the masks, labels, masks and categories of a dataset."""
+    batches = _predict_batches(module, dataset, batch_size, during_fit)
     out = {key: torch.cat([b[key] for b in batches]).numpy() for key in ("scores", "maps", "labels", "masks")}
     out["categories"] = np.array([c for b in batches for c in b["categories"]])
     return out
 
 
-def predict_tokens(module: FEClipModule, dataset: Dataset, batch_size: int = 32) -> torch.Tensor:
+def predict_tokens(module: FEClipModule, dataset: Dataset, batch_size: int = 32,
+                   during_fit: bool = False) -> torch.Tensor:
     """Adapted patch tokens (N, h*w, D) of a dataset's images, on the accelerator (CPU tensor back)."""
     module.predict_tokens = True
     try:
-        batches = make_trainer().predict(module, DataLoader(dataset, batch_size=batch_size, shuffle=False))
+        batches = _predict_batches(module, dataset, batch_size, during_fit)
     finally:
         module.predict_tokens = False
     return torch.cat([b["tokens"] for b in batches])

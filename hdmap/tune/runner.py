@@ -86,6 +86,19 @@ def preflight_backbone(base_config: dict) -> None:
     build_backbone(spec_of(base_config))
 
 
+def make_scheduler(space, base_config: dict):
+    """ASHA for iterative trainables (they report every epoch), with max_t the most epochs any trial can run;
+    None (run every trial to the end) otherwise."""
+    from hdmap.tune.trainables import ITERATIVE
+
+    if base_config["model_name"] not in ITERATIVE:
+        return None
+    from ray.tune.schedulers import ASHAScheduler
+
+    max_epochs = int(space.largest("train.epochs", base_config))
+    return ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_epochs), grace_period=1, reduction_factor=3)
+
+
 def build_trainable(options: SearchOptions, base_config: dict, metric: str, split_path: Path, root: str):
     from ray import tune
 
@@ -139,15 +152,8 @@ def run_search(options: SearchOptions) -> dict:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=options.retry_failed)
     else:
-        from hdmap.tune.trainables import ITERATIVE
-
         searcher = ConcurrencyLimiter(optuna_search(space, options.seed), max_concurrent=options.max_concurrent)
-        scheduler = None
-        if base_config["model_name"] in ITERATIVE:  # trials report every epoch: stop weak ones early
-            from ray.tune.schedulers import ASHAScheduler
-
-            scheduler = ASHAScheduler(time_attr="training_iteration", max_t=max(1, base_config["train"]["epochs"]),
-                                      grace_period=1, reduction_factor=3)
+        scheduler = make_scheduler(space, base_config)
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=options.num_samples, scheduler=scheduler,

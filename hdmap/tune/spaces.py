@@ -53,6 +53,16 @@ class SearchSpace:
             config = merge(config, backbone_settings(backbone))
         return config
 
+    def largest(self, key: str, base_config: dict) -> float:
+        """The largest value `key` (a dotted path) can take in a trial: the searched maximum, else the base value."""
+        value = base_config
+        for part in key.split("."):
+            value = value[part]
+        for param in self.params:
+            if param.key == key:
+                return max(param.values)
+        return value
+
     @property
     def conditional(self) -> bool:
         return any(p.when for p in self.params)

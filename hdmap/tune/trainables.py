@@ -53,40 +53,36 @@ def patchcore_trainable(trial_config: dict, base_config: dict, data_args: dict, 
 def feclip_trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str,
                      cache_dir: str | None = None, cache_enabled: bool = True, threads: int = 1) -> None:
     """Train FE-CLIP adapters on band anomalies of this domain's train normals; after every epoch score the
-    tune split and report (so ASHA can stop weak trials) with a checkpoint."""
+    tune maps with `score_feclip` (the scorer of fit-eval and eval, few-shot memory included) and report
+    (so ASHA can stop weak trials) with a checkpoint."""
     import lightning as L
     import numpy as np
     from ray import tune
 
-    from hdmap.evaluation.metrics import auroc, best_threshold
-    from hdmap.run.feclip_hdmap import MapBatchDataset, band_dataset, build_feclip, map_transform
-    from hdmap.run.feclip_run import predict_feclip, train_feclip
+    from hdmap.evaluation.metrics import tune_metrics
+    from hdmap.run.feclip_hdmap import fit_feclip, score_feclip
 
     torch.set_num_threads(max(1, threads))
     config = full_config(base_config, trial_config)
     data = _domain(**data_args)
-    train = config["train"]
-    transform = map_transform(config)
     tune_idx = np.asarray(data.split.tune)
-    tune_set = MapBatchDataset(data.test_maps[tune_idx], np.zeros_like(data.test_maps[tune_idx]),
-                               data.test_labels[tune_idx], transform)
+
+    def report(module, epoch: int) -> None:
+        scored = score_feclip(module, config, data, tune_idx, during_fit=epoch > 0)
+        values = tune_metrics(scored.scores, data.test_labels[tune_idx])
+        objective = values[metric] if values[metric] is not None else -math.inf
+        with tempfile.TemporaryDirectory() as folder:
+            save_checkpoint(folder, module, config, data, {"tune": values, "notes": scored.notes})
+            tune.report({"objective": objective, "tune_accuracy": values["accuracy"], "tune_auroc": values["auroc"],
+                         "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(folder))
 
     class ReportEachEpoch(L.Callback):
         def on_train_epoch_end(self, trainer, module):
-            predictions = predict_feclip(module, tune_set, train["batch_size"], during_fit=True)
-            scores, labels = predictions["scores"], predictions["labels"]
-            values = {"accuracy": best_threshold(scores, labels)[1], "auroc": auroc(scores, labels)}
-            tune_metrics = {"tune": {"accuracy": values["accuracy"], "auroc": values["auroc"]}}
-            with tempfile.TemporaryDirectory() as folder:
-                save_checkpoint(folder, module, config, data, tune_metrics)
-                tune.report({"objective": values[metric], "tune_accuracy": values["accuracy"],
-                             "tune_auroc": values["auroc"], "epoch": trainer.current_epoch + 1},
-                            checkpoint=tune.Checkpoint.from_directory(folder))
+            report(module, trainer.current_epoch + 1)
 
-    module = build_feclip(config)
-    torch.manual_seed(train["seed"])
-    train_feclip(module, band_dataset(config, data), train["epochs"], train["batch_size"],
-                 callbacks=[ReportEachEpoch()], progress=False)
+    module = fit_feclip(config, data, progress=False, callbacks=[ReportEachEpoch()])
+    if config["train"]["source"] != "hdmap_bands":  # nothing trained: one report of the loaded/untrained adapters
+        report(module, 0)
 
 
 TRAINABLES = {"patchcore": patchcore_trainable, "gated_patchcore": patchcore_trainable, "feclip": feclip_trainable}

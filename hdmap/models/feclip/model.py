@@ -31,6 +31,7 @@ class FEClipConfig:
     ffe_window: int = 3  # P
     lfs_window: int = 3  # Q
     lfs_kernel: int = 1
+    lfs_stat: str = "mean"  # statistic of a window's band coefficients: mean (paper text), abs_mean, log_energy
     band: str | list = "all"  # all / low / mid / high or an explicit P x P mask
     mix: float = 0.1  # lambda
     prompts: tuple[str, str] = DEFAULT_PROMPTS
@@ -44,6 +45,15 @@ class FEClipConfig:
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+
+def describe_clip(settings: dict) -> str:
+    """What CLIP really runs under FE-CLIP settings: the named model and weights, or the tiny random model's shape."""
+    if settings.get("clip_kwargs"):
+        vision = settings["clip_kwargs"]["vision_cfg"]
+        return (f"tiny random CLIP ({vision['layers']} blocks, width {vision['width']}, patch {vision['patch_size']}, "
+                f"{vision['image_size']} px; no pretrained weights)")
+    return f"{settings.get('clip_model', FEClipConfig.clip_model)} / {settings.get('clip_weights', FEClipConfig.clip_weights)}"
 
 
 def build_clip(config: FEClipConfig) -> nn.Module:
@@ -92,7 +102,7 @@ class FEClip(nn.Module):
         self.register_buffer("text_features", text)  # computed once; the text tower is not kept
         self.adapters = nn.ModuleList(
             FrequencyAdapter(width, self.config.ffe_window, self.config.lfs_window, self.config.band,
-                             self.config.lfs_kernel, self.config.mix) for _ in self.config.taps)
+                             self.config.lfs_kernel, self.config.mix, self.config.lfs_stat) for _ in self.config.taps)
         self.patch_to_text = nn.Linear(width, embed_dim)
 
     def trainable_parameters(self) -> list[nn.Parameter]:

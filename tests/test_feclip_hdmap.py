@@ -1,0 +1,116 @@
+"""FE-CLIP on HDMAP: seeds, the one scorer shared by fit-eval and the Tune trainable, few-shot calibration."""
+import math
+
+import numpy as np
+import pytest
+import torch
+
+from hdmap.models.feclip.model import TINY_CLIP
+from hdmap.run.config import default_config, merge, validate
+from hdmap.run.feclip_hdmap import fit_and_score_feclip, fit_feclip, score_feclip
+
+
+@pytest.fixture
+def tiny_feclip():
+    return validate(merge(default_config(model_name="feclip"),
+                          {"image_size": 32, "feclip": {**TINY_CLIP, "mix": 0.3},
+                           "train": {"epochs": 1, "batch_size": 16, "lr": 3e-3, "linear_lr": 3e-3}}))
+
+
+def _adapters(module):
+    return {k: v for k, v in module.state_dict().items() if not k.startswith("model.visual.")}
+
+
+def test_one_seed_gives_identical_adapters_and_scores(tiny_feclip, domain_c):
+    runs = [fit_and_score_feclip(tiny_feclip, domain_c, progress=False) for _ in range(2)]
+    torch.manual_seed(123)  # the global state before a run must not matter
+    runs.append(fit_and_score_feclip(tiny_feclip, domain_c, progress=False))
+    first = _adapters(runs[0][0])
+    for module, outputs, metrics in runs[1:]:
+        assert all(torch.equal(first[k], v) for k, v in _adapters(module).items())
+        assert torch.equal(outputs["scores"], runs[0][1]["scores"])
+    other = merge(tiny_feclip, {"train": {"seed": 1}})
+    module, outputs, _ = fit_and_score_feclip(other, domain_c, progress=False)
+    assert not torch.equal(_adapters(module)["model.patch_to_text.weight"], first["model.patch_to_text.weight"])
+
+
+def test_trial_reports_the_objective_fit_eval_computes(tiny_feclip, domain_c, monkeypatch, tmp_path):
+    """The trainable's last report (an independent record: what the trial told Tune) equals the tune metric of
+    fit-eval's scorer, few-shot memory included."""
+    from ray import tune
+
+    from hdmap.tune import trainables
+
+    config = merge(tiny_feclip, {"train": {"epochs": 2}, "fewshot": {"shots": 4, "weight": 0.5}})
+    reports = []
+    monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
+    monkeypatch.setattr(trainables, "_domain", lambda **kwargs: domain_c)
+    trainables.feclip_trainable({}, config, {}, "auroc")
+    assert [r["epoch"] for r in reports] == [1, 2]
+    _, _, metrics = fit_and_score_feclip(config, domain_c, progress=False)
+    assert reports[-1]["objective"] == pytest.approx(metrics["tune"]["auroc"], abs=1e-9)
+    assert reports[-1]["tune_accuracy"] == pytest.approx(metrics["tune"]["accuracy"], abs=1e-9)
+
+
+def test_fewshot_weight_changes_the_objective(tiny_feclip, domain_c):
+    from hdmap.evaluation.metrics import tune_metrics
+
+    config = merge(tiny_feclip, {"train": {"source": "none"}, "fewshot": {"shots": 4}})
+    module = fit_feclip(config, domain_c, progress=False)
+    tune_idx = np.asarray(domain_c.split.tune)
+    objectives = {}
+    for weight in (0.0, 0.3, 3.0):
+        scored = score_feclip(module, merge(config, {"fewshot": {"weight": weight}}), domain_c, tune_idx)
+        objectives[weight] = tune_metrics(scored.scores, domain_c.test_labels[tune_idx])["auroc"]
+    assert len({round(v, 9) for v in objectives.values()}) == 3
+    zero_shot = score_feclip(module, merge(config, {"fewshot": {"shots": 0}}), domain_c, tune_idx)
+    assert tune_metrics(zero_shot.scores, domain_c.test_labels[tune_idx])["auroc"] == pytest.approx(objectives[0.0])
+
+
+def test_calibration_without_held_out_maps_falls_back_with_a_note(tiny_feclip, domain_c):
+    """Oracle gate on domain C's 40 train maps (about 20 per condition): 20 shots leave a condition nothing to
+    calibrate on; its scale then comes from leave-one-out among the references, and the run says so."""
+    counts = {c: int((np.asarray(domain_c.train_truth) == c).sum()) for c in ("cold", "warm")}
+    shots = min(counts.values())
+    config = merge(tiny_feclip, {"train": {"source": "none"},
+                                 "fewshot": {"shots": shots, "gate": {"kind": "oracle"}}})
+    _, _, metrics = fit_and_score_feclip(config, domain_c, progress=False)
+    assert any("leave-one-out" in note for note in metrics["notes"])
+    assert math.isfinite(metrics["holdout"]["auroc"])
+
+
+def test_calibration_with_one_reference_and_none_held_out_is_refused(tiny_feclip, domain_c, monkeypatch):
+    from hdmap.run import feclip_hdmap
+
+    module = fit_feclip(merge(tiny_feclip, {"train": {"source": "none"}}), domain_c, progress=False)
+    with pytest.raises(ValueError, match="condition 'cold' has 1 train map and none held out"):
+        feclip_hdmap.calibration_scale(module, domain_c.train_maps[:1], domain_c.train_maps[:0], "cold",
+                                       feclip_hdmap.map_transform(tiny_feclip), False, [])
+
+
+def test_asha_runs_as_long_as_the_longest_searched_epochs():
+    from hdmap.tune.runner import SPACES_DIR, make_scheduler
+    from hdmap.tune.spaces import load_space
+
+    space = load_space(SPACES_DIR / "feclip.yaml")
+    base = space.base_config(real_data=True)
+    assert base["train"]["epochs"] == 9 and make_scheduler(space, base)._max_t == 9
+    space.params = [p for p in space.params if p.key != "train.epochs"]
+    assert make_scheduler(space, merge(base, {"train": {"epochs": 4}}))._max_t == 4
+    space = load_space(SPACES_DIR / "feclip.yaml")
+    next(p for p in space.params if p.key == "train.epochs").values = [3, 12]
+    assert make_scheduler(space, base)._max_t == 12
+    patchcore = load_space(SPACES_DIR / "patchcore.yaml")
+    assert make_scheduler(patchcore, patchcore.base_config()) is None
+
+
+def test_lfs_stat_is_searched_and_validated():
+    from hdmap.run.config import ConfigError
+    from hdmap.tune.runner import SPACES_DIR
+    from hdmap.tune.spaces import load_space
+
+    for name in ("feclip.yaml", "feclip_quick.yaml"):
+        params = {p.key: p for p in load_space(SPACES_DIR / name).params}
+        assert set(params["feclip.lfs_stat"].values) == {"mean", "abs_mean", "log_energy"}
+    with pytest.raises(ConfigError, match="lfs_stat"):
+        validate(merge(default_config(model_name="feclip"), {"feclip": {"lfs_stat": "median"}}))
