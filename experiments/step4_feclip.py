@@ -10,8 +10,8 @@ from __future__ import annotations
 
 import copy
 
-from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct
-from hdmap.models.feclip.model import TINY_CLIP
+from hdmap.evaluation.results_file import markdown_table, pct
+from hdmap.models.feclip.model import TINY_CLIP, describe_clip
 from hdmap.run.config import default_config, merge, parse_set, validate
 from hdmap.run.feclip_hdmap import fit_and_score_feclip
 from hdmap.run.study import Study, study_parser
@@ -49,8 +49,8 @@ def main(argv=None) -> int:
                      "AUROC %": pct(hold["auroc"]), "cold AUROC %": pct(hold["by_condition"]["cold"]["auroc"]),
                      "warm AUROC %": pct(hold["by_condition"]["warm"]["auroc"])})
     clip = base["feclip"]
-    name = "tiny random CLIP (not ViT-L-14-336)" if clip["clip_kwargs"] else clip["clip_model"]
-    ran = describe_backbone(name, clip["clip_weights"], clip["taps"], clip["clip_kwargs"].get("vision_cfg"))
+    ran = (f"{describe_clip(clip)}, taps {list(clip['taps'])}, lambda {clip['mix']}, LFS {clip['lfs_stat']}, "
+           f"image score {clip['image_score']}, seed {base['train']['seed']}")
     lines = study.header(f"Step 4: FE-CLIP on HDMAP, domain {data.domain}", ran)
     if base["feclip"]["clip_weights"] == "none":
         lines += ["**Tiny randomly initialised CLIP: this file only proves the pipeline runs; its numbers say nothing "

@@ -167,3 +167,20 @@ def test_checkpoint_holds_only_trained_parameters_and_reloads(tmp_path, synth_ro
     images = _band_batch(synth_root, n=4)["image"]
     with torch.no_grad():
         assert torch.equal(reloaded.model(images)["map"], module.model(images)["map"])
+
+
+def test_image_score_setting_picks_cls_map_max_or_their_sum():
+    torch.manual_seed(0)
+    images = torch.randn(2, 3, 64, 64)
+    outputs = {}
+    for score in ("cls", "map_max", "cls+map_max"):
+        torch.manual_seed(1)  # the same adapters for every setting
+        model = FEClip(FEClipConfig(**{**TINY, "image_score": score}))
+        with torch.no_grad():
+            outputs[score] = model(images)
+    out = outputs["cls"]
+    assert torch.equal(out["score"], out["cls_score"])
+    assert torch.allclose(outputs["map_max"]["score"], out["map"].flatten(1).max(dim=1).values)
+    assert torch.allclose(outputs["cls+map_max"]["score"], out["cls_score"] + outputs["map_max"]["score"])
+    with pytest.raises(ValueError, match="image_score"):
+        FEClipConfig(image_score="mean_map")

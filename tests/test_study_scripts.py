@@ -18,6 +18,8 @@ CASES = {
                   ["| shots/cond | bank | gate | context k | holdout acc % |"]),
     "step3_context": (["--fast", "--ks", "0", "2", "--shots", "4"], ["| taps | bank | context k | holdout acc % |"]),
     "step4_feclip": (["--fast", "--shots", "4"], ["| variant | holdout acc % |", "pipeline"]),
+    "feclip_learns_bands": (["--fast", "--scores", "map_max"], ["| model | image score | tune AUROC % |",
+                                                                "| untrained baseline", "tiny random CLIP (4 blocks"]),
     "step5_all_domains": (["--fast", "--domains", "AC", "--set", "model.shots=4"],
                           ["| domain | model | holdout acc % |", "| A | best |", "| C | PatchCore baseline |"]),
 }

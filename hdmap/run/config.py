@@ -38,7 +38,8 @@ FECLIP_DEFAULT = {
     "model_name": "feclip",
     "image_size": 336, "resize": "bilinear", "normalisation": "clip",
     "feclip": {"clip_model": "ViT-L-14-336", "clip_weights": "openai", "taps": [6, 12, 18, 24], "ffe_window": 3,
-               "lfs_window": 3, "lfs_kernel": 1, "lfs_stat": "mean", "band": "all", "mix": 0.1, "temperature": 0.07, "clip_kwargs": {}},
+               "lfs_window": 3, "lfs_kernel": 1, "lfs_stat": "mean", "band": "all", "mix": 0.1,
+               "image_score": "cls", "temperature": 0.07, "clip_kwargs": {}},
     # source: `checkpoint` (adapters trained elsewhere, e.g. by experiments/feclip_benchmark.py), `hdmap_bands`
     # (variant 1: train on band anomalies synthesised on this domain's train normals), `none` (untrained)
     "train": {"source": "hdmap_bands", "checkpoint": None, "epochs": 9, "batch_size": 16, "lr": 5e-4,
@@ -117,6 +118,10 @@ def validate(config: dict) -> dict:
 
         if config["feclip"].get("lfs_stat", "mean") not in LFS_STATS:
             raise ConfigError(f"feclip.lfs_stat must be one of {LFS_STATS}, got {config['feclip']['lfs_stat']!r}")
+        from hdmap.models.feclip.model import IMAGE_SCORES
+
+        if config["feclip"].get("image_score", "cls") not in IMAGE_SCORES:
+            raise ConfigError(f"feclip.image_score must be one of {IMAGE_SCORES}, got {config['feclip']['image_score']!r}")
         if config["train"]["source"] not in ("checkpoint", "hdmap_bands", "none"):
             raise ConfigError(f"train.source must be checkpoint, hdmap_bands or none, got {config['train']['source']!r}")
         if config["train"]["source"] == "checkpoint" and not config["train"]["checkpoint"]:

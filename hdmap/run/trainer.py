@@ -17,6 +17,7 @@ def make_trainer(accelerator: str = "auto", progress: bool = False, **kwargs) ->
     warnings.filterwarnings("ignore", message=r".*configure_optimizers` returned `None`.*")  # banks need none
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # inside Lightning 2.6
     warnings.filterwarnings("ignore", message=r".*You defined a `validation_step` but have no `val_dataloader`.*")
+    warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")  # frozen CLIP
     return L.Trainer(accelerator=accelerator, devices=1, max_epochs=kwargs.pop("max_epochs", 1), logger=False,
                      enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
                      num_sanity_val_steps=0, **kwargs)

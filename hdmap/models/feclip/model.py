@@ -11,6 +11,7 @@ from torch import nn
 
 from hdmap.models.feclip.adapters import FrequencyAdapter
 
+IMAGE_SCORES = ("cls", "map_max", "cls+map_max")
 DEFAULT_PROMPTS = ("A photo of a normal object", "A photo of a damaged object")
 # A tiny randomly initialised CLIP (32 px, 2 blocks) for tests and pipeline checks without weights.
 TINY_CLIP = {"clip_weights": "none", "taps": [1, 2],
@@ -36,10 +37,15 @@ class FEClipConfig:
     mix: float = 0.1  # lambda
     prompts: tuple[str, str] = DEFAULT_PROMPTS
     temperature: float = 0.07
+    # image score: `cls` (the paper: class token through CLIP's frozen projection), `map_max` (the largest value
+    # of the anomaly map), or `cls+map_max` (their sum, as AnomalyCLIP-style detectors do)
+    image_score: str = "cls"
     patch_norm: bool = True  # CLIP's frozen ln_post on patch tokens before the linear map
     clip_kwargs: dict = field(default_factory=dict)  # e.g. a tiny vision/text config for tests
 
     def __post_init__(self):
+        if self.image_score not in IMAGE_SCORES:
+            raise ValueError(f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}")
         self.taps = tuple(self.taps)
         self.prompts = tuple(self.prompts)
 
@@ -82,7 +88,8 @@ def build_clip(config: FEClipConfig) -> nn.Module:
 
 
 class FEClip(nn.Module):
-    """forward(images) -> {'maps' (B, T, h, w), 'map' (B, h, w), 'tap_scores' (B, T), 'score' (B,)}: P(damaged)."""
+    """forward(images) -> {'maps' (B, T, h, w), 'map' (B, h, w), 'tap_scores' (B, T), 'cls_score' (B,),
+    'score' (B,) by `image_score`}: probabilities of `damaged`."""
 
     def __init__(self, config: FEClipConfig | None = None):
         super().__init__()
@@ -152,4 +159,8 @@ class FEClip(nn.Module):
             maps.append(self._probability(self.patch_to_text(patches)).view(-1, side, side))
             scores.append(self._probability(self.visual.ln_post(x[:, 0]) @ self.visual.proj))
         maps, scores = torch.stack(maps, dim=1), torch.stack(scores, dim=1)
-        return {"maps": maps, "map": maps.mean(dim=1), "tap_scores": scores, "score": scores.mean(dim=1)}
+        out = {"maps": maps, "map": maps.mean(dim=1), "tap_scores": scores, "cls_score": scores.mean(dim=1)}
+        map_max = out["map"].flatten(1).max(dim=1).values
+        out["score"] = {"cls": out["cls_score"], "map_max": map_max,
+                        "cls+map_max": out["cls_score"] + map_max}[self.config.image_score]
+        return out
