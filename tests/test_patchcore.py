@@ -94,9 +94,12 @@ def test_too_few_references_names_condition(tiny_config, domain_c, feature_cache
 def test_one_sided_gate_errors_in_gated_and_falls_back_in_soft(tiny_config, domain_c, feature_cache, tmp_path):
     gate = {"kind": "intensity", "threshold": 100.0}
     with pytest.raises(ValueError, match="one condition"):
-        fit_and_score(_config(tiny_config, bank_mode="gated", gate=gate), domain_c, feature_cache)
+        fit_and_score(_config(tiny_config, bank_mode="gated", gate=gate, gate_fallback=False), domain_c, feature_cache)
+    module, _, metrics = fit_and_score(_config(tiny_config, bank_mode="gated", gate=gate), domain_c, feature_cache)
+    assert set(module.core.banks) == {"mixed"} and any("fell back to one mixed bank" in n for n in metrics["notes"])
     with pytest.warns(UserWarning, match="one condition"):
-        module, _, metrics = fit_and_score(_config(tiny_config, bank_mode="soft", gate=gate), domain_c, feature_cache)
+        module, _, metrics = fit_and_score(_config(tiny_config, bank_mode="soft", gate=gate, gate_fallback=False),
+                                           domain_c, feature_cache)
     assert set(module.core.banks) == {"mixed"} and metrics["notes"]
     torch.save(lightning_checkpoint(module), tmp_path / "fallback.ckpt")  # reloads as what was fitted
     reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "fallback.ckpt", map_location="cpu")

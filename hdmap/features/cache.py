@@ -34,8 +34,10 @@ def file_fingerprint(paths: list[str]) -> list[tuple[str, int, int]]:
     return out
 
 
-def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str]) -> str:
+def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str], prepare=None) -> str:
     identity = {"backbone": spec.cache_identity(), "transform": asdict(transform), "files": file_fingerprint(paths)}
+    if prepare is not None:  # maps normalised before the backbone: the normalisation and its train statistics
+        identity["prepare"] = prepare.identity()
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()[:24]
 
 
@@ -63,12 +65,14 @@ class FeatureCache:
         backbone = self.backbone(spec)
         return MapTransform(image_size, resize, normalisation, backbone.stride, backbone.mean_std)
 
-    def features(self, spec: BackboneSpec, transform: MapTransform, paths: list[str]) -> list[np.ndarray]:
-        """One array (N, C, h, w) per tap, in the order of `paths`; float16 memory-maps when cached."""
+    def features(self, spec: BackboneSpec, transform: MapTransform, paths: list[str],
+                 prepare=None) -> list[np.ndarray]:
+        """One array (N, C, h, w) per tap, in the order of `paths`; float16 memory-maps when cached.
+        `prepare` (e.g. fitted ConditionStatistics) normalises each map before the backbone (`normalise`)."""
         if not self.enabled:
             self.misses += 1
-            return [a.astype(np.float16) for a in self._extract(spec, transform, paths)]
-        key = cache_key(spec, transform, paths)
+            return [a.astype(np.float16) for a in self._extract(spec, transform, paths, prepare)]
+        key = cache_key(spec, transform, paths, prepare)
         folder = self.root / key
         self.root.mkdir(parents=True, exist_ok=True)
         with open(self.root / f"{key}.lock", "w") as lock:
@@ -76,7 +80,7 @@ class FeatureCache:
             try:
                 if not (folder / "meta.json").exists():
                     self.misses += 1
-                    self._write(folder, spec, transform, paths)
+                    self._write(folder, spec, transform, paths, prepare)
                 else:
                     self.hits += 1
             finally:
@@ -84,20 +88,21 @@ class FeatureCache:
         meta = json.loads((folder / "meta.json").read_text())
         return [np.load(folder / f"tap{i}.npy", mmap_mode="r") for i in range(meta["n_taps"])]
 
-    def _write(self, folder: Path, spec, transform, paths) -> None:
-        arrays = self._extract(spec, transform, paths)
+    def _write(self, folder: Path, spec, transform, paths, prepare=None) -> None:
+        arrays = self._extract(spec, transform, paths, prepare)
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
         for i, array in enumerate(arrays):
             np.save(partial / f"tap{i}.npy", array.astype(np.float16))
         meta = {"backbone": spec.cache_identity(), "transform": asdict(transform), "n_files": len(paths),
+                "prepare": prepare.identity() if prepare is not None else None,
                 "n_taps": len(arrays), "shapes": [list(a.shape) for a in arrays]}
         (partial / "meta.json").write_text(json.dumps(meta, default=list))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(partial, folder)
 
-    def _extract(self, spec, transform, paths) -> list[np.ndarray]:
+    def _extract(self, spec, transform, paths, prepare=None) -> list[np.ndarray]:
         from rich.progress import Progress
 
         backbone = self.backbone(spec)
@@ -112,6 +117,8 @@ class FeatureCache:
                     first_shape = first_shape or array.shape
                     if array.shape != first_shape:
                         raise HDMAPFileError(f"{path}: shape {array.shape} differs from {first_shape} of the other maps")
+                if prepare is not None:
+                    maps = list(prepare.normalise(torch.from_numpy(np.stack(maps))).numpy())
                 x = transform.batch(maps).to(self.device)
                 for tap, grid in enumerate(backbone(x)):
                     outputs[tap].append(grid.float().cpu().numpy())

@@ -70,12 +70,21 @@ class GatedPatchCore(L.LightningModule):
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """What the fit had to decide (fallbacks, how the gate assigned train) stays with the model."""
+        state = checkpoint.get("state_dict", {})
+        for key, value in self.state_dict().items():  # checkpoints from before the condition statistics existed
+            if key.startswith("core.map_stats.") and key not in state:
+                state[key] = value
         saved = checkpoint.get("fit_notes", {})
         self.core.notes = list(saved.get("notes", []))
         self.core.gate.train_source = saved.get("gate_train_source", "")
 
     def _grids(self, batch) -> list[torch.Tensor]:
-        return batch["grids"] if "grids" in batch else self.backbone()(batch["image"])
+        if "grids" in batch:
+            return batch["grids"]
+        if self.core.config.input_norm != "none":
+            raise ValueError(f"input_norm={self.core.config.input_norm} normalises maps before the backbone: fit and "
+                             f"score through hdmap.run.patchcore_run (cached features), not from image batches")
+        return self.backbone()(batch["image"])
 
     def on_train_epoch_start(self) -> None:
         self._fit_batches = []
@@ -85,7 +94,7 @@ class GatedPatchCore(L.LightningModule):
         if self.plan is None:  # no plan: keep everything, plan at the end of the epoch
             self._fit_batches.append({"grids": grids, "map": batch["map"], "condition": batch["condition"]})
         else:
-            self._fit_batches.append({"embedding": self.core.embed(grids), "role": batch["role"],
+            self._fit_batches.append({"embedding": self.core.embed(grids, batch["map"]), "role": batch["role"],
                                       "code": batch["code"]})
 
     def on_train_epoch_end(self) -> None:

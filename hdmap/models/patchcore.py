@@ -15,6 +15,7 @@ from torch import nn
 from hdmap.data.splits import select_references
 from hdmap.gating.gates import COLD, WARM, Gate, GateConfig
 from hdmap.models.embedding import flatten_patches, patch_embedding
+from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics, is_bimodal
 from hdmap.models.memory_bank import MemoryBank
 
 BANK_MODES = ("mixed", "gated", "soft")
@@ -40,6 +41,12 @@ class PatchCoreConfig:
     top_fraction: float = 0.01
     soft_combine: str = "min"  # min of z-scores | posterior (gate-weighted z-scores)
     calibration_maps: int = 16  # held-out train normals per condition for soft-mode z-scores
+    # condition-invariant inputs (hdmap/models/map_statistics.py): none | percentile | condition | row_profile
+    input_norm: str = "none"
+    norm_percentile: float = 90.0  # p of input_norm=percentile
+    band_weight: float = 0.0  # weight of the band-descriptor channel appended to the embedding; 0 = off
+    band_window: float = 0.25  # horizontal window of the band descriptor, as a fraction of the columns
+    gate_fallback: bool = True  # a gate whose train split is not clearly bimodal falls back to one mixed bank
     seed: int = 0
     gate: GateConfig = field(default_factory=GateConfig)
 
@@ -47,11 +54,16 @@ class PatchCoreConfig:
         if isinstance(self.gate, dict):
             self.gate = GateConfig(**self.gate)
         self.context_ks = tuple(self.context_ks) if not isinstance(self.context_ks, int) else (self.context_ks,)
-        checks = {"bank_mode": BANK_MODES, "reference_sampling": ("per_condition", "uniform"),
+        checks = {"input_norm": INPUT_NORMS, "bank_mode": BANK_MODES, "reference_sampling": ("per_condition", "uniform"),
                   "distance": ("l2", "cosine"), "image_score": ("max", "top"), "soft_combine": ("min", "posterior")}
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        if not 0 < self.norm_percentile <= 100:
+            raise ValueError(f"norm_percentile must lie in (0, 100], got {self.norm_percentile}")
+        if self.band_weight < 0 or not 0 < self.band_window <= 1:
+            raise ValueError(f"band_weight must be >= 0 and band_window in (0, 1], got {self.band_weight}, "
+                             f"{self.band_window}")
         if self.shots is not None and self.shots < 1:
             raise ValueError(f"shots must be >= 1 or None (all of train), got {self.shots}")
 
@@ -90,15 +102,37 @@ class GatedPatchCoreModel(nn.Module):
         names = ("mixed",) if self.config.bank_mode == "mixed" else CONDITION_NAMES
         self.banks = nn.ModuleDict({name: MemoryBank() for name in names})
         self.register_buffer("calibration", torch.tensor([[0.0, 1.0], [0.0, 1.0]]))  # (bank, [mean, std])
+        cfg = self.config
+        self.map_stats = ConditionStatistics(cfg.input_norm, cfg.norm_percentile, cfg.gate.percentile, cfg.band_window)
         self.notes: list[str] = []  # what the fit had to decide (fallbacks), for the report
+        self.coreset_store = None  # a CoresetStore: greedy orders reused between fits (Tune trials)
         self.train_assignment: torch.Tensor | None = None
 
     # --- features -------------------------------------------------------------------------------------------
-    def embed(self, grids: list[torch.Tensor]) -> torch.Tensor:
+    @property
+    def uses_map_statistics(self) -> bool:
+        return self.config.input_norm != "none" or self.config.band_weight > 0
+
+    def fit_map_statistics(self, train_maps) -> ConditionStatistics | None:
+        """Fit the train-normal condition statistics (input normalisation, band descriptor); None when unused.
+        The returned object normalises maps before the backbone (`normalise`)."""
+        if not self.uses_map_statistics:
+            return None
+        self.map_stats.fit(train_maps)
+        return self.map_stats
+
+    def embed(self, grids: list[torch.Tensor], maps: torch.Tensor | None = None) -> torch.Tensor:
+        """(B, D, h, w) patch embedding of tap grids; with `band_weight` > 0 the band-descriptor channel of
+        the raw `maps` is appended (after cosine normalisation, so its weight keeps its meaning)."""
         embedding = patch_embedding([_as_tensor(g).float() for g in grids], self.config.local_pool,
                                     self.config.context_ks, self.config.pool_include_pad)
         if self.config.distance == "cosine":
             embedding = F.normalize(embedding, dim=1)
+        if self.config.band_weight > 0:
+            if maps is None:
+                raise ValueError("band_weight > 0: embed() needs the raw maps for the band descriptor")
+            band = self.map_stats.band_channel(_as_tensor(maps).to(embedding.device), embedding.shape[-2:])
+            embedding = torch.cat([embedding, self.config.band_weight * band.to(embedding.dtype)], dim=1)
         return embedding
 
     def global_features(self, grids: list, batch: int = 64) -> torch.Tensor | None:
@@ -126,28 +160,55 @@ class GatedPatchCoreModel(nn.Module):
         cfg = self.config
         train_maps = _as_tensor(train_maps).float()
         self.notes = []
+        if self.fit_map_statistics(train_maps) is not None:
+            self.notes += self.map_stats.notes
         assignment = self.gate.assign_train(train_maps, train_global_features, train_truth).cpu()
         if cfg.gate.kind == "oracle" and self.gate.train_source != "known conditions":
             self.notes.append(f"oracle gate: {self.gate.train_source}")
         self.train_assignment = assignment
         counts = {n: int((assignment == c).sum()) for c, n in enumerate(CONDITION_NAMES)}
         one_sided = min(counts.values()) == 0
-        if one_sided and cfg.bank_mode == "gated":
+        if one_sided and cfg.bank_mode == "gated" and not cfg.gate_fallback:
             raise ValueError(f"gate '{cfg.gate.kind}' assigned every train map to one condition ({counts}); "
                              f"a gated bank needs both. Use bank_mode=mixed or another gate.")
+        bimodal, why = self.gate_separation(train_maps, train_global_features, assignment)
+        if cfg.bank_mode != "mixed" and cfg.gate_fallback and not (bimodal and not one_sided):
+            self.notes.append(f"gate '{cfg.gate.kind}' did not split train into two clear conditions ({why}; "
+                              f"counts {counts}): fell back to one mixed bank with uniform references")
+            self._fall_back_to_mixed()
         elif one_sided and (cfg.bank_mode == "soft" or cfg.reference_sampling == "per_condition"):
             warnings.warn(f"gate assigned every train map to one condition ({counts}); "
                           f"falling back to uniform sampling and one mixed bank")
             self.notes.append(f"gate assigned all train maps to one condition {counts}: fell back to a mixed bank")
-            cfg.reference_sampling = "uniform"
-            if cfg.bank_mode == "soft":
-                cfg.bank_mode = "mixed"
-                self.banks = nn.ModuleDict({"mixed": MemoryBank()})
+            self._fall_back_to_mixed()
         references, codes = self.choose_references(assignment)
         calibration = np.zeros(0, dtype=np.int64)
         if cfg.bank_mode == "soft":
             calibration = self._calibration_maps(assignment.numpy(), set(references.tolist()))
         return FitPlan(references, codes, calibration, assignment.numpy()[calibration])
+
+    def gate_separation(self, train_maps: torch.Tensor, train_global_features: torch.Tensor | None,
+                        assignment: torch.Tensor) -> tuple[bool, str]:
+        """Is the gate's train split clearly bimodal? Known conditions always are; intensity gates are judged on
+        the intensity percentile they route by, feature gates on the features projected onto the line between
+        the two groups' means (Ashman's D > 2, smaller group >= 5 %)."""
+        if self.gate.train_source == "known conditions":
+            return True, "known conditions"
+        if self.gate.uses_features and train_global_features is not None and min(
+                int((assignment == c).sum()) for c in (COLD, WARM)) > 0:
+            x = train_global_features.float().cpu()
+            direction = x[assignment == WARM].mean(0) - x[assignment == COLD].mean(0)
+            values = x @ (direction / direction.norm().clamp_min(1e-12))
+        else:
+            values = torch.quantile(train_maps.flatten(1).float().cpu(), self.config.gate.percentile / 100, dim=1)
+        return is_bimodal(values, assignment)
+
+    def _fall_back_to_mixed(self) -> None:
+        cfg = self.config
+        cfg.reference_sampling = "uniform"
+        if cfg.bank_mode != "mixed":
+            cfg.bank_mode = "mixed"
+            self.banks = nn.ModuleDict({"mixed": MemoryBank()})
 
     def _calibration_maps(self, assignment: np.ndarray, used: set[int]) -> np.ndarray:
         """Held-out train normals of each condition (not references) for the soft-mode z-scores."""
@@ -169,14 +230,15 @@ class GatedPatchCoreModel(nn.Module):
             per_map = reference_embedding.shape[2] * reference_embedding.shape[3]
             tags = codes.repeat_interleave(per_map)  # condition of the reference of each patch
             self.banks["mixed"].fit(flatten_patches(reference_embedding), cfg.coreset_ratio, cfg.seed,
-                                    cfg.projection_dim, tags=tags)
+                                    cfg.projection_dim, tags=tags, store=self.coreset_store)
             return
         for code, name in enumerate(CONDITION_NAMES):
             members = reference_embedding[codes == code]
             if len(members) == 0:
                 raise ValueError(f"no references for the {name} bank (reference counts: "
                                  f"cold {int((codes == COLD).sum())}, warm {int((codes == WARM).sum())})")
-            self.banks[name].fit(flatten_patches(members), cfg.coreset_ratio, cfg.seed, cfg.projection_dim)
+            self.banks[name].fit(flatten_patches(members), cfg.coreset_ratio, cfg.seed, cfg.projection_dim,
+                                 store=self.coreset_store)
 
     def calibrate(self, calibration_embedding: torch.Tensor, codes) -> None:
         """z-score statistics (mean, std) of each bank's image scores on held-out train normals of its condition."""
@@ -190,9 +252,12 @@ class GatedPatchCoreModel(nn.Module):
     def fit(self, train_grids: list, train_maps, train_truth: list[str] | None = None) -> "GatedPatchCoreModel":
         """All of fitting in one call (tests, notebooks): plan, embed the chosen maps, banks, calibration."""
         plan = self.plan_fit(train_maps, self.global_features(train_grids), train_truth)
-        self.build_banks(self.embed(_select(train_grids, plan.references)), plan.reference_codes)
+        maps = _as_tensor(train_maps)
+        self.build_banks(self.embed(_select(train_grids, plan.references), maps[plan.references]),
+                         plan.reference_codes)
         if len(plan.calibration):
-            self.calibrate(self.embed(_select(train_grids, plan.calibration)), plan.calibration_codes)
+            self.calibrate(self.embed(_select(train_grids, plan.calibration), maps[plan.calibration]),
+                           plan.calibration_codes)
         return self
 
     # --- scoring --------------------------------------------------------------------------------------------
@@ -222,7 +287,7 @@ class GatedPatchCoreModel(nn.Module):
         grids = [g.to(device) for g in grids]
         maps = maps.to(device).float()
         route, p_warm = self.gate.route(maps, self.global_features(grids), known)
-        scores, patch_maps = self._combine(self.embed(grids), route, p_warm)
+        scores, patch_maps = self._combine(self.embed(grids, maps), route, p_warm)
         result = {"scores": scores, "patch_maps": patch_maps, "route": route, "p_warm": p_warm.float()}
         if upsample:
             result["anomaly_maps"] = F.interpolate(patch_maps[:, None], size=maps.shape[-2:], mode="bilinear",
@@ -233,12 +298,15 @@ class GatedPatchCoreModel(nn.Module):
         mode = self.config.bank_mode
         if mode == "mixed":
             return self._bank_scores("mixed", embedding)
-        per_bank = [self._bank_scores(name, embedding) for name in CONDITION_NAMES]
-        if mode == "gated":
-            pick = route.bool()
-            scores = torch.where(pick, per_bank[WARM][0], per_bank[COLD][0])
-            patch_maps = torch.where(pick[:, None, None], per_bank[WARM][1], per_bank[COLD][1])
+        if mode == "gated":  # each map is searched in its routed bank only
+            scores = embedding.new_zeros(embedding.shape[0])
+            patch_maps = embedding.new_zeros(embedding.shape[0], *embedding.shape[2:])
+            for code, name in enumerate(CONDITION_NAMES):
+                members = route == code
+                if members.any():
+                    scores[members], patch_maps[members] = self._bank_scores(name, embedding[members])
             return scores, patch_maps
+        per_bank = [self._bank_scores(name, embedding) for name in CONDITION_NAMES]
         z = [(s - self.calibration[c, 0]) / self.calibration[c, 1] for c, (s, _) in enumerate(per_bank)]
         zmaps = [(m - self.calibration[c, 0]) / self.calibration[c, 1] for c, (_, m) in enumerate(per_bank)]
         if self.config.soft_combine == "min":

@@ -12,6 +12,7 @@ from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
 from hdmap.features.datamodule import FeatureDataModule
 from hdmap.gating.gates import gate_accuracy
+from hdmap.models.coreset_store import CoresetStore
 from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore, gather_predictions
 from hdmap.run.domain_data import DomainData
 from hdmap.run.trainer import make_trainer
@@ -31,16 +32,28 @@ def spec_of(config: dict) -> BackboneSpec:
     return BackboneSpec(**backbone)
 
 
-def item_features(config: dict, items: list, cache: FeatureCache) -> list:
-    """Grids per tap of `items`, from the cache."""
+def item_features(config: dict, items: list, cache: FeatureCache, prepare=None) -> list:
+    """Grids per tap of `items`, from the cache; `prepare` normalises the maps before the backbone."""
     spec = spec_of(config)
     transform = cache.transform_for(spec, config["image_size"], config["resize"], config["normalisation"])
-    return cache.features(spec, transform, [i.path for i in items])
+    return cache.features(spec, transform, [i.path for i in items], prepare)
 
 
-def cached_features(config: dict, data: DomainData, cache: FeatureCache) -> tuple[list, list]:
-    """(train grids, test grids) per tap, from the cache."""
-    return item_features(config, data.train, cache), item_features(config, data.test, cache)
+def input_preparation(module: GatedPatchCore):
+    """The fitted input normalisation of a module (None when its inputs are the raw maps)."""
+    core = module.core
+    return core.map_stats if core.config.input_norm != "none" else None
+
+
+def cached_features(config: dict, data: DomainData, cache: FeatureCache,
+                    module: GatedPatchCore | None = None) -> tuple[list, list]:
+    """(train grids, test grids) per tap, from the cache. With an input normalisation, `module`'s train
+    statistics are fitted first (train maps only) and every map is normalised on its own before the backbone."""
+    prepare = None
+    if module is not None and module.core.config.input_norm != "none":
+        module.core.fit_map_statistics(data.train_maps)
+        prepare = input_preparation(module)
+    return item_features(config, data.train, cache, prepare), item_features(config, data.test, cache, prepare)
 
 
 def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData, accelerator: str = "auto",
@@ -55,7 +68,7 @@ def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData, a
 
 
 def score_patchcore(module: GatedPatchCore, test_grids: list, data: DomainData, accelerator: str = "auto",
-                    batch_size: int = 32) -> dict:
+                    batch_size: int = 128) -> dict:
     """{'scores', 'patch_maps', 'route', 'p_warm', ...} over all test maps, in order (CPU tensors)."""
     features = FeatureDataModule([], data.train_maps, test_grids, data.test_maps, data.test_conditions, batch_size)
     return gather_predictions(make_trainer(accelerator).predict(module, datamodule=features))
@@ -65,9 +78,11 @@ def fit_and_score(config: dict, data: DomainData, cache: FeatureCache,
                   accelerator: str = "auto") -> tuple[GatedPatchCore, dict, dict]:
     """(fitted module, raw outputs over all test maps, metrics.json dict)."""
     start = time.perf_counter()
-    train_grids, test_grids = cached_features(config, data, cache)
-    features_s = time.perf_counter() - start
     module = build_module(config)
+    if cache.enabled:  # greedy coreset orders are cached beside the features
+        module.core.coreset_store = CoresetStore(cache.root / "coresets")
+    train_grids, test_grids = cached_features(config, data, cache, module)
+    features_s = time.perf_counter() - start
     start = time.perf_counter()
     fit_patchcore(module, train_grids, data, accelerator)
     fit_s = time.perf_counter() - start
@@ -83,7 +98,7 @@ def score_saved_module(module: GatedPatchCore, config: dict, data: DomainData, c
                 accelerator: str = "auto") -> tuple[dict, dict]:
     """(outputs, metrics) of an already fitted (e.g. reloaded) module; needs no train features."""
     start = time.perf_counter()
-    test_grids = item_features(config, data.test, cache)
+    test_grids = item_features(config, data.test, cache, input_preparation(module))
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator)

@@ -1,0 +1,49 @@
+"""Greedy coreset orders kept on disk between fits (Tune trials): keyed by the exact bytes of the patch
+features plus seed and projection, so a hit is always the same computation; a longer order serves every
+smaller coreset ratio as its prefix."""
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from pathlib import Path
+
+import torch
+
+from hdmap.models.memory_bank import GreedyOrder
+
+
+def features_digest(features: torch.Tensor, seed: int, projection_dim: int | None) -> str:
+    digest = hashlib.sha1(f"{tuple(features.shape)}|{seed}|{projection_dim}".encode())
+    digest.update(features.detach().float().contiguous().cpu().numpy().tobytes())
+    return digest.hexdigest()[:24]
+
+
+class CoresetStore:
+    """Get-or-compute greedy orders under `root` (one small .pt per feature set)."""
+
+    def __init__(self, root: str | Path):
+        self.root = Path(root)
+        self.hits = self.misses = 0
+
+    def coreset(self, features: torch.Tensor, size: int, seed: int, projection_dim: int | None) -> torch.Tensor:
+        key = features_digest(features, seed, projection_dim)
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"{key}.pt"
+        with open(self.root / f"{key}.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)  # parallel trials on the same features compute once
+            try:
+                order = GreedyOrder(features, seed, projection_dim)
+                if path.exists():
+                    order.restore(torch.load(path, map_location="cpu", weights_only=True))
+                if len(order.order) >= size:
+                    self.hits += 1
+                    return order.extend(size)
+                self.misses += 1
+                chosen = order.extend(size)
+                partial = path.with_suffix(".partial")
+                torch.save(order.state(), partial)
+                os.replace(partial, path)
+                return chosen
+            finally:
+                fcntl.flock(lock, fcntl.LOCK_UN)

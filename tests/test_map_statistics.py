@@ -1,0 +1,120 @@
+"""Condition-invariant inputs and the band descriptor: train statistics only, per-map transforms, gate fallback."""
+import copy
+import shutil
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics, ashman_d, is_bimodal
+from hdmap.run.domain_data import load_domain
+from hdmap.run.patchcore_run import fit_and_score
+
+OPTIONS = [{"input_norm": norm} for norm in INPUT_NORMS if norm != "none"] + [{"band_weight": 1.0}]
+
+
+def _two_condition_maps(n=40, seed=0, warm_gain=1.4):
+    rng = np.random.default_rng(seed)
+    rows = np.linspace(0.3, 0.8, 31)[:, None] * np.ones((1, 95))
+    maps = np.stack([rows * (warm_gain if i % 2 else 1.0) * (1 + 0.03 * rng.standard_normal((31, 95)))
+                     for i in range(n)]).astype(np.float32)
+    return torch.from_numpy(maps)
+
+
+@pytest.mark.parametrize("norm", ["percentile", "condition", "row_profile"])
+def test_normalisations_remove_the_warm_gain_and_act_per_map(norm):
+    maps = _two_condition_maps()
+    stats = ConditionStatistics(norm).fit(maps)
+    cold, warm = maps[0], maps[0] * 1.4  # the same map, warm
+    out = stats.normalise(torch.stack([cold, warm]))
+    assert torch.allclose(out[0], out[1], rtol=0.05, atol=0.02)
+    assert not torch.allclose(cold, warm, rtol=0.05, atol=0.02)
+    batch = stats.normalise(maps[:6])
+    alone = torch.cat([stats.normalise(maps[i:i + 1]) for i in range(6)])
+    assert torch.allclose(batch, alone)  # no statistic of the batch: each map on its own
+    spike = maps[0].clone()
+    spike[5, 5] = 20.0
+    out = stats.normalise(spike[None])[0]
+    assert out[5, 5] > 10 * out.median().abs()  # scaled, never clipped
+
+
+def test_band_channel_lights_up_the_band_row():
+    maps = _two_condition_maps()
+    stats = ConditionStatistics(band_window=0.25).fit(maps)
+    faulty = maps[2].clone()
+    faulty[20, 10:60] *= 1.3  # a faint band on row 20 of a cold map
+    channel = stats.band_channel(torch.stack([maps[2], faulty]), (8, 24))
+    assert channel.shape == (2, 1, 8, 24)
+    band_row = int(20 * 8 / 31)
+    assert channel[1, 0, band_row].max() > channel[0, 0, band_row].max() + 3
+    assert channel[1, 0, band_row].max() == channel[1].max()
+
+
+def test_bimodality_test():
+    two = torch.cat([torch.randn(100) * 0.1, torch.randn(100) * 0.1 + 2])
+    split = (two > 1).long()
+    assert is_bimodal(two, split)[0] and ashman_d(two)[0] > 10
+    for seed in range(5):
+        one = torch.randn(200, generator=torch.Generator().manual_seed(seed))
+        assert not is_bimodal(one, (one > one.median()).long())[0], ashman_d(one)
+    assert not is_bimodal(two, torch.zeros(200, dtype=torch.long))[0]
+
+
+def test_statistics_of_one_condition_are_shared_and_noted():
+    maps = _two_condition_maps(warm_gain=1.0)
+    stats = ConditionStatistics("row_profile").fit(maps)
+    assert stats.notes and "not bimodal" in stats.notes[0]
+    assert torch.equal(stats.condition_of(maps), torch.zeros(len(maps), dtype=torch.long))
+
+
+@pytest.fixture(scope="module")
+def swapped_test_root(synth_root, tmp_path_factory):
+    """A copy of domain C with the same train maps and different test maps (each scaled and shifted)."""
+    root = tmp_path_factory.mktemp("swapped")
+    shutil.copytree(synth_root / "domain_C", root / "domain_C")
+    for path in (root / "domain_C" / "test").rglob("*.tiff"):
+        tifffile.imwrite(path, (tifffile.imread(path) * 2.5 + 0.3).astype(np.float32))
+    return root
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_no_option_reads_test_maps_at_fit_time(option, tiny_config, synth_root, swapped_test_root,
+                                               feature_cache, tmp_path):
+    """Fitting on two domains that share train maps but not test maps gives the same fitted model."""
+    fitted = []
+    for root in (synth_root, swapped_test_root):
+        data = load_domain(str(root), "C", tmp_path / f"{root.name}.json",
+                           condition_csv=str(root / "domain_C" / "train_conditions.csv"))
+        config = copy.deepcopy(tiny_config)
+        config["model"].update({"bank_mode": "gated", **option})
+        module, outputs, _ = fit_and_score(config, data, feature_cache)
+        fitted.append((module.core.state_dict(), outputs))
+    (first, out_a), (second, out_b) = fitted
+    assert first.keys() == second.keys()
+    assert all(torch.equal(first[k], second[k]) for k in first), option
+    assert not torch.equal(out_a["scores"], out_b["scores"])  # the test maps did differ
+
+
+@pytest.mark.parametrize("option", OPTIONS, ids=lambda o: "-".join(f"{k}={v}" for k, v in o.items()))
+def test_each_option_changes_the_objective(option, tiny_config, domain_c, feature_cache):
+    config = copy.deepcopy(tiny_config)
+    _, base, _ = fit_and_score(config, domain_c, feature_cache)
+    config["model"].update(option)
+    _, changed, metrics = fit_and_score(config, domain_c, feature_cache)
+    assert not torch.allclose(base["scores"], changed["scores"])
+    assert metrics["config"]["model"] == {**tiny_config["model"], **option}
+
+
+def test_normalised_model_reloads_and_scores_the_same(tiny_config, domain_c, feature_cache, tmp_path):
+    from hdmap.models.lightning_checkpoint import lightning_checkpoint
+    from hdmap.models.lightning_patchcore import GatedPatchCore
+    from hdmap.run.patchcore_run import score_saved_module
+
+    config = copy.deepcopy(tiny_config)
+    config["model"].update({"input_norm": "row_profile", "band_weight": 0.5})
+    module, outputs, _ = fit_and_score(config, domain_c, feature_cache)
+    torch.save(lightning_checkpoint(module), tmp_path / "m.ckpt")
+    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
+    again, _ = score_saved_module(reloaded, config, domain_c, feature_cache)
+    assert torch.allclose(again["scores"], outputs["scores"], rtol=1e-5)
