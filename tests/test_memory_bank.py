@@ -88,3 +88,31 @@ def test_tags_follow_coreset_members():
     tags = torch.tensor([0] * 10 + [1] * 10)
     bank = MemoryBank().fit(patches, coreset_ratio=0.5, tags=tags)
     assert torch.equal(bank.member_tags, (bank.features[:, 0] > 25).long())
+
+
+def test_greedy_order_is_resumable_and_the_store_serves_every_ratio(tmp_path):
+    from hdmap.models.coreset_store import CoresetStore
+    from hdmap.models.memory_bank import GreedyOrder, greedy_coreset
+
+    features = torch.randn(600, 48, generator=torch.Generator().manual_seed(0))
+    direct = {ratio: greedy_coreset(features, ratio, seed=3) for ratio in (0.05, 0.2)}
+    order = GreedyOrder(features, seed=3)
+    assert torch.equal(order.extend(30), direct[0.05]) and torch.equal(order.extend(120), direct[0.2])
+    store = CoresetStore(tmp_path / "coresets")
+    assert torch.equal(greedy_coreset(features, 0.05, 3, store=store), direct[0.05])
+    assert torch.equal(greedy_coreset(features, 0.2, 3, store=store), direct[0.2])  # extends the stored order
+    assert torch.equal(CoresetStore(tmp_path / "coresets").coreset(features, 30, 3, 128), direct[0.05])
+    assert (store.misses, store.hits) == (2, 0)
+    assert torch.equal(greedy_coreset(features, 0.1, 3, store=store), greedy_coreset(features, 0.1, 3))
+    assert store.hits == 1
+    other = greedy_coreset(features + 1e-3, 0.1, 3, store=store)  # other features: another key, no stale hit
+    assert store.misses == 3 and torch.equal(other, greedy_coreset(features + 1e-3, 0.1, 3))
+
+
+def test_greedy_order_keeps_the_features_device():
+    from hdmap.models.memory_bank import GreedyOrder
+
+    features = torch.randn(50, 8)
+    assert GreedyOrder(features).extend(5).device == features.device
+    if torch.cuda.is_available():
+        assert GreedyOrder(features.cuda()).extend(5).device.type == "cuda"

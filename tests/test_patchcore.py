@@ -155,3 +155,14 @@ def test_oracle_gate_without_train_conditions_says_so_in_metrics_and_report(tiny
     assert "train conditions unknown" in metrics["gate"]["train_assignment"]
     assert any("oracle gate" in note for note in metrics["notes"])
     assert "train conditions unknown" in write_report(tmp_path, metrics).read_text()
+
+
+def test_trial_scoring_of_tune_maps_only_matches_the_full_run(tiny_config, domain_c, feature_cache):
+    _, full_outputs, full = fit_and_score(_config(tiny_config, bank_mode="gated"), domain_c, feature_cache)
+    _, outputs, trial = fit_and_score(_config(tiny_config, bank_mode="gated"), domain_c, feature_cache,
+                                      tune_only=True)
+    tune = np.asarray(domain_c.split.tune)
+    assert outputs["index"].tolist() == tune.tolist() and trial["holdout"] is None
+    assert torch.allclose(outputs["scores"], full_outputs["scores"][tune], rtol=1e-5)
+    assert trial["tune"]["auroc"] == pytest.approx(full["tune"]["auroc"])
+    assert trial["tune"]["accuracy"] == pytest.approx(full["tune"]["accuracy"])

@@ -109,8 +109,10 @@ def test_search_survives_failing_trials_and_eval_reproduces_the_trial(synth_root
     assert done.value.code == 0
     metrics = json.loads((tmp_path / "eval" / "metrics.json").read_text())
     assert metrics["tune"]["accuracy"] == reported["tune_accuracy"] == reported["objective"]
-    assert metrics["holdout"] == saved["holdout"]
+    assert saved["holdout"] is None  # a trial scores the tune maps only; holdout waits for the best trial
     assert metrics["tune"]["threshold"] == saved["tune"]["threshold"]
+    assert metrics["tune"]["auroc"] == reported["tune_auroc"]
+    assert metrics["holdout"] == best["holdout"]  # the summary's holdout is what eval reports
     split = json.loads((run_dir / "split.json").read_text())
     hold_conditions = [["cold", "warm"][int(Path(split["paths"][i]).stem) % 2] for i in split["holdout"]]
     assert metrics["holdout"]["by_condition"]["warm"]["n"] == hold_conditions.count("warm")  # the CSV's conditions

@@ -21,6 +21,9 @@ from hdmap.data.transforms import MapTransform
 from hdmap.features.backbones import Backbone, BackboneSpec, build_backbone
 
 
+_BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers reused across trials keep them
+
+
 def default_cache_dir() -> Path:
     return Path(os.environ.get("HDMAP_CACHE", Path.home() / ".cache" / "hdmap" / "features"))
 
@@ -51,14 +54,14 @@ class FeatureCache:
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
         self.progress = progress
-        self._backbones: dict[str, Backbone] = {}
         self.hits = self.misses = 0
 
     def backbone(self, spec: BackboneSpec) -> Backbone:
-        key = json.dumps(spec.cache_identity(), sort_keys=True)
-        if key not in self._backbones:
-            self._backbones[key] = build_backbone(spec).to(self.device)
-        return self._backbones[key]
+        """The backbone of `spec` on this cache's device, built once per process."""
+        key = (json.dumps(spec.cache_identity(), sort_keys=True), self.device)
+        if key not in _BACKBONES:
+            _BACKBONES[key] = build_backbone(spec).to(self.device)
+        return _BACKBONES[key]
 
     def transform_for(self, spec: BackboneSpec, image_size: int, resize: str, normalisation: str) -> MapTransform:
         """The transform whose size multiple and normalisation match the backbone."""

@@ -43,6 +43,7 @@ class FeatureDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.fit_indices = np.zeros(0, dtype=np.int64)
         self.fit_tags: dict[str, np.ndarray] = {}
+        self.predict_indices: np.ndarray | None = None  # test maps to score (None = all)
 
     def use_for_fit(self, references, reference_codes, calibration=(), calibration_codes=()) -> None:
         self.fit_indices = np.r_[np.asarray(references, np.int64), np.asarray(calibration, np.int64)]
@@ -59,6 +60,7 @@ class FeatureDataModule(L.LightningDataModule):
         if self.test_grids is None:
             raise RuntimeError("FeatureDataModule: no test grids to predict on")
         conditions = self.test_conditions or ["unknown"] * len(self.test_maps)
-        tags = {"condition": np.array([CONDITION_CODE[c] for c in conditions])}
-        dataset = GridDataset(self.test_grids, self.test_maps, np.arange(len(self.test_maps)), tags)
+        indices = np.arange(len(self.test_maps)) if self.predict_indices is None else self.predict_indices
+        tags = {"condition": np.array([CONDITION_CODE[c] for c in conditions])[indices]}
+        dataset = GridDataset(self.test_grids, self.test_maps, indices, tags)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)

@@ -7,7 +7,7 @@ import time
 
 import numpy as np
 
-from hdmap.evaluation.metrics import protocol_metrics
+from hdmap.evaluation.metrics import protocol_metrics, tune_metrics
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
 from hdmap.features.datamodule import FeatureDataModule
@@ -68,15 +68,18 @@ def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData, a
 
 
 def score_patchcore(module: GatedPatchCore, test_grids: list, data: DomainData, accelerator: str = "auto",
-                    batch_size: int = 128) -> dict:
-    """{'scores', 'patch_maps', 'route', 'p_warm', ...} over all test maps, in order (CPU tensors)."""
+                    batch_size: int = 128, indices=None) -> dict:
+    """{'scores', 'patch_maps', 'route', 'p_warm', 'index', ...} over the test maps `indices` (default all), in
+    order (CPU tensors)."""
     features = FeatureDataModule([], data.train_maps, test_grids, data.test_maps, data.test_conditions, batch_size)
+    features.predict_indices = None if indices is None else np.asarray(indices, dtype=np.int64)
     return gather_predictions(make_trainer(accelerator).predict(module, datamodule=features))
 
 
-def fit_and_score(config: dict, data: DomainData, cache: FeatureCache,
-                  accelerator: str = "auto") -> tuple[GatedPatchCore, dict, dict]:
-    """(fitted module, raw outputs over all test maps, metrics.json dict)."""
+def fit_and_score(config: dict, data: DomainData, cache: FeatureCache, accelerator: str = "auto",
+                  tune_only: bool = False) -> tuple[GatedPatchCore, dict, dict]:
+    """(fitted module, raw outputs over all test maps, metrics.json dict). `tune_only` (a search trial) scores
+    only the tune maps: the objective needs no more, and holdout stays unseen until the best model is evaluated."""
     start = time.perf_counter()
     module = build_module(config)
     if cache.enabled:  # greedy coreset orders are cached beside the features
@@ -87,7 +90,7 @@ def fit_and_score(config: dict, data: DomainData, cache: FeatureCache,
     fit_patchcore(module, train_grids, data, accelerator)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    outputs = score_patchcore(module, test_grids, data, accelerator)
+    outputs = score_patchcore(module, test_grids, data, accelerator, indices=data.split.tune if tune_only else None)
     predict_s = time.perf_counter() - start
     metrics = metrics_of(config, data, outputs, module, cache)
     metrics["timing_s"] = {"features": features_s, "fit": fit_s, "predict": predict_s}
@@ -110,15 +113,20 @@ def score_saved_module(module: GatedPatchCore, config: dict, data: DomainData, c
 def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatchCore,
                cache: FeatureCache | None = None) -> dict:
     scores = outputs["scores"].numpy().astype(np.float64)
+    scored = outputs["index"].numpy()
     metrics = {"model": config["model_name"], "domain": data.domain, "config": config, "data_root": data.root}
     core = module.core.config
     gate_used = core.bank_mode != "mixed" or core.reference_sampling == "per_condition"
     kind = core.gate.kind if gate_used else None
-    accuracy = gate_accuracy(outputs["route"], data.test_conditions) if kind else None
+    accuracy = gate_accuracy(outputs["route"], [data.test_conditions[i] for i in scored]) if kind else None
     metrics["gate"] = {"kind": kind, "accuracy": accuracy,
                        "train_assignment": module.core.gate.train_source or None if kind else None}
-    metrics.update(protocol_metrics(scores, data.test_labels, data.test_conditions, data.split.tune,
-                                    data.split.holdout))
+    if len(scored) == len(data.test_labels):
+        metrics.update(protocol_metrics(scores, data.test_labels, data.test_conditions, data.split.tune,
+                                        data.split.holdout))
+    else:  # a trial: tune maps only
+        metrics.update({"tune": tune_metrics(scores, data.test_labels[scored]), "holdout": None,
+                        "scored": "tune maps only (a search trial; holdout is scored for the best trial)"})
     metrics["notes"] = list(module.core.notes)
     metrics["split"] = {"seed": data.split.seed, "tune_fraction": data.split.tune_fraction,
                         "n_tune": len(data.split.tune), "n_holdout": len(data.split.holdout)}

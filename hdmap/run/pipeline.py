@@ -13,15 +13,17 @@ def family(config: dict) -> str:
     return FAMILIES[config["model_name"]]
 
 
-def fit_and_score(config: dict, data: DomainData, cache: FeatureCache | None = None, progress: bool = False):
-    """(fitted module, outputs over all test maps, metrics.json dict) for any model kind."""
+def fit_and_score(config: dict, data: DomainData, cache: FeatureCache | None = None, progress: bool = False,
+                  tune_only: bool = False):
+    """(fitted module, outputs, metrics.json dict) for any model kind; `tune_only` (search trials) scores only
+    the tune maps where the model kind supports it (PatchCore)."""
     if family(config) == "feclip":
         from hdmap.run.feclip_hdmap import fit_and_score_feclip
 
         return fit_and_score_feclip(config, data, progress=progress)
     from hdmap.run import patchcore_run
 
-    return patchcore_run.fit_and_score(config, data, cache or FeatureCache(progress=progress))
+    return patchcore_run.fit_and_score(config, data, cache or FeatureCache(progress=progress), tune_only=tune_only)
 
 
 def score_saved(path: str | Path, config: dict, data: DomainData, cache_dir: str | None = None,

@@ -157,7 +157,8 @@ def run_search(options: SearchOptions) -> dict:
         tuner = tune.Tuner(
             trainable,
             tune_config=tune.TuneConfig(search_alg=searcher, num_samples=options.num_samples, scheduler=scheduler,
-                                        metric="objective", mode="max"),
+                                        metric="objective", mode="max",
+                                        reuse_actors=True),  # a worker keeps its imports, maps and backbones
             run_config=tune.RunConfig(name=options.name, storage_path=str(exp_dir.parent),
                                       failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),

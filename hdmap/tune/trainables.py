@@ -38,7 +38,7 @@ def patchcore_trainable(trial_config: dict, base_config: dict, data_args: dict, 
     config = full_config(base_config, trial_config)
     data = _domain(**data_args)
     cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=False)
-    module, _, metrics = fit_and_score(config, data, cache)
+    module, _, metrics = fit_and_score(config, data, cache, tune_only=True)
     objective = metrics["tune"][metric]
     report = {"objective": objective if objective is not None else -math.inf,
               "tune_accuracy": metrics["tune"]["accuracy"], "tune_auroc": metrics["tune"]["auroc"],
