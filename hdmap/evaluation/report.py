@@ -73,6 +73,8 @@ def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), co
     lines = [f"# {metrics['model']} on domain {metrics['domain']}", ""]
     if command:
         lines += [f"Command: `{command}`", ""]
+    if metrics.get("clip"):  # FE-CLIP: which CLIP really ran
+        lines += [f"CLIP: {metrics['clip']}", ""]
     lines += ["Holdout numbers use the threshold chosen on the tune split (max accuracy); `oracle accuracy` picks the",
               "best threshold on holdout itself and is shown only for comparison with earlier tables.", "",
               "| split | n | AUROC % | accuracy % | oracle accuracy % | AP % | F1 % |", "|---|---|---|---|---|---|---|",
