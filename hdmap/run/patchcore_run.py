@@ -6,6 +6,7 @@ from __future__ import annotations
 import time
 
 import numpy as np
+import torch
 
 from hdmap.evaluation.metrics import protocol_metrics, tune_metrics
 from hdmap.features.backbones import BackboneSpec
@@ -68,12 +69,25 @@ def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData, a
 
 
 def score_patchcore(module: GatedPatchCore, test_grids: list, data: DomainData, accelerator: str = "auto",
-                    batch_size: int = 128, indices=None) -> dict:
-    """{'scores', 'patch_maps', 'route', 'p_warm', 'index', ...} over the test maps `indices` (default all), in
-    order (CPU tensors)."""
+                    batch_size: int = 128, tune_only: bool = False) -> dict:
+    """{'scores', 'patch_maps', 'route', 'p_warm', 'index', ...} over all test maps (or the tune maps only), in
+    test order (CPU tensors). Tune and holdout maps are scored in separate passes with the same batches every
+    time, so a tune map's score is bit-for-bit what a search trial (tune maps only) computed: kNN and matrix
+    libraries round differently for differently composed batches."""
+    passes = [data.split.tune] if tune_only else [data.split.tune, data.split.holdout]
     features = FeatureDataModule([], data.train_maps, test_grids, data.test_maps, data.test_conditions, batch_size)
-    features.predict_indices = None if indices is None else np.asarray(indices, dtype=np.int64)
-    return gather_predictions(make_trainer(accelerator).predict(module, datamodule=features))
+    trainer = make_trainer(accelerator)
+    outputs = []
+    for indices in passes:
+        features.predict_indices = np.asarray(indices, dtype=np.int64)
+        outputs.append(gather_predictions(trainer.predict(module, datamodule=features)))
+    merged = {key: torch.cat([o[key] for o in outputs]) for key in outputs[0]}
+    if not tune_only:
+        if sorted(merged["index"].tolist()) != list(range(len(data.test_maps))):
+            raise ValueError(f"the tune/holdout split does not cover the {len(data.test_maps)} test maps once each")
+        order = torch.argsort(merged["index"])
+        merged = {key: value[order] for key, value in merged.items()}
+    return merged
 
 
 def fit_and_score(config: dict, data: DomainData, cache: FeatureCache, accelerator: str = "auto",
@@ -90,7 +104,7 @@ def fit_and_score(config: dict, data: DomainData, cache: FeatureCache, accelerat
     fit_patchcore(module, train_grids, data, accelerator)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    outputs = score_patchcore(module, test_grids, data, accelerator, indices=data.split.tune if tune_only else None)
+    outputs = score_patchcore(module, test_grids, data, accelerator, tune_only=tune_only)
     predict_s = time.perf_counter() - start
     metrics = metrics_of(config, data, outputs, module, cache)
     metrics["timing_s"] = {"features": features_s, "fit": fit_s, "predict": predict_s}
