@@ -26,7 +26,7 @@ def main(argv=None) -> int:
     p.add_argument("--taps", nargs="+", default=None, help="tap sets like 2,3 (default: the config's and 1,2)")
     p.add_argument("--banks", nargs="+", default=["mixed", "gated"])
     p.add_argument("--shots", type=int, default=16)
-    study = Study(p.parse_args(argv))
+    study = Study(p.parse_args(argv), raw_inputs=True)  # the context question on the raw maps
     data = study.domain()
     cache = FeatureCache(study.args.cache_dir, progress=False)
     default_taps = ",".join(map(str, study.base["backbone"]["taps"]))

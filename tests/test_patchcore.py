@@ -163,6 +163,43 @@ def test_trial_scoring_of_tune_maps_only_matches_the_full_run(tiny_config, domai
                                       tune_only=True)
     tune = np.asarray(domain_c.split.tune)
     assert outputs["index"].tolist() == tune.tolist() and trial["holdout"] is None
-    assert torch.allclose(outputs["scores"], full_outputs["scores"][tune], rtol=1e-5)
+    assert torch.equal(outputs["scores"], full_outputs["scores"][tune])  # same batches: bit-for-bit
     assert trial["tune"]["auroc"] == pytest.approx(full["tune"]["auroc"])
     assert trial["tune"]["accuracy"] == pytest.approx(full["tune"]["accuracy"])
+
+
+@pytest.mark.parametrize("bank_mode", ["mixed", "gated"])
+def test_gate_without_two_clear_conditions_falls_back_to_uniform_references_with_a_note(
+        bank_mode, tiny_config, feature_cache, tmp_path):
+    """Warm gain 1.0: train intensity has one mode, so the gate would split at chance. The default (mixed bank,
+    k references per gate-assigned condition) and a gated bank both fall back to one bank of 2k uniformly
+    drawn references, and metrics.json and report.md say why."""
+    from hdmap.data.synth import SynthConfig, write_dataset
+    from hdmap.evaluation.report import write_report
+    from hdmap.run.domain_data import load_domain
+
+    write_dataset(tmp_path / "one_condition", SynthConfig(n_train=40, n_test=20, seed=5, domains="C", warm_gain=1.0))
+    data = load_domain(str(tmp_path / "one_condition"), "C", tmp_path / "split.json")
+    module, _, metrics = fit_and_score(_config(tiny_config, bank_mode=bank_mode), data, feature_cache)
+    assert set(module.core.banks) == {"mixed"} and module.core.config.reference_sampling == "uniform"
+    note = next(n for n in metrics["notes"] if "did not split train into two clear conditions" in n)
+    assert "Ashman's D" in note and metrics["gate"]["kind"] is None
+    assert "Ashman's D" in write_report(tmp_path, metrics).read_text()
+    assert len(module.plan.references) == 2 * tiny_config["model"]["shots"]
+
+
+def test_default_inputs_follow_step6_and_plain_patchcore_takes_the_raw_maps(domain_c, feature_cache):
+    """The fit-eval default scales each map by its own median and appends the band channel (step 6's choice);
+    the plain PatchCore baseline scores the raw maps. Both are checked on what the fitted models hold."""
+    from conftest import TINY_BACKBONE
+    from hdmap.run.config import default_config, merge
+
+    sizes = {}
+    for name in ("gated_patchcore", "patchcore"):
+        config = merge(default_config(model_name=name), {"backbone": TINY_BACKBONE, "image_size": 112,
+                                                          "model": {"shots": 4}})
+        module, _, metrics = fit_and_score(config, domain_c, feature_cache)
+        sizes[name] = module.core.banks["mixed"].features.shape[1]
+        assert module.core.map_stats.fitted == (name == "gated_patchcore")
+    assert metrics["config"]["model"]["input_norm"] == "none" and metrics["config"]["model"]["band_weight"] == 0
+    assert sizes["gated_patchcore"] == sizes["patchcore"] + 1  # the band-descriptor channel
