@@ -53,8 +53,9 @@ def main(argv=None) -> int:
     lines = study.header("Step 5: the chosen configuration on every domain",
                          describe_backbone(b["name"], b["weights"], b["taps"], b.get("model_kwargs")))
     lines += [f"Configuration: {source}. Baseline: the same backbone and shots, one mixed bank of uniformly sampled",
-              "references, no context. Anchors from the user's earlier work on the real domain C (thresholds chosen",
-              "on test there): PatchCore + DINOv2 79.9 %, CPD 97.7 %, best known 98.2 %; ours are holdout numbers.", "",
+              "references, no context, the raw maps (no input normalisation, no band descriptor). Anchors from the",
+              "user's earlier work on the real domain C (thresholds chosen on test there): PatchCore + DINOv2 79.9 %,",
+              "CPD 97.7 %, best known 98.2 %; ours are holdout numbers.", "",
               "```json", json.dumps(best["model"], indent=1), "```", ""]
     study.write(lines + markdown_table(rows, COLUMNS))
     return 0
