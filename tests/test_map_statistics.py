@@ -118,3 +118,20 @@ def test_normalised_model_reloads_and_scores_the_same(tiny_config, domain_c, fea
     reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
     again, _ = score_saved_module(reloaded, config, domain_c, feature_cache)
     assert torch.allclose(again["scores"], outputs["scores"], rtol=1e-5)
+
+
+def test_statistics_refit_only_on_other_maps(monkeypatch):
+    """fit-eval fits the statistics before extracting features and again when planning: the same maps are not
+    fitted twice, other maps are."""
+    stats = ConditionStatistics("row_profile")
+    calls = []
+    original = ConditionStatistics._log_energy
+    monkeypatch.setattr(ConditionStatistics, "_log_energy", lambda self, *a: calls.append(1) or original(self, *a))
+    maps = _two_condition_maps()
+    stats.fit(maps)
+    fitted = {k: v.clone() for k, v in stats.state_dict().items()}
+    stats.fit(maps.clone())
+    assert len(calls) == 2  # one per condition, from the first fit only
+    assert all(torch.equal(fitted[k], v) for k, v in stats.state_dict().items())
+    stats.fit(maps * 1.1)
+    assert len(calls) == 4 and not torch.equal(stats.pixel, fitted["pixel"])

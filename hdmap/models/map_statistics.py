@@ -76,6 +76,7 @@ class ConditionStatistics(ResizableBuffers):
         self.register_buffer("row_profile", torch.ones(2, 1))  # (condition, rows)
         self.register_buffer("band_stats", torch.zeros(2, 2, 1))  # (condition, [mean, std], rows)
         self.notes: list[str] = []
+        self.fitted_on = ""  # digest of the train maps of the last fit
 
     @property
     def fitted(self) -> bool:
@@ -87,7 +88,12 @@ class ConditionStatistics(ResizableBuffers):
 
     @torch.no_grad()
     def fit(self, train_maps) -> "ConditionStatistics":
+        """Fit on train maps; a second call with the same maps (fit-eval fits before extracting normalised
+        features, then again when planning the fit) keeps the fitted statistics."""
         maps = torch.as_tensor(np.asarray(train_maps)).float()
+        digest = hashlib.sha1(f"{tuple(maps.shape)}".encode() + maps.contiguous().numpy().tobytes()).hexdigest()
+        if digest == self.fitted_on:
+            return self
         self.notes = []
         stat = _percentile(maps, self.gate_percentile)
         low, high = two_means_1d(stat)
@@ -112,6 +118,7 @@ class ConditionStatistics(ResizableBuffers):
             energy = self._log_energy(members, profile)  # (n, rows, cols)
             band.append(torch.stack([energy.mean(dim=(0, 2)), energy.std(dim=(0, 2)).clamp_min(1e-6)]))
         self.pixel, self.row_profile, self.band_stats = torch.stack(pixel), torch.stack(profiles), torch.stack(band)
+        self.fitted_on = digest
         return self
 
     def _log_energy(self, maps: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:

@@ -50,10 +50,9 @@ def cached_features(config: dict, data: DomainData, cache: FeatureCache,
                     module: GatedPatchCore | None = None) -> tuple[list, list]:
     """(train grids, test grids) per tap, from the cache. With an input normalisation, `module`'s train
     statistics are fitted first (train maps only) and every map is normalised on its own before the backbone."""
-    prepare = None
-    if module is not None and module.core.config.input_norm != "none":
-        module.core.fit_map_statistics(data.train_maps)
-        prepare = input_preparation(module)
+    prepare = None if module is None else input_preparation(module)
+    if prepare is not None:
+        prepare.fit(data.train_maps)
     return item_features(config, data.train, cache, prepare), item_features(config, data.test, cache, prepare)
 
 
