@@ -12,35 +12,40 @@ EMBEDDED = SynthConfig(n_train=200, n_test=200, seed=0, domains="ABCD")
 HARD_COLD = SynthConfig(n_train=200, n_test=200, seed=1, domains="C", contrast_scale=0.5)
 
 
+def synthetic_cache() -> Path:
+    return Path(os.environ.get("HDMAP_DATA_CACHE", Path.home() / ".cache" / "hdmap" / "synthetic"))
+
+
 def synthetic_root(config: SynthConfig) -> Path:
-    base = Path(os.environ.get("HDMAP_DATA_CACHE", Path.home() / ".cache" / "hdmap" / "synthetic"))
     extra = "" if config.contrast_scale == 1.0 else f"_contrast{config.contrast_scale:g}"
-    return base / f"seed{config.seed}_train{config.n_train}_test{config.n_test}{extra}_{config.domains}"
+    return synthetic_cache() / f"seed{config.seed}_train{config.n_train}_test{config.n_test}{extra}_{config.domains}"
 
 
 def embedded_root() -> Path:
-    base = Path(os.environ.get("HDMAP_DATA_CACHE", Path.home() / ".cache" / "hdmap" / "synthetic"))
-    return base / f"seed{EMBEDDED.seed}_train{EMBEDDED.n_train}_test{EMBEDDED.n_test}"
+    return synthetic_cache() / f"seed{EMBEDDED.seed}_train{EMBEDDED.n_train}_test{EMBEDDED.n_test}"
+
+
+def write_once(root: Path, config: SynthConfig) -> None:
+    """Write the synthetic set into `root` unless a complete one is there."""
+    done = root / ".complete"
+    if not done.exists():
+        write_dataset(root, config)
+        done.write_text("ok\n")
 
 
 def ensure_synthetic(config: SynthConfig) -> Path:
     """Path of a synthetic set written (once) into the synthetic data cache."""
     root = synthetic_root(config)
-    if not (root / ".complete").exists():
-        write_dataset(root, config)
-        (root / ".complete").write_text("ok\n")
+    write_once(root, config)
     return root
 
 
 def ensure_embedded_dataset(quiet: bool = False) -> Path:
     """Path of the embedded synthetic data, written there first if missing (and said so)."""
     root = embedded_root()
-    done = root / ".complete"
     if not quiet:
         print(f"[hdmap] no --data-root given: using the embedded SYNTHETIC HDMAP data at {root}", file=sys.stderr)
-    if not done.exists():
-        if not quiet:
+        if not (root / ".complete").exists():
             print("[hdmap] generating it now (first use, a few seconds)", file=sys.stderr)
-        write_dataset(root, EMBEDDED)
-        done.write_text("ok\n")
+    write_once(root, EMBEDDED)
     return root
