@@ -1,4 +1,4 @@
-"""`hdmap` console script: `hdmap synth`, `hdmap fit-eval`, `hdmap tune`, `hdmap eval`.
+"""`hdmap` console script: `hdmap synth`, `hdmap fit-eval`, `hdmap tune`, `hdmap eval`, `hdmap compare`.
 
 Every error ends the command with one line on stderr and exit code 2; `--debug` shows the traceback."""
 from __future__ import annotations
@@ -6,6 +6,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hdmap.run.compare_cli import add_compare
 from hdmap.run.eval_cli import add_eval
 from hdmap.run.fit_eval import add_fit_eval
 from hdmap.tune.cli import add_tune
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     add_fit_eval(sub)
     add_tune(sub)
     add_eval(sub)
+    add_compare(sub)
     args = parser.parse_args(argv)
     try:
         return args.run(args)

@@ -53,7 +53,7 @@ def test_trial_reports_the_objective_fit_eval_computes(tiny_feclip, domain_c, mo
 
 
 def test_fewshot_weight_changes_the_objective(tiny_feclip, domain_c):
-    from hdmap.evaluation.metrics import tune_metrics
+    from hdmap.evaluation.protocol import tune_metrics
 
     config = merge(tiny_feclip, {"train": {"source": "none"}, "fewshot": {"shots": 4}})
     module = fit_feclip(config, domain_c, progress=False)

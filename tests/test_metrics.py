@@ -3,8 +3,8 @@ import math
 import numpy as np
 import pytest
 
-from hdmap.evaluation.metrics import (accuracy_at, auroc, average_precision, best_threshold, f1_at, macro_average,
-                                      protocol_metrics)
+from hdmap.evaluation.metrics import accuracy_at, auroc, average_precision, best_threshold, f1_at, macro_average
+from hdmap.evaluation.protocol import protocol_metrics
 
 
 def test_auroc_hand_cases():

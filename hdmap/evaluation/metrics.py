@@ -104,34 +104,6 @@ def condition_breakdown(scores, labels, conditions, threshold: float) -> dict:
     return out
 
 
-def tune_metrics(scores, labels) -> dict:
-    """The `tune` block: AUROC, best accuracy and its threshold on the tune maps (what a trial is judged by)."""
-    scores, labels = np.asarray(scores, float), np.asarray(labels, int)
-    threshold, accuracy = best_threshold(scores, labels)
-    return {"auroc": _nan_to_none(auroc(scores, labels)), "accuracy": accuracy, "threshold": threshold,
-            "n": int(len(labels))}
-
-
-def protocol_metrics(scores, labels, conditions, tune_idx, holdout_idx) -> dict:
-    """The `tune` and `holdout` blocks of metrics.json: threshold from tune, applied unchanged to holdout."""
-    scores, labels, conditions = np.asarray(scores, float), np.asarray(labels, int), np.asarray(conditions)
-    tune_idx, holdout_idx = np.asarray(tune_idx, int), np.asarray(holdout_idx, int)
-    if len(tune_idx) == 0 or len(holdout_idx) == 0:
-        raise ValueError("both the tune and the holdout split need at least one map")
-    tune = tune_metrics(scores[tune_idx], labels[tune_idx])
-    threshold = tune["threshold"]
-    hs, hl = scores[holdout_idx], labels[holdout_idx]
-    return {
-        "tune": tune,
-        "holdout": {
-            "auroc": _nan_to_none(auroc(hs, hl)), "ap": _nan_to_none(average_precision(hs, hl)),
-            "f1": _nan_to_none(f1_at(hs, hl, threshold)), "accuracy": accuracy_at(hs, hl, threshold),
-            "accuracy_oracle": best_threshold(hs, hl)[1], "n": int(len(holdout_idx)),
-            "by_condition": condition_breakdown(hs, hl, conditions[holdout_idx], threshold),
-        },
-    }
-
-
 def macro_average(per_category: dict[str, dict[str, float]]) -> dict[str, float]:
     """Mean of each metric over categories (NaN/None entries skipped)."""
     keys = {k for metrics in per_category.values() for k in metrics}

@@ -17,7 +17,7 @@ from torch.utils.data import Dataset
 from hdmap.data.band_anomalies import band_training_set
 from hdmap.data.splits import sample_per_condition
 from hdmap.data.transforms import MapTransform
-from hdmap.evaluation.metrics import protocol_metrics
+from hdmap.evaluation.protocol import protocol_metrics
 from hdmap.gating.gates import Gate, GateConfig, gate_accuracy
 from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule

@@ -3,7 +3,9 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from hdmap.data.hdmap import path_tail
 from hdmap.evaluation.report import plot_anomaly_grid, plot_scores, write_metrics, write_report
+from hdmap.evaluation.scores_file import write_scores
 from hdmap.run.domain_data import DomainData
 
 
@@ -11,8 +13,11 @@ def write_run_outputs(out: str | Path, metrics: dict, data: DomainData, outputs:
                       command: str | None = None) -> Path:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
+    metrics["test_fingerprint"] = data.fingerprints["test"]  # `hdmap compare` refuses runs on other maps
     write_metrics(out, metrics)
     scores = outputs["scores"].numpy()
+    write_scores(out, [path_tail(i.path) for i in data.test], data.test_labels, data.test_conditions,
+                 data.split.tune, scores)
     holdout = data.split.holdout
     figures = plot_scores(out, scores[holdout], data.test_labels[holdout],
                           [data.test_conditions[i] for i in holdout], metrics["tune"]["threshold"],

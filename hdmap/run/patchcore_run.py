@@ -8,7 +8,7 @@ import time
 import numpy as np
 import torch
 
-from hdmap.evaluation.metrics import protocol_metrics, tune_metrics
+from hdmap.evaluation.protocol import protocol_metrics, tune_metrics
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
 from hdmap.features.datamodule import FeatureDataModule
@@ -138,7 +138,8 @@ def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatch
         metrics.update(protocol_metrics(scores, data.test_labels, data.test_conditions, data.split.tune,
                                         data.split.holdout))
     else:  # a trial: tune maps only
-        metrics.update({"tune": tune_metrics(scores, data.test_labels[scored]), "holdout": None,
+        metrics.update({"tune": tune_metrics(scores, data.test_labels[scored],
+                                                [data.test_conditions[i] for i in scored]), "holdout": None,
                         "scored": "tune maps only (a search trial; holdout is scored for the best trial)"})
     metrics["notes"] = list(module.core.notes)
     metrics["split"] = {"seed": data.split.seed, "tune_fraction": data.split.tune_fraction,

@@ -29,7 +29,12 @@ def add_tune(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the named (or latest) interrupted search")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: run failed trials again")
     p.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 and print its URL")
-    p.add_argument("--metric", choices=["accuracy", "auroc"], help="objective on the tune split (default: space's)")
+    p.add_argument("--metric", choices=["accuracy_cv", "accuracy", "auroc"],
+                   help="objective on the tune split (default: the space's; accuracy_cv in every shipped space)")
+    p.add_argument("--start", action="append", default=[], metavar="FILE.yaml",
+                   help="configs to try right after the defaults (a mapping of settings or a list of them)")
+    p.add_argument("--repeats", type=int, default=1,
+                   help="a trial's objective is the mean over this many reference/coreset seeds (steadier, slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--cache-dir", help="feature cache (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
     p.add_argument("--no-cache", action="store_true", help="recompute features in every trial (benchmarks)")
@@ -47,7 +52,11 @@ def options_from(args):
                          address=args.address, storage=args.storage, name=args.name, resume=args.resume,
                          retry_failed=args.retry_failed, dashboard=args.dashboard, metric=args.metric,
                          seed=args.seed, cache_dir=args.cache_dir, no_cache=args.no_cache,
-                         condition_csv=args.condition_csv)
+                         condition_csv=args.condition_csv, start=args.start, repeats=args.repeats)
+
+
+def _ci(interval) -> str:
+    return f"[95 % CI {100 * interval[0]:.1f}-{100 * interval[1]:.1f}]" if interval else ""
 
 
 def print_best(summary: dict) -> None:
@@ -59,12 +68,19 @@ def print_best(summary: dict) -> None:
         print("no trial finished; nothing to evaluate")
         return
     hold = best["holdout"]
+    versus = summary.get("versus_defaults") or {}
+    if versus.get("defaults_won"):
+        print(f"winner: the defaults (trial {best['trial_id']}): no trial beat them on tune {summary['metric']}")
+    elif versus.get("defaults_ran"):
+        print(f"winner: trial {best['trial_id']}, {100 * versus['gain']:+.1f} points over the defaults' tune "
+              f"{summary['metric']} (standard error {100 * (versus['defaults_objective_se'] or 0):.1f})")
     print(f"best trial {best['trial_id']}: tune {summary['metric']} = {100 * best['tune_objective']:.1f} %")
     print("best config:")
     for key, value in sorted(best["config"].items()):
         print(f"  {key} = {value}")
-    print(f"holdout (n={hold['n']}, threshold from tune): accuracy {100 * hold['accuracy']:.1f} %, "
-          f"AUROC {100 * hold['auroc']:.1f} %, cold AUROC {100 * hold['by_condition']['cold']['auroc']:.1f} %, "
+    ci = hold.get("intervals") or {}
+    print(f"holdout (n={hold['n']}, threshold from tune): accuracy {100 * hold['accuracy']:.1f} % {_ci(ci.get('accuracy'))}, "
+          f"AUROC {100 * hold['auroc']:.1f} % {_ci(ci.get('auroc'))}, cold AUROC {100 * hold['by_condition']['cold']['auroc']:.1f} %, "
           f"warm AUROC {100 * hold['by_condition']['warm']['auroc']:.1f} %; "
           f"oracle accuracy {100 * hold['accuracy_oracle']:.1f} % (threshold on holdout, comparison only)")
     print(f"best checkpoint: {best['checkpoint']}")

@@ -5,11 +5,13 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hdmap import search_spaces
+from hdmap.run.config import ConfigError
 from hdmap.tune.spaces import load_space
+from hdmap.tune.start_points import start_points
 
 SPACES_DIR = Path(search_spaces.__file__).resolve().parent  # package data: works from an installed package
 RUN_FILE = "hdmap_search.json"
@@ -33,6 +35,8 @@ class SearchOptions:
     retry_failed: bool = False
     dashboard: bool = False
     metric: str | None = None  # default: the space's metric
+    start: list[str] = field(default_factory=list)  # YAML files of configs tried right after the defaults
+    repeats: int = 1  # a trial's objective: the mean over this many reference/coreset seeds
     seed: int = 0
     cache_dir: str | None = None
     no_cache: bool = False
@@ -111,7 +115,8 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
     trainable = tune.with_parameters(TRAINABLES[base_config["model_name"]], base_config=base_config,
                                      data_args=data_args, metric=metric,
                                      cache_dir=str(options.cache_dir or default_cache_dir()),
-                                     cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)))
+                                     cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)),
+                                     repeats=options.repeats)
     return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
 
 
@@ -140,19 +145,25 @@ def run_search(options: SearchOptions) -> dict:
         space.params = [p for p in space.params if p.key != "backbone.taps"]
         print(f"[hdmap] --backbone {options.backbone}: backbone.taps fixed to its preset "
               f"{base_config['backbone']['taps']} (the space's tap choices are for its own backbone)", file=sys.stderr)
+    if options.repeats > 1 and base_config["model_name"] == "feclip":
+        raise ConfigError("--repeats averages reference/coreset seeds of PatchCore trials; FE-CLIP trials are seeded "
+                          "by train.seed (search it instead)")
+    starts = start_points(space, base_config, options.start)
     preflight_backbone(base_config)
     split_path = exp_dir / "split.json"
     exp_dir.mkdir(parents=True, exist_ok=True)
     load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed, options.condition_csv)
     (exp_dir / RUN_FILE).write_text(json.dumps({"options": asdict(options), "data_root": root,
-                                                "base_config": base_config, "metric": metric}, indent=2))
+                                                "base_config": base_config, "metric": metric,
+                                                "start_points": starts}, indent=2))
     start_ray(options)
     trainable = build_trainable(options, base_config, metric, split_path, root)
     if options.resume and tune.Tuner.can_restore(str(exp_dir)):
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=options.retry_failed)
     else:
-        searcher = ConcurrencyLimiter(optuna_search(space, options.seed), max_concurrent=options.max_concurrent)
+        searcher = ConcurrencyLimiter(optuna_search(space, options.seed, points=[s["point"] for s in starts]),
+                                      max_concurrent=options.max_concurrent)
         scheduler = make_scheduler(space, base_config)
         tuner = tune.Tuner(
             trainable,
@@ -166,4 +177,4 @@ def run_search(options: SearchOptions) -> dict:
     results = tuner.fit()
     from hdmap.tune.summary import summarise
 
-    return summarise(results, exp_dir, metric, options)
+    return summarise(results, exp_dir, metric, options, starts, space)

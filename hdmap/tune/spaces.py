@@ -3,7 +3,7 @@ Ray Tune param space (when nothing is conditional).
 
 Format:
     model_name: gated_patchcore
-    metric: accuracy                # objective on the tune split: accuracy | auroc
+    metric: accuracy_cv             # objective on the tune split: accuracy_cv | accuracy | auroc
     fixed: {backbone: {...}, ...}   # settings merged into the defaults, not searched
     params:                         # dotted keys of the run config
       model.bank_mode: {choice: [mixed, gated, soft]}
@@ -21,10 +21,11 @@ from pathlib import Path
 
 import yaml
 
+from hdmap.features.backbones import PRESETS
 from hdmap.run.config import ConfigError, backbone_settings, default_config, merge, parse_set, validate
 
 KINDS = ("choice", "uniform", "loguniform", "int")
-METRICS = ("accuracy", "auroc")
+METRICS = ("accuracy_cv", "accuracy", "auroc")
 
 
 @dataclass
@@ -45,9 +46,13 @@ class SearchSpace:
     source: str = ""
 
     def base_config(self, real_data: bool = False, backbone: str | None = None) -> dict:
-        """Defaults of the space's model (with `backbone`'s presets when given), then the space's fixed settings
-        (a fixed backbone of the space yields to an explicit `backbone`)."""
+        """Defaults of the space's model (with `backbone`'s presets when given, else the presets of the backbone the
+        space names), then the space's fixed settings (a fixed backbone of the space yields to an explicit
+        `backbone`)."""
         config = merge(default_config(real_data, self.model_name), {"model_name": self.model_name})
+        named = (self.fixed.get("backbone") or {}).get("name")
+        if named in PRESETS and not backbone and self.model_name != "feclip":
+            config = merge(config, backbone_settings(named))  # the named backbone's presets for what the space leaves
         config = merge(config, self.fixed)
         if backbone:
             config = merge(config, backbone_settings(backbone))
@@ -184,11 +189,12 @@ class DefineByRun:
         return suggest(trial, self.space)
 
 
-def optuna_search(space: SearchSpace, seed: int, metric: str = "objective"):
+def optuna_search(space: SearchSpace, seed: int, metric: str = "objective", points: list[dict] | None = None):
+    """Seeded TPE over the space; `points` (trial configs, e.g. the defaults) are evaluated first."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(space=DefineByRun(space), metric=metric, mode="max",
+    return OptunaSearch(space=DefineByRun(space), metric=metric, mode="max", points_to_evaluate=points or None,
                         sampler=optuna.samplers.TPESampler(seed=seed))
 
 

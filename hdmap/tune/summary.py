@@ -9,9 +9,13 @@ import numpy as np
 from pathlib import Path
 
 from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
+from hdmap.tune.importance import EVALUATOR, importances, plot_top_parameters
+from hdmap.tune.spaces import SearchSpace
+from hdmap.tune.start_points import DEFAULTS_LABEL, label_of
+from hdmap.tune.summary_md import write_summary_md
 
 
-def _rows(results) -> tuple[list[dict], list[dict]]:
+def _rows(results, starts: list[dict]) -> tuple[list[dict], list[dict]]:
     done, failed = [], []
     for result in results:
         metrics = result.metrics or {}
@@ -22,11 +26,31 @@ def _rows(results) -> tuple[list[dict], list[dict]]:
                            "config": result.config})
         elif "objective" in metrics:
             done.append({"trial_id": trial_id, "objective": metrics["objective"], "config": result.config,
-                         "timestamp": metrics.get("timestamp", 0), "tune_auroc": metrics.get("tune_auroc"),
-                         "gate_accuracy": metrics.get("gate_accuracy"),
+                         "start": label_of(result.config, starts), "objective_se": metrics.get("objective_se"),
+                         "timestamp": metrics.get("timestamp", 0),
+                         **{k: metrics.get(k) for k in ("tune_accuracy", "tune_accuracy_cv", "tune_auroc",
+                                                        "gate_accuracy", "repeats", "objective_sd_seeds")},
                          "seconds": {k: metrics.get(k) for k in ("features_s", "fit_s", "predict_s")},
                          "checkpoint": result.checkpoint.path if result.checkpoint else None})
     return done, failed
+
+
+def rank_key(row: dict):
+    """Higher objective first; on a tie the defaults win (a search must beat them, not match them)."""
+    objective = row["objective"]
+    finite = objective is not None and math.isfinite(objective)
+    return (-objective if finite else math.inf, row["start"] != DEFAULTS_LABEL, row["timestamp"])
+
+
+def verdict(done: list[dict]) -> dict:
+    """Whether the winner beat the defaults on the tune objective, and by how much."""
+    defaults = next((r for r in done if r["start"] == DEFAULTS_LABEL), None)
+    if defaults is None:
+        return {"defaults_ran": False, "defaults_won": False, "defaults_objective": None, "gain": None}
+    winner = done[0]
+    return {"defaults_ran": True, "defaults_won": winner is defaults, "defaults_trial": defaults["trial_id"],
+            "defaults_objective": defaults["objective"], "defaults_objective_se": defaults["objective_se"],
+            "gain": winner["objective"] - defaults["objective"]}
 
 
 def plot_objective(rows: list[dict], path: Path, metric: str) -> None:
@@ -49,56 +73,30 @@ def plot_objective(rows: list[dict], path: Path, metric: str) -> None:
     plt.close(fig)
 
 
-def summarise(results, exp_dir: Path, metric: str, options) -> dict:
-    done, failed = _rows(results)
-    done.sort(key=lambda r: -r["objective"] if r["objective"] is not None and math.isfinite(r["objective"]) else math.inf)
+def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] = (),
+              space: SearchSpace | None = None) -> dict:
+    done, failed = _rows(results, list(starts))
+    done.sort(key=rank_key)
     summary = {"experiment": str(exp_dir), "metric": metric, "n_trials": len(done) + len(failed),
                "n_failed": len(failed), "failed": failed, "best": None,
                "mean_trial_seconds": {k: float(np.mean([r["seconds"][k] for r in done if r["seconds"][k] is not None]))
                                       for k in ("features_s", "fit_s", "predict_s")} if done else {}}
     if done and done[0]["checkpoint"]:
         best = done[0]
+        summary["versus_defaults"] = verdict(done)
         checkpoint = str(Path(best["checkpoint"]) / "model.ckpt")
         holdout = evaluate_checkpoint(checkpoint, exp_dir / "best", cache_dir=options.cache_dir)
         summary["best"] = {"trial_id": best["trial_id"], "config": best["config"], "tune_objective": best["objective"],
                            "checkpoint": checkpoint, "holdout": holdout["holdout"], "gate": holdout["gate"],
-                           "threshold": holdout["tune"]["threshold"], "full_config": holdout["config"]}
+                           "threshold": holdout["tune"]["threshold"], "full_config": holdout["config"],
+                           "start": best["start"], "tune": holdout["tune"]}
         plot_objective(done, exp_dir / "objective_vs_trial.png", metric)
+    if space is not None:
+        summary["importance"] = {"evaluator": EVALUATOR, "values": importances(space, done)}
+        summary["importance"]["plot"] = plot_top_parameters(done, summary["importance"]["values"],
+                                                            exp_dir / "importance.png", metric)
     (exp_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     write_summary_md(exp_dir / "summary.md", summary, done, failed, metric)
     return summary
 
 
-def _pct(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{100 * value:.1f}"
-
-
-def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[dict], metric: str) -> None:
-    lines = [f"# Search {Path(summary['experiment']).name}", "",
-             f"Objective: {metric} on the tune split. Holdout numbers below are for the best trial only, with the",
-             "threshold chosen on tune.", ""]
-    best = summary["best"]
-    if best:
-        hold = best["holdout"]
-        lines += [f"Best trial `{best['trial_id']}`: tune {metric} {_pct(best['tune_objective'])} %, holdout accuracy "
-                  f"{_pct(hold['accuracy'])} %, holdout AUROC {_pct(hold['auroc'])} %, oracle accuracy "
-                  f"{_pct(hold['accuracy_oracle'])} % (threshold on holdout, for comparison only).", "",
-                  f"Checkpoint: `{best['checkpoint']}`", ""]
-        holdout_value = hold.get(metric)
-        if holdout_value is not None and best["tune_objective"] is not None:
-            gap = 100 * (best["tune_objective"] - holdout_value)
-            lines += [f"Tune minus holdout {metric}: {gap:+.1f} points. The best of many trials on a small tune split",
-                      "is an optimistic estimate; the holdout number is the one to report.", ""]
-        lines += ["![objective vs trial](objective_vs_trial.png)", ""]
-    keys = sorted({k for row in done for k in row["config"]})
-    lines += [f"## Trials ({len(done)} finished, {len(failed)} failed)", "",
-              "| rank | trial | tune " + metric + " % | tune AUROC % | gate acc % | " + " | ".join(keys) + " |",
-              "|" + "---|" * (5 + len(keys))]
-    for rank, row in enumerate(done, 1):
-        cells = [str(row["config"].get(k, "")) for k in keys]
-        lines.append(f"| {rank} | {row['trial_id']} | {_pct(row['objective'])} | {_pct(row['tune_auroc'])} | "
-                     f"{_pct(row['gate_accuracy'])} | " + " | ".join(cells) + " |")
-    if failed:
-        lines += ["", "## Failed trials", "", "| trial | error |", "|---|---|"]
-        lines += [f"| {row['trial_id']} | {row['error'].replace('|', '/')} |" for row in failed]
-    path.write_text("\n".join(lines) + "\n")

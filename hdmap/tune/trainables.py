@@ -28,30 +28,55 @@ def full_config(base_config: dict, trial_config: dict) -> dict:
     return validate(merge(base_config, trial_overrides(trial_config)))
 
 
+def trial_report(metrics: dict, metric: str) -> dict:
+    """What a trial reports to Tune: the objective with its standard error and every tune metric."""
+    tune = metrics["tune"]
+    objective = tune[metric]
+    return {"objective": objective if objective is not None else -math.inf, "objective_se": tune["se"][metric],
+            "tune_accuracy": tune["accuracy"], "tune_auroc": tune["auroc"], "tune_accuracy_cv": tune["accuracy_cv"]}
+
+
+def repeat_seeds(config: dict, repeats: int) -> list[int]:
+    """Reference/coreset seeds of a trial: the config's own seed first, then the next ones."""
+    return [config["model"]["seed"] + r for r in range(max(1, repeats))]
+
+
 def patchcore_trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str,
-                        cache_dir: str | None, cache_enabled: bool = True, threads: int = 1) -> None:
-    """Fit (gated) PatchCore for one trial with the function `hdmap fit-eval` uses; report
-    {'objective', 'tune_accuracy', 'tune_auroc', ...} and a checkpoint (with the trial's own metrics beside it)."""
+                        cache_dir: str | None, cache_enabled: bool = True, threads: int = 1,
+                        repeats: int = 1) -> None:
+    """Fit (gated) PatchCore for one trial with the function `hdmap fit-eval` uses; report the objective (the mean
+    over `repeats` reference/coreset seeds), its standard error, every tune metric and a checkpoint of the model
+    with the config's own seed (the one `hdmap eval` reloads), with the trial's own metrics beside it."""
     from ray import tune
 
     torch.set_num_threads(max(1, threads))
     config = full_config(base_config, trial_config)
     data = _domain(**data_args)
     cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=False)
-    module, _, metrics = fit_and_score(config, data, cache, tune_only=True)
-    objective = metrics["tune"][metric]
-    report = {"objective": objective if objective is not None else -math.inf,
-              "tune_accuracy": metrics["tune"]["accuracy"], "tune_auroc": metrics["tune"]["auroc"],
-              "gate_accuracy": metrics["gate"]["accuracy"], "features_s": metrics["timing_s"]["features"],
-              "fit_s": metrics["timing_s"]["fit"], "predict_s": metrics["timing_s"]["predict"],
-              "feature_cache_hits": cache.hits}
+    module, metrics, reports = None, None, []
+    for seed in repeat_seeds(config, repeats):
+        seeded = merge(config, {"model": {"seed": seed}})
+        fitted, _, seeded_metrics = fit_and_score(seeded, data, cache, tune_only=True)
+        reports.append(trial_report(seeded_metrics, metric))
+        if module is None:
+            module, metrics = fitted, seeded_metrics
+    report = dict(reports[0])
+    if len(reports) > 1:
+        per_seed = [r["objective"] for r in reports]
+        report.update({"objective": float(sum(per_seed) / len(per_seed)), "objective_per_seed": per_seed,
+                       "objective_sd_seeds": float(torch.tensor(per_seed).std().item())})
+    metrics["objective"] = {"metric": metric, "repeats": len(reports), **report}
+    report.update({"gate_accuracy": metrics["gate"]["accuracy"], "features_s": metrics["timing_s"]["features"],
+                   "fit_s": metrics["timing_s"]["fit"], "predict_s": metrics["timing_s"]["predict"],
+                   "feature_cache_hits": cache.hits, "repeats": len(reports)})
     with tempfile.TemporaryDirectory() as folder:
         save_checkpoint(folder, module, config, data, metrics)
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
 def feclip_trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str,
-                     cache_dir: str | None = None, cache_enabled: bool = True, threads: int = 1) -> None:
+                     cache_dir: str | None = None, cache_enabled: bool = True, threads: int = 1,
+                     repeats: int = 1) -> None:
     """Train FE-CLIP adapters on band anomalies of this domain's train normals; after every epoch score the
     tune maps with `score_feclip` (the scorer of fit-eval and eval, few-shot memory included) and report
     (so ASHA can stop weak trials) with a checkpoint."""
@@ -59,7 +84,7 @@ def feclip_trainable(trial_config: dict, base_config: dict, data_args: dict, met
     import numpy as np
     from ray import tune
 
-    from hdmap.evaluation.metrics import tune_metrics
+    from hdmap.evaluation.protocol import tune_metrics
     from hdmap.run.feclip_hdmap import fit_feclip, score_feclip
 
     torch.set_num_threads(max(1, threads))
@@ -69,12 +94,11 @@ def feclip_trainable(trial_config: dict, base_config: dict, data_args: dict, met
 
     def report(module, epoch: int) -> None:
         scored = score_feclip(module, config, data, tune_idx, during_fit=epoch > 0)
-        values = tune_metrics(scored.scores, data.test_labels[tune_idx])
-        objective = values[metric] if values[metric] is not None else -math.inf
+        values = tune_metrics(scored.scores, data.test_labels[tune_idx], [data.test_conditions[i] for i in tune_idx])
         with tempfile.TemporaryDirectory() as folder:
             save_checkpoint(folder, module, config, data, {"tune": values, "notes": scored.notes})
-            tune.report({"objective": objective, "tune_accuracy": values["accuracy"], "tune_auroc": values["auroc"],
-                         "epoch": epoch}, checkpoint=tune.Checkpoint.from_directory(folder))
+            tune.report({**trial_report({"tune": values}, metric), "epoch": epoch},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
 
     class ReportEachEpoch(L.Callback):
         def on_train_epoch_end(self, trainer, module):

@@ -1,0 +1,90 @@
+"""summary.md of a search: the winner against the defaults, holdout with intervals, every trial with its
+objective's standard error, and which settings mattered."""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+OBJECTIVES = {"accuracy_cv": "accuracy with cross-fitted thresholds (each half of the tune maps judged at the "
+                             "threshold chosen on the other half, both ways, over 5 seeded stratified splits)",
+              "accuracy": "best accuracy on the tune maps, threshold chosen on those same maps (optimistic)",
+              "auroc": "AUROC on the tune maps"}
+
+
+def pct(value) -> str:
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{100 * value:.1f}"
+
+
+def with_interval(value, interval) -> str:
+    return pct(value) + (f" [{pct(interval[0])}, {pct(interval[1])}]" if interval else "")
+
+
+def holdout_lines(hold: dict) -> list[str]:
+    """Holdout table with 95 % bootstrap intervals, overall and per condition."""
+    intervals = hold.get("intervals") or {}
+    lines = ["| holdout | n | accuracy % [95 % CI] | AUROC % [95 % CI] |", "|---|---|---|---|",
+             f"| all | {hold['n']} | {with_interval(hold['accuracy'], intervals.get('accuracy'))} | "
+             f"{with_interval(hold['auroc'], intervals.get('auroc'))} |"]
+    for name, part in hold["by_condition"].items():
+        ci = (intervals.get("by_condition") or {}).get(name, {})
+        lines.append(f"| {name} | {part.get('n', '')} | {with_interval(part['accuracy'], ci.get('accuracy'))} | "
+                     f"{with_interval(part['auroc'], ci.get('auroc'))} |")
+    if intervals:
+        lines += ["", f"Intervals: {intervals['method']}, {intervals['n_boot']} draws, seed {intervals['seed']}."]
+    return lines
+
+
+def versus_lines(versus: dict, metric: str) -> list[str]:
+    if not versus.get("defaults_ran"):
+        return ["The defaults did not finish as a trial (failed, or the search was resumed from an older run): this "
+                "winner was not compared with them.", ""]
+    defaults = (f"the defaults (trial `{versus['defaults_trial']}`) reach tune {metric} "
+                f"{pct(versus['defaults_objective'])} ± {pct(versus['defaults_objective_se'])} (standard error)")
+    if versus["defaults_won"]:
+        return [f"**Winner: the defaults.** No trial beat them on the tune objective: {defaults}.", ""]
+    gain = 100 * versus["gain"]
+    se = versus["defaults_objective_se"]
+    size = ("within one standard error: treat the two as equal until `hdmap compare` on holdout says otherwise"
+            if se is not None and abs(versus["gain"]) <= se else "more than one standard error")
+    return [f"The winner beats the defaults by {gain:+.1f} points on the tune objective ({size}); {defaults}.", ""]
+
+
+def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[dict], metric: str) -> None:
+    lines = [f"# Search {Path(summary['experiment']).name}", "",
+             f"Objective: tune `{metric}`: {OBJECTIVES.get(metric, metric)}. Each trial also reports the other tune",
+             "metrics; ± is the objective's standard error on the tune maps. Holdout numbers are for the winner only,",
+             "at the threshold chosen on tune.", ""]
+    best = summary["best"]
+    if best:
+        hold = best["holdout"]
+        lines += versus_lines(summary.get("versus_defaults", {}), metric)
+        lines += [f"Winner `{best['trial_id']}`" + (f" ({best['start']})" if best.get("start") else "") +
+                  f": tune {metric} {pct(best['tune_objective'])} %; oracle holdout accuracy "
+                  f"{pct(hold['accuracy_oracle'])} % (threshold on holdout, for comparison only).", ""]
+        lines += holdout_lines(hold) + ["", f"Checkpoint: `{best['checkpoint']}`", "",
+                                        "![objective vs trial](objective_vs_trial.png)", ""]
+    keys = sorted({k for row in done for k in row["config"]})
+    lines += [f"## Trials ({len(done)} finished, {len(failed)} failed)", "",
+              f"| rank | trial | start | tune {metric} % ± se | tune acc % | tune acc_cv % | tune AUROC % | "
+              "gate acc % | " + " | ".join(keys) + " |", "|" + "---|" * (8 + len(keys))]
+    for rank, row in enumerate(done, 1):
+        cells = [str(row["config"].get(k, "")) for k in keys]
+        lines.append(f"| {rank} | {row['trial_id']} | {row['start'] or ''} | {pct(row['objective'])} ± "
+                     f"{pct(row['objective_se'])} | {pct(row['tune_accuracy'])} | {pct(row['tune_accuracy_cv'])} | "
+                     f"{pct(row['tune_auroc'])} | {pct(row['gate_accuracy'])} | " + " | ".join(cells) + " |")
+    importance = summary.get("importance")
+    if importance is not None:
+        lines += ["", "## Which settings mattered", ""]
+        if importance["values"]:
+            lines += [f"Share of the objective's variance over these trials explained by each parameter "
+                      f"({importance['evaluator']}; parameters set in every trial). Few trials make this rough.", "",
+                      "| parameter | importance |", "|---|---|"]
+            lines += [f"| {key} | {value:.3f} |" for key, value in importance["values"].items()]
+            if importance.get("plot"):
+                lines += ["", "![objective against the top parameters](importance.png)"]
+        else:
+            lines.append("Too few finished trials (or a constant objective) to rank the parameters.")
+    if failed:
+        lines += ["", "## Failed trials", "", "| trial | error |", "|---|---|"]
+        lines += [f"| {row['trial_id']} | {row['error'].replace('|', '/')} |" for row in failed]
+    path.write_text("\n".join(lines) + "\n")
