@@ -22,7 +22,7 @@ from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct
 from hdmap.features.cache import FeatureCache
 from hdmap.models.embedding import flatten_patches
 from hdmap.models.memory_bank import knn
-from hdmap.run.config import RAW_INPUTS, default_config, merge, validate
+from hdmap.run.config import BASELINE_MODEL, default_config, merge, validate
 from hdmap.run.domain_data import load_domain
 from hdmap.run.patchcore_run import cached_features, fit_and_score
 
@@ -91,7 +91,7 @@ def main(argv=None) -> int:
     root = str(ensure_embedded_dataset()) if synthetic else args.data_root
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
-    base = merge(default_config(real_data=not synthetic), {"model": RAW_INPUTS})  # H2 on the raw maps
+    base = merge(default_config(real_data=not synthetic), {"model": BASELINE_MODEL})  # H2 on the raw maps
     base = validate(merge(base, parse_set(args.set)))
     condition_csv = Path(root) / f"domain_{args.domain}" / "train_conditions.csv"
     # the oracle gate needs train conditions: the synthetic set ships them; real data falls back to 2-means

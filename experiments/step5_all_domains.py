@@ -15,7 +15,7 @@ from rich.progress import track
 
 from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct
 from hdmap.features.cache import FeatureCache
-from hdmap.run.config import RAW_INPUTS, validate
+from hdmap.run.config import BASELINE_MODEL, validate
 from hdmap.run.patchcore_run import fit_and_score
 from hdmap.run.study import Study, study_parser
 
@@ -36,7 +36,7 @@ def main(argv=None) -> int:
         source = f"best trial {summary['best']['trial_id']} of {study.args.run}"
     baseline = copy.deepcopy(best)
     baseline["model_name"] = "patchcore"
-    baseline["model"].update(bank_mode="mixed", reference_sampling="uniform", context_ks=[0], **RAW_INPUTS)
+    baseline["model"].update(bank_mode="mixed", reference_sampling="uniform", context_ks=[0], **BASELINE_MODEL)
     cache = FeatureCache(study.args.cache_dir, progress=False)
     rows = []
     for domain in track(study.args.domains, description="domains"):

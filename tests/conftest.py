@@ -31,10 +31,10 @@ TINY_BACKBONE = {"name": "dinov2_vits14", "weights": "none", "taps": [0, 1],
 def tiny_config():
     """A run config with a tiny random ViT (seconds on a CPU), on the raw maps (no input normalisation, no band
     descriptor) so that each test switches on only what it tests."""
-    from hdmap.run.config import RAW_INPUTS, default_config, merge
+    from hdmap.run.config import BASELINE_MODEL, default_config, merge
     return merge(default_config(), {"backbone": TINY_BACKBONE, "image_size": 112,
                                      "model": {"shots": 4, "coreset_ratio": 0.5, "calibration_maps": 6,
-                                               **RAW_INPUTS}})
+                                               **BASELINE_MODEL}})
 
 
 @pytest.fixture(scope="session")

@@ -7,7 +7,7 @@ import pytest
 import tifffile
 import torch
 
-from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics, ashman_d, is_bimodal
+from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics, ashman_d, held_out_projection, is_bimodal
 from hdmap.run.domain_data import load_domain
 from hdmap.run.patchcore_run import fit_and_score
 
@@ -59,6 +59,22 @@ def test_bimodality_test():
         one = torch.randn(200, generator=torch.Generator().manual_seed(seed))
         assert not is_bimodal(one, (one > one.median()).long())[0], ashman_d(one)
     assert not is_bimodal(two, torch.zeros(200, dtype=torch.long))[0]
+
+
+@pytest.mark.parametrize("dim", [16, 768])
+def test_feature_bimodality_is_judged_on_maps_the_direction_was_not_fitted_on(dim):
+    """Isotropic Gaussian features split at random: projected onto a direction fitted on the same maps they read as
+    two groups (the old test); projected with the direction from the other half they do not. Two real clusters
+    still do."""
+    generator = torch.Generator().manual_seed(dim)
+    noise = torch.randn(200, dim, generator=generator)
+    groups = (torch.rand(200, generator=generator) < 0.5).long()
+    direction = noise[groups == 1].mean(0) - noise[groups == 0].mean(0)
+    if dim == 768:
+        assert is_bimodal(noise @ direction, groups)[0]  # the in-sample projection fools the test
+    assert not is_bimodal(*held_out_projection(noise, groups))[0]
+    clusters = noise + 6.0 * groups[:, None].float() * torch.ones(dim) / dim ** 0.5
+    assert is_bimodal(*held_out_projection(clusters, groups))[0]
 
 
 def test_statistics_of_one_condition_are_shared_and_noted():

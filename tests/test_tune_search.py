@@ -88,7 +88,10 @@ def _parity_conditions_csv(root: Path, path: Path) -> Path:
 def test_search_survives_failing_trials_and_eval_reproduces_the_trial(synth_root, space_file, tmp_path,
                                                                        tmp_path_factory, monkeypatch):
     csv = _parity_conditions_csv(synth_root, tmp_path / "conditions.csv")
-    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=6, name="e2e", condition_csv=str(csv)))
+    start = tmp_path / "start.yaml"
+    start.write_text("{model.shots: 4, model.bank_mode: gated}\n")
+    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=6, name="e2e", condition_csv=str(csv),
+                                  start=[str(start)]))
     assert summary["n_trials"] == 6
     assert summary["n_failed"] >= 1 and "references" in summary["failed"][0]["error"]  # shots=500 is too many
     best = summary["best"]
@@ -96,6 +99,7 @@ def test_search_survives_failing_trials_and_eval_reproduces_the_trial(synth_root
     run_dir = Path(summary["experiment"])
     assert "Failed trials" in (run_dir / "summary.md").read_text()
     assert (run_dir / "objective_vs_trial.png").exists()
+    _check_warm_start(run_dir, summary)
 
     # independent records: what the trial reported to Tune, and the metrics the trial saved beside its checkpoint
     trial_dir = Path(best["checkpoint"]).parents[1]
@@ -123,3 +127,26 @@ def test_search_survives_failing_trials_and_eval_reproduces_the_trial(synth_root
     with pytest.raises(CheckpointMismatchError, match="differ"):
         evaluate_checkpoint(best["checkpoint"], data_root=str(other), cache_dir=str(tmp_path / "cache"))
 
+
+
+def _check_warm_start(run_dir: Path, summary: dict) -> None:
+    """The first trials are the defaults and the --start config, the defaults trial ran exactly the base config,
+    and summary.md reports the winner against the defaults, intervals and importances."""
+    from hdmap.tune.trainables import full_config
+
+    record = json.loads((run_dir / "hdmap_search.json").read_text())
+    assert [s["label"] for s in record["start_points"]] == ["defaults", "start.yaml#1"]
+    trials = {}
+    for result in run_dir.glob("*/result.json"):
+        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
+        params = json.loads((result.parent / "params.json").read_text())
+        trials[int(result.parent.name.split("_")[3])] = params  # patchcore_trainable_<id>_<n>_...: n from 1 up
+    first, second = (trials[k] for k in sorted(trials)[:2])
+    assert full_config(record["base_config"], first) == record["base_config"]
+    assert json.loads(json.dumps(second)) == json.loads(json.dumps(record["start_points"][1]["point"]))
+    text = (run_dir / "summary.md").read_text()
+    versus = summary["versus_defaults"]
+    assert versus["defaults_ran"] and ("Winner: the defaults" in text) == versus["defaults_won"]
+    assert "95 % CI" in text and "| defaults |" in text and "| start.yaml#1 |" in text
+    assert "Which settings mattered" in text
+    assert summary["best"]["holdout"]["intervals"]["auroc"] is not None

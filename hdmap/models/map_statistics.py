@@ -54,6 +54,19 @@ def is_bimodal(values: torch.Tensor, assignment: torch.Tensor) -> tuple[bool, st
                 f"(needs >= {100 * MIN_GROUP_SHARE:.0f} %)")
 
 
+def held_out_projection(features: torch.Tensor, assignment: torch.Tensor, seed: int = 0):
+    """(values, their assignment) of one seeded half of the maps projected onto the line between the two groups'
+    means fitted on the OTHER half; None when the fitting half lacks a group. Fitting the direction on the maps
+    it projects makes even isotropic noise look bimodal in many dimensions."""
+    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
+    fit, test = order[: len(order) // 2], order[len(order) // 2:]
+    x, groups = features.float().cpu(), assignment.cpu()
+    if min(int((groups[fit] == code).sum()) for code in (0, 1)) == 0:
+        return None
+    direction = x[fit][groups[fit] == 1].mean(0) - x[fit][groups[fit] == 0].mean(0)
+    return x[test] @ (direction / direction.norm().clamp_min(1e-12)), groups[test]
+
+
 def _percentile(maps: torch.Tensor, p: float) -> torch.Tensor:
     return torch.quantile(maps.flatten(1).float(), p / 100.0, dim=1)
 

@@ -34,9 +34,11 @@ def patchcore_default(backbone: str) -> dict:
             "split": dict(SPLIT_DEFAULT)}
 
 
-# The maps as they are, no band channel: plain PatchCore and the studies of H1-H3 (steps 1-3 ask their question
-# on raw inputs; step 6 varies the inputs).
+# The maps as they are, no band channel.
 RAW_INPUTS = {"input_norm": "none", "band_weight": 0.0}
+# Plain PatchCore (the baseline) and the studies of H1-H3: raw maps and PatchCore's own image score (the largest
+# patch distance); steps 1-3 ask their question on these, step 6 varies the inputs, the shots curve the score.
+BASELINE_MODEL = {**RAW_INPUTS, "image_score": "max"}
 
 FECLIP_DEFAULT = {
     "model_name": "feclip",
@@ -61,14 +63,14 @@ class ConfigError(ValueError):
 def default_config(real_data: bool = False, model_name: str | None = None, backbone: str | None = None) -> dict:
     """Defaults of a run: FE-CLIP's, or PatchCore's with `backbone`'s presets (default: the offline
     EfficientNet-Lite0 on the embedded data, DINOv2 ViT-S/14 by name on real data). Plain `patchcore` (the
-    baseline) takes the raw maps: no input normalisation, no band descriptor."""
+    baseline) takes the raw maps (no input normalisation, no band descriptor) and PatchCore's max image score."""
     if model_name == "feclip":
         return copy.deepcopy(FECLIP_DEFAULT)
     config = patchcore_default(backbone or (REAL_DATA_BACKBONE if real_data else OFFLINE_BACKBONE))
     if model_name:
         config["model_name"] = model_name
     if model_name == "patchcore":
-        config["model"].update(RAW_INPUTS)
+        config["model"].update(BASELINE_MODEL)
     return config
 
 

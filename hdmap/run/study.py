@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hdmap.data.embedded import ensure_embedded_dataset
 from hdmap.evaluation.results_file import describe_backbone, stamp
-from hdmap.run.config import RAW_INPUTS, default_config, merge, parse_set, validate
+from hdmap.run.config import BASELINE_MODEL, default_config, merge, parse_set, validate
 from hdmap.run.domain_data import load_domain
 
 RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
@@ -29,13 +29,13 @@ class Study:
     """Resolved inputs of one study run."""
 
     def __init__(self, args, raw_inputs: bool = False):
-        """`raw_inputs`: no input normalisation and no band descriptor (RAW_INPUTS) unless `--set` says so."""
+        """`raw_inputs`: raw maps and the max image score (BASELINE_MODEL) unless `--set` says so."""
         self.args = args
         self.synthetic = args.data_root is None
         self.root = str(ensure_embedded_dataset()) if self.synthetic else args.data_root
         config = default_config(real_data=not self.synthetic)
         if raw_inputs:
-            config = merge(config, {"model": RAW_INPUTS})
+            config = merge(config, {"model": BASELINE_MODEL})
         if args.fast:
             config = merge(config, {"backbone": FAST_BACKBONE, "image_size": 112})
         self.base = validate(merge(config, parse_set(args.set)))

@@ -1,0 +1,47 @@
+"""`hdmap compare`: two fit-eval runs on the same holdout maps, paired tests; runs on other maps refused."""
+import json
+
+import pytest
+
+from hdmap.cli import main
+from hdmap.data.synth import SynthConfig, write_dataset
+from hdmap.evaluation.compare import RunsDifferError, compare_runs
+from hdmap.evaluation.scores_file import read_scores
+
+TINY = ["backbone.name=dinov2_vits14", "backbone.weights=none", "backbone.taps=[0,1]",
+        "backbone.model_kwargs={depth: 2, embed_dim: 24, num_heads: 2}", "image_size=112", "model.shots=4"]
+
+
+def _fit_eval(root, out, cache, *sets, domain="C"):
+    args = ["fit-eval", "--data-root", str(root), "--domain", domain, "--out", str(out), "--cache-dir", str(cache)]
+    for setting in TINY + list(sets):
+        args += ["--set", setting]
+    assert main(args) == 0
+    return out
+
+
+def test_compare_two_runs_on_the_same_maps_and_refuse_other_maps(synth_root, tmp_path, capsys, tmp_path_factory):
+    cache = tmp_path / "cache"
+    a = _fit_eval(synth_root, tmp_path / "a", cache, "model.band_weight=2.0")
+    b = _fit_eval(synth_root, tmp_path / "b", cache, "model.band_weight=0.0")
+    scores = read_scores(a / "scores.csv")
+    metrics = json.loads((a / "metrics.json").read_text())
+    assert (scores["split"] == "holdout").sum() == metrics["holdout"]["n"]
+    capsys.readouterr()
+    assert main(["compare", str(a), str(b), "--out", str(tmp_path / "cmp.json")]) == 0
+    printed = capsys.readouterr().out
+    assert "AUROC: A" in printed and "McNemar" in printed
+    result = json.loads((tmp_path / "cmp.json").read_text())
+    assert result["auroc"]["difference"] == pytest.approx(metrics["holdout"]["auroc"] -
+                                                          json.loads((b / "metrics.json").read_text())["holdout"]["auroc"])
+    assert result["accuracy"]["a"] == pytest.approx(metrics["holdout"]["accuracy"])
+    same = compare_runs(a, a)
+    assert same["auroc"]["difference"] == 0 and same["accuracy"]["p_value"] == 1.0
+
+    other = tmp_path_factory.mktemp("other")
+    write_dataset(other, SynthConfig(n_train=40, n_test=40, seed=9, domains="C"))
+    c = _fit_eval(other, tmp_path / "c", cache)
+    with pytest.raises(RunsDifferError):
+        compare_runs(a, c)
+    assert main(["compare", str(a), str(c)]) == 2
+    assert "differ" in capsys.readouterr().err
