@@ -67,6 +67,15 @@ def _fmt(value) -> str:
     return "n/a" if value is None else f"{100 * value:.1f}"
 
 
+def _ci(value, interval) -> str:
+    return _fmt(value) + (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "")
+
+
+def _se(tune: dict, key: str) -> str:
+    se = (tune.get("se") or {}).get(key)
+    return _fmt(tune.get(key)) + (f" ± {_fmt(se)}" if se is not None else "")
+
+
 def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), command: str | None = None) -> Path:
     """report.md generated from metrics.json."""
     hold, tune = metrics["holdout"], metrics["tune"]
@@ -75,15 +84,23 @@ def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), co
         lines += [f"Command: `{command}`", ""]
     if metrics.get("clip"):  # FE-CLIP: which CLIP really ran
         lines += [f"CLIP: {metrics['clip']}", ""]
+    intervals = hold.get("intervals") or {}
     lines += ["Holdout numbers use the threshold chosen on the tune split (max accuracy); `oracle accuracy` picks the",
-              "best threshold on holdout itself and is shown only for comparison with earlier tables.", "",
-              "| split | n | AUROC % | accuracy % | oracle accuracy % | AP % | F1 % |", "|---|---|---|---|---|---|---|",
-              f"| tune | {tune.get('n', '')} | {_fmt(tune['auroc'])} | {_fmt(tune['accuracy'])} | | | |",
-              f"| holdout | {hold['n']} | {_fmt(hold['auroc'])} | {_fmt(hold['accuracy'])} | "
-              f"{_fmt(hold['accuracy_oracle'])} | {_fmt(hold['ap'])} | {_fmt(hold['f1'])} |", "",
+              "best threshold on holdout itself and is shown only for comparison with earlier tables. Brackets: 95 %",
+              "bootstrap intervals" + (f" ({intervals['method']}, {intervals['n_boot']} draws, seed {intervals['seed']})"
+                                       if intervals else "") + "; tune ± standard error.", "",
+              "| split | n | AUROC % | accuracy % | cross-fitted accuracy % | oracle accuracy % | AP % | F1 % |",
+              "|---|---|---|---|---|---|---|---|",
+              f"| tune | {tune.get('n', '')} | {_se(tune, 'auroc')} | {_se(tune, 'accuracy')} | "
+              f"{_se(tune, 'accuracy_cv')} | | | |",
+              f"| holdout | {hold['n']} | {_ci(hold['auroc'], intervals.get('auroc'))} | "
+              f"{_ci(hold['accuracy'], intervals.get('accuracy'))} | | {_fmt(hold['accuracy_oracle'])} | "
+              f"{_fmt(hold['ap'])} | {_fmt(hold['f1'])} |", "",
               "| holdout subset | n | AUROC % | accuracy % (tune threshold) |", "|---|---|---|---|"]
     for name, part in hold["by_condition"].items():
-        lines.append(f"| {name} | {part.get('n', '')} | {_fmt(part['auroc'])} | {_fmt(part['accuracy'])} |")
+        ci = (intervals.get("by_condition") or {}).get(name, {})
+        lines.append(f"| {name} | {part.get('n', '')} | {_ci(part['auroc'], ci.get('auroc'))} | "
+                     f"{_ci(part['accuracy'], ci.get('accuracy'))} |")
     gate = metrics.get("gate") or {}
     lines += ["", f"Gate: `{gate.get('kind')}`, accuracy on test: {_fmt(gate.get('accuracy'))} %"
               + (f"; train conditions from: {gate['train_assignment']}" if gate.get("train_assignment") else ""), ""]

@@ -53,8 +53,14 @@ def run_eval(args) -> int:
                                   command="hdmap " + " ".join(sys.argv[1:]), domain=args.domain)
     hold = metrics["holdout"]
     print(f"checkpoint {checkpoint}")
+    ci = hold.get("intervals") or {}
+
+    def with_ci(key):
+        interval = ci.get(key)
+        return f"{100 * hold[key]:.1f} %" + (f" [95 % CI {100 * interval[0]:.1f}-{100 * interval[1]:.1f}]"
+                                              if interval else "")
+
     print(f"holdout (n={hold['n']}, threshold from tune {metrics['tune']['threshold']:.6g}): accuracy "
-          f"{100 * hold['accuracy']:.1f} %, AUROC {100 * hold['auroc']:.1f} %, oracle accuracy "
-          f"{100 * hold['accuracy_oracle']:.1f} %")
+          f"{with_ci('accuracy')}, AUROC {with_ci('auroc')}, oracle accuracy {100 * hold['accuracy_oracle']:.1f} %")
     print(f"wrote {out}/metrics.json and report.md")
     return 0

@@ -63,16 +63,20 @@ def print_summary(metrics: dict, out: Path) -> None:
     from rich.table import Table
 
     table = Table(title=f"{metrics['model']} / domain {metrics['domain']} (holdout, threshold from tune)")
-    for column in ("subset", "n", "AUROC %", "accuracy %"):
+    for column in ("subset", "n", "AUROC % [95 % CI]", "accuracy % [95 % CI]"):
         table.add_column(column)
     hold = metrics["holdout"]
+    intervals = hold.get("intervals") or {}
 
-    def pct(v):
-        return "n/a" if v is None else f"{100 * v:.1f}"
+    def pct(v, interval=None):
+        text = "n/a" if v is None else f"{100 * v:.1f}"
+        return text + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
 
-    table.add_row("all", str(hold["n"]), pct(hold["auroc"]), pct(hold["accuracy"]))
+    table.add_row("all", str(hold["n"]), pct(hold["auroc"], intervals.get("auroc")),
+                  pct(hold["accuracy"], intervals.get("accuracy")))
     for name, part in hold["by_condition"].items():
-        table.add_row(name, str(part["n"]), pct(part["auroc"]), pct(part["accuracy"]))
+        ci = (intervals.get("by_condition") or {}).get(name, {})
+        table.add_row(name, str(part["n"]), pct(part["auroc"], ci.get("auroc")), pct(part["accuracy"], ci.get("accuracy")))
     console = Console()
     console.print(table)
     console.print(f"oracle accuracy (threshold on holdout, for comparison only): {pct(hold['accuracy_oracle'])} %; "
