@@ -45,3 +45,29 @@ def test_compare_two_runs_on_the_same_maps_and_refuse_other_maps(synth_root, tmp
         compare_runs(a, c)
     assert main(["compare", str(a), str(c)]) == 2
     assert "differ" in capsys.readouterr().err
+
+
+class _Payload:
+    """A pickled object whose loading would run code (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+def test_a_crafted_checkpoint_is_refused_without_running_its_payload(tmp_path, capsys):
+    import torch
+
+    marker = tmp_path / "payload_ran"
+    folder = tmp_path / "run"
+    folder.mkdir()
+    torch.save({"state_dict": {}, "hdmap": {"payload": _Payload(marker)}}, folder / "model.ckpt")
+    assert main(["eval", str(folder / "model.ckpt"), "--out", str(tmp_path / "out")]) == 2
+    assert not marker.exists()
+    assert "refused" in capsys.readouterr().err
+    (folder / "model.ckpt").write_bytes(b"\x13random bytes, not a checkpoint")
+    assert main(["eval", str(folder / "model.ckpt")]) == 2
+    err = capsys.readouterr().err
+    assert "model.ckpt" in err and "not a checkpoint" in err

@@ -18,6 +18,7 @@ from hdmap.data.band_anomalies import band_training_set
 from hdmap.data.splits import sample_per_condition
 from hdmap.data.transforms import MapTransform
 from hdmap.evaluation.protocol import protocol_metrics
+from hdmap.run.checkpoints import load_data_only
 from hdmap.gating.gates import Gate, GateConfig, gate_accuracy
 from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule
@@ -59,7 +60,7 @@ def build_feclip(config: dict) -> FEClipModule:
     seed_everything(train["seed"])  # before the adapters are built: their initial weights follow the seed
     module = FEClipModule(model=config["feclip"], lr=train["lr"], linear_lr=train["linear_lr"])
     if train["source"] == "checkpoint":
-        state = torch.load(train["checkpoint"], map_location="cpu", weights_only=False)["state_dict"]
+        state = load_data_only(train["checkpoint"])["state_dict"]
         missing = [k for k in module.state_dict() if k not in state and not k.startswith("model.visual.")]
         if missing:
             raise ValueError(f"{train['checkpoint']}: not an FE-CLIP checkpoint of this configuration "

@@ -37,5 +37,5 @@ def score_saved(path: str | Path, config: dict, data: DomainData, cache_dir: str
         return outputs, metrics
     from hdmap.run.patchcore_run import MODULES, score_saved_module
 
-    module = MODULES[config["model_name"]].load_from_checkpoint(path, map_location="cpu")
+    module = MODULES[config["model_name"]].load_from_checkpoint(path, map_location="cpu", weights_only=True)
     return score_saved_module(module, config, data, FeatureCache(cache_dir, progress=progress))
