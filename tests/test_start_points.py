@@ -92,3 +92,27 @@ def test_importances_rank_the_parameter_that_drives_the_objective():
     ranked = importances(space, rows)
     assert list(ranked)[0] == "model.shots"
     assert importances(space, rows[:2]) == {}
+
+
+def test_repeats_average_the_objective_over_reference_seeds(domain_c, tiny_config, tmp_path):
+    """--repeats 3: the trial objective is the mean of three seeds' objectives, each what fit-eval's path gives
+    for that seed alone; the checkpointed model is the config's own seed."""
+    from hdmap.evaluation.protocol import tune_metrics
+    from hdmap.features.cache import FeatureCache
+    from hdmap.run.pipeline import fit_and_score
+    from hdmap.tune.trainables import fit_over_seeds
+
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    config = validate(merge(tiny_config, {"model": {"shots": 2, "coreset_ratio": 0.3}}))
+    single = []
+    for seed in range(3):
+        _, outputs, _ = fit_and_score(merge(config, {"model": {"seed": seed}}), domain_c, cache, tune_only=True)
+        scored = outputs["index"].numpy()
+        single.append(tune_metrics(outputs["scores"].numpy(), domain_c.test_labels[scored],
+                                   [domain_c.test_conditions[i] for i in scored])["auroc"])
+    module, metrics, report = fit_over_seeds(config, domain_c, cache, "auroc", repeats=3)
+    assert report["objective_per_seed"] == pytest.approx(single)
+    assert report["objective"] == pytest.approx(sum(single) / 3)
+    assert len(set(single)) > 1  # the seeds draw different references: averaging changes the objective
+    assert module.core.config.seed == 0 and metrics["tune"]["auroc"] == pytest.approx(single[0])
+    assert fit_over_seeds(config, domain_c, cache, "auroc", repeats=1)[2]["objective"] == pytest.approx(single[0])

@@ -41,6 +41,25 @@ def repeat_seeds(config: dict, repeats: int) -> list[int]:
     return [config["model"]["seed"] + r for r in range(max(1, repeats))]
 
 
+def fit_over_seeds(config: dict, data, cache: FeatureCache, metric: str, repeats: int = 1):
+    """(module and metrics of the config's own seed, report) where the report's objective is the mean over
+    `repeats` reference/coreset seeds (with each seed's objective and their sd when repeats > 1)."""
+    module, metrics, reports = None, None, []
+    for seed in repeat_seeds(config, repeats):
+        fitted, _, seeded_metrics = fit_and_score(merge(config, {"model": {"seed": seed}}), data, cache,
+                                                  tune_only=True)
+        reports.append(trial_report(seeded_metrics, metric))
+        if module is None:
+            module, metrics = fitted, seeded_metrics
+    report = dict(reports[0])
+    if len(reports) > 1:
+        per_seed = [r["objective"] for r in reports]
+        report.update({"objective": float(sum(per_seed) / len(per_seed)), "objective_per_seed": per_seed,
+                       "objective_sd_seeds": float(torch.tensor(per_seed).std().item())})
+    metrics["objective"] = {"metric": metric, "repeats": len(reports), **report}
+    return module, metrics, report
+
+
 def patchcore_trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str,
                         cache_dir: str | None, cache_enabled: bool = True, threads: int = 1,
                         repeats: int = 1) -> None:
@@ -51,26 +70,13 @@ def patchcore_trainable(trial_config: dict, base_config: dict, data_args: dict, 
 
     torch.set_num_threads(max(1, threads))
     config = full_config(base_config, trial_config)
-    data = _domain(**data_args)
     cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=False)
-    module, metrics, reports = None, None, []
-    for seed in repeat_seeds(config, repeats):
-        seeded = merge(config, {"model": {"seed": seed}})
-        fitted, _, seeded_metrics = fit_and_score(seeded, data, cache, tune_only=True)
-        reports.append(trial_report(seeded_metrics, metric))
-        if module is None:
-            module, metrics = fitted, seeded_metrics
-    report = dict(reports[0])
-    if len(reports) > 1:
-        per_seed = [r["objective"] for r in reports]
-        report.update({"objective": float(sum(per_seed) / len(per_seed)), "objective_per_seed": per_seed,
-                       "objective_sd_seeds": float(torch.tensor(per_seed).std().item())})
-    metrics["objective"] = {"metric": metric, "repeats": len(reports), **report}
+    module, metrics, report = fit_over_seeds(config, _domain(**data_args), cache, metric, repeats)
     report.update({"gate_accuracy": metrics["gate"]["accuracy"], "features_s": metrics["timing_s"]["features"],
                    "fit_s": metrics["timing_s"]["fit"], "predict_s": metrics["timing_s"]["predict"],
-                   "feature_cache_hits": cache.hits, "repeats": len(reports)})
+                   "feature_cache_hits": cache.hits, "repeats": metrics["objective"]["repeats"]})
     with tempfile.TemporaryDirectory() as folder:
-        save_checkpoint(folder, module, config, data, metrics)
+        save_checkpoint(folder, module, config, _domain(**data_args), metrics)
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
