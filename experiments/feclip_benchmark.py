@@ -17,7 +17,7 @@ from pathlib import Path
 import yaml
 
 from hdmap.data.industrial import READERS, IndustrialDataset
-from hdmap.evaluation.results_file import markdown_table
+from hdmap.evaluation.results_file import markdown_table, write_results
 from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule
 from hdmap.run.feclip_run import PAPER, benchmark_metrics, predict_feclip, seed_everything, train_feclip
@@ -74,10 +74,7 @@ def main(argv=None) -> int:
              f"- generated {datetime.datetime.now():%Y-%m-%d %H:%M} by this script; numbers in %",
              f"- trained adapters: `{checkpoint}`", ""]
     lines += markdown_table(rows, columns)
-    out = Path(args.out) if args.out else RESULTS / f"feclip_{args.train_on}_to_{args.eval_on}.md"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out or RESULTS / f"feclip_{args.train_on}_to_{args.eval_on}.md", lines)
     return 0
 
 

@@ -16,7 +16,7 @@ import numpy as np
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
-from hdmap.evaluation.results_file import stamp
+from hdmap.evaluation.results_file import stamp, write_results
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import merge
 from hdmap.run.domain_data import load_domain
@@ -70,7 +70,7 @@ def main(argv=None) -> int:
                    record["data_root"] or "donewhen" in record["data_root"])
     lines += [f"- search: `{run.name}` ({len(finished_trials(run))} finished trials; the best {len(rows)} by its "
               f"own objective re-run with model seeds 0..{args.repeats - 1} on the trial path, tune maps only)", "",
-              f"| trial | shots/cond | " + " | ".join(f"seed {s} %" for s in range(args.repeats)) +
+              "| trial | shots/cond | " + " | ".join(f"seed {s} %" for s in range(args.repeats)) +
               " | mean % | sd (points) |", "|" + "---|" * (4 + args.repeats)]
     for r in rows:
         lines.append(f"| {r['trial']} | {r['shots'] if r['shots'] is not None else 'all'} | " +
@@ -81,10 +81,7 @@ def main(argv=None) -> int:
               f"- Spearman correlation of the seed-0 ranking with the mean-of-{args.repeats} ranking: {rho:.2f}",
               f"- winner by seed: {', '.join(rows[w]['trial'] for w in winners)}; winner by the mean: "
               f"{rows[int(np.argmax(mean))]['trial']}"]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     return 0
 
 

@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from hdmap.evaluation.compare import compare_runs
-from hdmap.evaluation.results_file import stamp
+from hdmap.evaluation.results_file import stamp, write_results
 from hdmap.features.backbones import OFFLINE_BACKBONE
 from hdmap.features.cache import FeatureCache
 from hdmap.run.checkpoints import save_checkpoint
@@ -112,10 +112,7 @@ def main(argv=None) -> int:
                   + (": " + ", ".join(f"{r['set']} seed {r['seed']}" for r in worse) if worse else "") + ".",
               f"Differences significant at 0.05 (AUROC or accuracy): {len(significant)} of {len(rows)}"
               + (": " + ", ".join(f"{r['set']} seed {r['seed']}" for r in significant) if significant else "") + "."]
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     return 0
 
 

@@ -18,7 +18,7 @@ import numpy as np
 import torch
 from tqdm import tqdm
 
-from hdmap.evaluation.results_file import markdown_table, stamp
+from hdmap.evaluation.results_file import markdown_table, stamp, write_results
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import default_config, merge, parse_set, validate
 from hdmap.run.domain_data import load_domain
@@ -130,10 +130,7 @@ def main(argv=None) -> int:
                   f"{pick['fit + predict s']:.1f} s per fit + predict).", "", "## Every run", ""]
     lines += markdown_table(rows, ["set", "data seed", "shots/cond", "coreset", "image score", "tune AUROC %", "tune acc_cv %", "holdout AUROC %",
                                    "holdout acc %", "fit s", "predict s", "bank patches"])
-    out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text("\n".join(lines) + "\n")
-    print("\n".join(lines))
+    write_results(args.out, lines)
     return 0
 
 

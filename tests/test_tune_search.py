@@ -137,10 +137,8 @@ def _check_warm_start(run_dir: Path, summary: dict) -> None:
     record = json.loads((run_dir / "hdmap_search.json").read_text())
     assert [s["label"] for s in record["start_points"]] == ["defaults", "start.yaml#1"]
     trials = {}
-    for result in run_dir.glob("*/result.json"):
-        lines = [json.loads(line) for line in result.read_text().splitlines() if line.strip()]
-        params = json.loads((result.parent / "params.json").read_text())
-        trials[int(result.parent.name.split("_")[3])] = params  # patchcore_trainable_<id>_<n>_...: n from 1 up
+    for params in run_dir.glob("*/params.json"):  # patchcore_trainable_<id>_<n>_...: n counts trials from 1
+        trials[int(params.parent.name.split("_")[3])] = json.loads(params.read_text())
     first, second = (trials[k] for k in sorted(trials)[:2])
     assert full_config(record["base_config"], first) == record["base_config"]
     assert json.loads(json.dumps(second)) == json.loads(json.dumps(record["start_points"][1]["point"]))

@@ -33,5 +33,15 @@ def markdown_table(rows: list[dict], columns: list[str]) -> list[str]:
     return lines
 
 
+def write_results(path, lines: list[str]) -> None:
+    """Write a generated results file (creating its folder) and print it."""
+    from pathlib import Path
+
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text("\n".join(lines) + "\n")
+    print("\n".join(lines))
+
+
 def pct(value):
     return None if value is None else 100.0 * value
