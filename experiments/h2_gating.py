@@ -96,7 +96,8 @@ def main(argv=None) -> int:
     condition_csv = Path(root) / f"domain_{args.domain}" / "train_conditions.csv"
     # the oracle gate needs train conditions: the synthetic set ships them; real data falls back to 2-means
     data = load_domain(root, args.domain, out.with_suffix(".split.json"),
-                       condition_csv=str(condition_csv) if condition_csv.exists() else None)
+                       condition_csv=str(condition_csv) if condition_csv.exists() else None,
+                       condition_csv_partial=True)  # train rows only
     cache = FeatureCache(args.cache_dir)
     _, test_grids = cached_features(base, data, cache)
     rows = []

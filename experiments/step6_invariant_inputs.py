@@ -99,7 +99,8 @@ def main(argv=None) -> int:
             csv = f"{set_root}/domain_{domain}/train_conditions.csv"
             split = study.out.with_name(f"{study.out.stem}.{set_name.replace(' ', '_')}.split.json")
             domains[set_root, domain] = load_domain(set_root, domain, split,
-                                                    condition_csv=csv if args.data_root is None else None)
+                                                    condition_csv=csv if args.data_root is None else None,
+                                                    condition_csv_partial=True)  # train rows only
         per_seed = []
         for seed in args.seeds:
             config = validate(merge(copy.deepcopy(study.base), {"model": {**update, "shots": shots, "seed": seed}}))

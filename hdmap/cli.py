@@ -44,8 +44,9 @@ def run_synth(args) -> int:
 
 
 def one_line(error: BaseException) -> str:
-    """`Type: first line of the message` (a KeyError's message is its key; keep it readable)."""
-    message = str(error).strip().strip("'\"").splitlines()
+    """`Type: first line of the message`, the message intact (a KeyError's message is its key, unquoted)."""
+    text = str(error.args[0]) if isinstance(error, KeyError) and error.args else str(error)
+    message = text.strip().splitlines()
     return f"{type(error).__name__}: {message[0] if message else repr(error)}"
 
 

@@ -58,7 +58,8 @@ def test_discovery_labels_conditions(synth_root):
 
 
 def test_csv_overrides_condition(synth_root):
-    items = discover_domain(synth_root, "C", synth_root / "domain_C" / "train_conditions.csv")
+    items = discover_domain(synth_root, "C", synth_root / "domain_C" / "train_conditions.csv",
+                            condition_csv_partial=True)
     assert {i.condition for i in items["train"]} == {"cold", "warm"}
 
 
@@ -66,4 +67,4 @@ def test_bad_csv(tmp_path, synth_root):
     csv = tmp_path / "c.csv"
     csv.write_text("path,condition\nx.tiff,lukewarm\n")
     with pytest.raises(HDMAPFileError, match="c.csv:2"):
-        discover_domain(synth_root, "C", csv)
+        discover_domain(synth_root, "C", csv, condition_csv_partial=True)

@@ -101,7 +101,8 @@ def test_no_option_reads_test_maps_at_fit_time(option, tiny_config, synth_root, 
     fitted = []
     for root in (synth_root, swapped_test_root):
         data = load_domain(str(root), "C", tmp_path / f"{root.name}.json",
-                           condition_csv=str(root / "domain_C" / "train_conditions.csv"))
+                           condition_csv=str(root / "domain_C" / "train_conditions.csv"),
+                           condition_csv_partial=True)
         config = copy.deepcopy(tiny_config)
         config["model"].update({"bank_mode": "gated", **option})
         module, outputs, _ = fit_and_score(config, data, feature_cache)

@@ -66,11 +66,14 @@ def test_interrupted_search_resumes_keeping_finished_trials(synth_root, space_fi
     while time.time() < deadline and len(_finished_trials(exp_dir)) < 1:
         time.sleep(1)
     os.killpg(process.pid, signal.SIGINT)
-    process.wait(timeout=120)
+    assert process.wait(timeout=120) == 130
     before = _finished_trials(exp_dir)
     assert 1 <= len(before) < 4, "the search should have been interrupted after its first trial"
+    interrupted = json.loads((exp_dir / "summary.json").read_text())
+    assert interrupted["interrupted"] and f"of 4 trials; continue with --resume" in interrupted["status"]
+    assert "best SO FAR" in (exp_dir / "summary.md").read_text()
     summary = run_search(_options(synth_root, space_file, tmp_path, name=name, resume=True))
-    assert summary["n_trials"] == 4
+    assert summary["n_trials"] == 4 and not summary["interrupted"] and summary["status"] == "finished"
     after = _finished_trials(exp_dir)
     assert all(after[trial] == objective for trial, objective in before.items())
 

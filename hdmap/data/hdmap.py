@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import csv
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -31,10 +32,16 @@ class MapItem:
     condition: str  # cold / warm / unknown
     index: int  # file index from the six-digit name
     subset: str  # train/good, test/good or test/fault
+    condition_source: str = "file-index rule"  # or "condition CSV", "checkpoint record", "none (train)"
 
 
 def read_map(path: str | Path) -> np.ndarray:
     """Read one 2-D map as float32, values untouched (never clipped, never rescaled)."""
+    return read_map_and_dtype(path)[0]
+
+
+def read_map_and_dtype(path: str | Path) -> tuple[np.ndarray, np.dtype]:
+    """(the map as float32, the dtype stored in the file)."""
     path = Path(path)
     try:
         array = tifffile.imread(path)
@@ -49,18 +56,43 @@ def read_map(path: str | Path) -> np.ndarray:
         raise HDMAPFileError(f"{path}: the map is empty (shape {array.shape})")
     if not np.issubdtype(array.dtype, np.number):
         raise HDMAPFileError(f"{path}: non-numeric dtype {array.dtype}")
+    stored = array.dtype
     array = array.astype(np.float32, copy=False)
     bad = ~np.isfinite(array)
     if bad.any():
         raise HDMAPFileError(f"{path}: holds {int(bad.sum())} NaN/inf values")
-    return array
+    return array, stored
 
 
-def list_maps(folder: Path) -> list[Path]:
-    """All .tif/.tiff files of a folder, sorted by name; an error if the folder is missing or empty."""
+def check_dtypes(paths: list, dtypes: list) -> str | None:
+    """The dtype rule: maps are floats. An integer map among float maps is an error naming it (it would enter
+    the model on another scale); an all-integer set is read as float32 values unchanged, with a note (returned)."""
+    integer = [np.issubdtype(d, np.integer) or d == np.bool_ for d in dtypes]
+    if all(integer):
+        return (f"every map is stored as an integer type ({sorted({str(d) for d in dtypes})}): read as float32 "
+                f"values unchanged (HDMAP maps are normally float32)")
+    if any(integer):
+        odd = next(i for i, flag in enumerate(integer) if flag)
+        floats = sorted({str(d) for d, flag in zip(dtypes, integer) if not flag})
+        raise HDMAPFileError(f"{paths[odd]}: integer map ({dtypes[odd]}) among float maps ({', '.join(floats)}): "
+                             f"convert it to float32 or remove it")
+    return None
+
+
+def list_maps(folder: Path, ignore_other_files: bool = False) -> list[Path]:
+    """All .tif/.tiff files of a folder, sorted by name; an error if the folder is missing or empty, and if it
+    holds anything else (named), unless `ignore_other_files` (then a printed note says how many were skipped)."""
     if not folder.is_dir():
         raise HDMAPLayoutError(f"HDMAP folder not found: {folder}")
-    files = sorted(p for p in folder.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+    entries = sorted(folder.iterdir())
+    files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
+    others = [p for p in entries if p not in files]
+    if others and not ignore_other_files:
+        raise HDMAPLayoutError(f"{others[0]}: not a .tif/.tiff map in a data folder ({len(others)} such entries in "
+                               f"{folder}); remove them or pass --ignore-other-files")
+    if others:
+        print(f"[hdmap] {folder}: skipped {len(others)} entries that are not .tif/.tiff maps "
+              f"(--ignore-other-files), e.g. {others[0].name}", file=sys.stderr)
     if not files:
         raise HDMAPLayoutError(f"no .tif/.tiff maps in {folder}")
     return files
@@ -84,22 +116,30 @@ def half_split_conditions(indices: list[int]) -> list[str]:
     return conditions
 
 
-def load_condition_csv(path: str | Path) -> dict[str, str]:
-    """Read a `path,condition` CSV; paths are resolved so they match discovered items."""
+def load_condition_csv(path: str | Path, root: str | Path, domain: str) -> dict[str, tuple[str, int]]:
+    """{resolved map path: (condition, CSV line)} of a `path,condition` CSV. Relative paths are read against the
+    data root (`domain_C/test/good/000001.tiff`); paths that start inside the domain folder (`train/...`,
+    `test/...`) against ROOT/domain_X. Every row must name an existing map file (else an error naming the line)."""
     path = Path(path)
-    overrides: dict[str, str] = {}
+    if not path.is_file():
+        raise HDMAPFileError(f"condition CSV not found: {path}")
+    overrides: dict[str, tuple[str, int]] = {}
     with open(path, newline="") as handle:
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"path", "condition"} <= set(reader.fieldnames):
             raise HDMAPFileError(f"{path}: condition CSV needs the columns 'path,condition'")
         for line, row in enumerate(reader, start=2):
-            condition = row["condition"].strip().lower()
+            condition = (row["condition"] or "").strip().lower()
             if condition not in (*CONDITIONS, UNKNOWN):
                 raise HDMAPFileError(f"{path}:{line}: condition must be cold, warm or unknown, got {row['condition']!r}")
-            map_path = Path(row["path"].strip())
+            map_path = Path((row["path"] or "").strip())
             if not map_path.is_absolute():
-                map_path = path.parent / map_path
-            overrides[str(map_path.resolve())] = condition
+                inside_domain = map_path.parts[:1] in (("train",), ("test",))
+                map_path = (Path(root) / f"domain_{domain}" if inside_domain else Path(root)) / map_path
+            if not map_path.is_file():
+                raise HDMAPFileError(f"{path}:{line}: {row['path']!r} matches no map file (looked for {map_path}; "
+                                     f"relative paths start at the data root, e.g. domain_{domain}/test/good/000001.tiff)")
+            overrides[str(map_path.resolve())] = (condition, line)
     return overrides
 
 
@@ -109,37 +149,63 @@ def path_tail(path: str | Path) -> str:
 
 
 def discover_domain(root: str | Path, domain: str, condition_csv: str | Path | None = None,
-                    condition_overrides: dict[str, str] | None = None) -> dict[str, list[MapItem]]:
+                    condition_overrides: dict[str, str] | None = None, condition_csv_partial: bool = False,
+                    ignore_other_files: bool = False) -> dict[str, list[MapItem]]:
     """Items of `ROOT/domain_X`: {'train': [...], 'test': [...]} with labels and conditions.
 
     Conditions come from the file-index rule, overridden by a `path,condition` CSV and/or by `condition_overrides`
-    ({path_tail: condition}, e.g. what a checkpoint recorded)."""
+    ({path_tail: condition}, e.g. what a checkpoint recorded). A CSV row for a file of another domain is an error
+    naming its line; a CSV must cover every test map unless `condition_csv_partial` (the file-index rule for the
+    rest)."""
     domain_dir = Path(root) / f"domain_{domain}"
     if not domain_dir.is_dir():
         raise HDMAPLayoutError(f"domain folder not found: {domain_dir}")
-    by_path = load_condition_csv(condition_csv) if condition_csv else {}
+    by_path = load_condition_csv(condition_csv, root, domain) if condition_csv else {}
     by_tail = dict(condition_overrides or {})
 
-    def items(subset: str, label: int, conditions_of) -> list[MapItem]:
-        files = list_maps(domain_dir / subset)
+    def items(subset: str, label: int, conditions_of, default_source: str) -> list[MapItem]:
+        files = list_maps(domain_dir / subset, ignore_other_files)
         indices = [file_index(p) for p in files]
-        conditions = conditions_of(indices)
         out = []
-        for path, index, condition in zip(files, indices, conditions):
-            condition = by_path.get(str(path.resolve()), by_tail.get(path_tail(path), condition))
-            out.append(MapItem(str(path), label, condition, index, subset))
+        for path, index, condition in zip(files, indices, conditions_of(indices)):
+            source = default_source
+            if str(path.resolve()) in by_path:
+                condition, source = by_path[str(path.resolve())][0], "condition CSV"
+            elif path_tail(path) in by_tail:
+                condition, source = by_tail[path_tail(path)], "checkpoint record"
+            out.append(MapItem(str(path), label, condition, index, subset, source))
         return out
 
-    train = items("train/good", LABEL_GOOD, lambda idx: [UNKNOWN] * len(idx))
-    test = items("test/good", LABEL_GOOD, half_split_conditions) + items("test/fault", LABEL_FAULT, half_split_conditions)
+    train = items("train/good", LABEL_GOOD, lambda idx: [UNKNOWN] * len(idx), "none (train)")
+    test = (items("test/good", LABEL_GOOD, half_split_conditions, "file-index rule")
+            + items("test/fault", LABEL_FAULT, half_split_conditions, "file-index rule"))
+    if by_path:
+        _check_csv_coverage(condition_csv, by_path, train + test, test, condition_csv_partial)
     return {"train": train, "test": test}
+
+
+def _check_csv_coverage(csv_path, by_path: dict, items: list[MapItem], test: list[MapItem], partial: bool) -> None:
+    """Every CSV row names a map of this domain; every test map is in the CSV unless `partial`."""
+    known = {str(Path(i.path).resolve()) for i in items}
+    stray = [(line, p) for p, (_, line) in by_path.items() if p not in known]
+    if stray:
+        line, p = min(stray)
+        raise HDMAPFileError(f"{csv_path}:{line}: {p} is not a map of this domain's train/good, test/good or test/fault")
+    uncovered = [i for i in test if i.condition_source != "condition CSV"]
+    if uncovered and not partial:
+        raise HDMAPFileError(f"{csv_path}: covers {len(test) - len(uncovered)} of {len(test)} test maps (missing e.g. "
+                             f"{uncovered[0].path}); list them all, or pass --condition-csv-partial to use the "
+                             f"file-index rule for the rest")
+
+
+def condition_sources(items: list[MapItem]) -> dict[str, int]:
+    """How many maps took their condition from which source."""
+    counts: dict[str, int] = {}
+    for item in items:
+        counts[item.condition_source] = counts.get(item.condition_source, 0) + 1
+    return counts
 
 
 def condition_record(items: list[MapItem]) -> dict[str, str]:
     """{path_tail: condition} of every item: enough to rebuild the conditions a run used, wherever the data moved."""
     return {path_tail(item.path): item.condition for item in items}
-
-
-def read_maps(items: list[MapItem]) -> list[np.ndarray]:
-    """Pixels of many items (maps may differ in size)."""
-    return [read_map(item.path) for item in items]

@@ -7,6 +7,7 @@ from pathlib import Path
 
 import numpy as np
 
+from hdmap.atomic_files import write_text_atomic
 from hdmap.data.hdmap import path_tail
 
 
@@ -61,7 +62,7 @@ class TestSplit:
 
     def save(self, path: str | Path) -> None:
         Path(path).parent.mkdir(parents=True, exist_ok=True)
-        Path(path).write_text(json.dumps(asdict(self)))
+        write_text_atomic(path, json.dumps(asdict(self)))
 
     @classmethod
     def load(cls, path: str | Path) -> "TestSplit":

@@ -6,6 +6,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hdmap.atomic_files import atomic_path, write_text_atomic
+
 
 def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     """(false positive rate, true positive rate) over all thresholds."""
@@ -21,7 +23,7 @@ def write_metrics(out_dir: str | Path, metrics: dict) -> Path:
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
     path = out / "metrics.json"
-    path.write_text(json.dumps(metrics, indent=2, default=float))
+    write_text_atomic(path, json.dumps(metrics, indent=2, default=float))
     return path
 
 
@@ -58,7 +60,8 @@ def plot_scores(out_dir: str | Path, scores, labels, conditions, threshold: floa
     right.set_title("holdout ROC")
     right.legend(fontsize=8)
     fig.tight_layout()
-    fig.savefig(Path(out_dir) / "scores.png", dpi=110)
+    with atomic_path(Path(out_dir) / "scores.png") as target:
+        fig.savefig(target, dpi=110)
     plt.close(fig)
     return ["scores.png"]
 
@@ -104,6 +107,9 @@ def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), co
     gate = metrics.get("gate") or {}
     lines += ["", f"Gate: `{gate.get('kind')}`, accuracy on test: {_fmt(gate.get('accuracy'))} %"
               + (f"; train conditions from: {gate['train_assignment']}" if gate.get("train_assignment") else ""), ""]
+    if metrics.get("test_conditions_from"):
+        lines += ["Test-map conditions from: " + ", ".join(f"{source} {n}" for source, n in
+                                                      metrics["test_conditions_from"].items()), ""]
     lines += [f"- note: {note}" for note in metrics.get("notes", [])] + ([""] if metrics.get("notes") else [])
     if metrics.get("devices"):
         lines += ["Devices: " + ", ".join(f"{k} {v}" for k, v in metrics["devices"].items() if v), ""]
@@ -112,7 +118,7 @@ def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), co
               "## Config", "", "```json", json.dumps(metrics.get("config", {}), indent=2, default=str), "```", ""]
     lines += [f"![{name}]({name})" for name in figures]
     path = Path(out_dir) / "report.md"
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     return path
 
 
@@ -148,6 +154,7 @@ def plot_anomaly_grid(out_dir: str | Path, maps, patch_maps, scores, labels, con
             ax.set_xticks([])
             ax.set_yticks([])
     fig.tight_layout()
-    fig.savefig(Path(out_dir) / "anomaly_maps.png", dpi=100)
+    with atomic_path(Path(out_dir) / "anomaly_maps.png") as target:
+        fig.savefig(target, dpi=100)
     plt.close(fig)
     return ["anomaly_maps.png"]

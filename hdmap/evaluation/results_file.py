@@ -5,6 +5,8 @@ import datetime
 import shlex
 import sys
 
+from hdmap.atomic_files import write_text_atomic
+
 
 def describe_backbone(name: str, weights: str, taps, model_kwargs: dict | None = None) -> str:
     """What actually ran: name, weights, the taps (or tap sets) used, and a non-default model size."""
@@ -39,7 +41,7 @@ def write_results(path, lines: list[str]) -> None:
 
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")
     print("\n".join(lines))
 
 

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import numpy as np
 
+from hdmap.atomic_files import atomic_path
+
 SCORES_FILE = "scores.csv"
 COLUMNS = ("file", "label", "condition", "split", "score")
 
@@ -15,7 +17,7 @@ def write_scores(out: str | Path, files: list[str], labels, conditions, tune_idx
     split = np.full(len(files), "holdout", dtype=object)
     split[np.asarray(tune_idx, int)] = "tune"
     path = Path(out) / SCORES_FILE
-    with path.open("w", newline="") as handle:
+    with atomic_path(path) as temporary, temporary.open("w", newline="") as handle:
         writer = csv.writer(handle)
         writer.writerow(COLUMNS)
         for row in zip(files, np.asarray(labels, int), conditions, split, np.asarray(scores, float)):

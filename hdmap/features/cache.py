@@ -1,6 +1,7 @@
 """Features computed once per (backbone, weights, taps, transform, files) key, stored fp16 on disk, memory-mapped.
 
-Layout: CACHE/<key>/tap<i>.npy (N, C, h, w) float16 + meta.json. Writers hold an exclusive lock on
+Layout: CACHE/<key>/tap<i>.npy (N, C, h, w) float16 + meta.json (with each file's size and CRC-32, checked on
+every read: a corrupt or truncated entry is recomputed with a warning). Writers hold an exclusive lock on
 CACHE/<key>.lock, so parallel workers (Ray trials) compute a key once and the others wait and then read.
 """
 from __future__ import annotations
@@ -10,6 +11,8 @@ import hashlib
 import json
 import os
 import shutil
+import warnings
+import zlib
 from dataclasses import asdict
 from pathlib import Path
 
@@ -35,6 +38,15 @@ def file_fingerprint(paths: list[str]) -> list[tuple[str, int, int]]:
         stat = Path(path).stat()
         out.append((str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns))
     return out
+
+
+def file_checksum(path: Path) -> str:
+    """Size and CRC-32 of a file's bytes: written with every cache entry, checked whenever it is read."""
+    crc = 0
+    with open(path, "rb") as handle:
+        while chunk := handle.read(1 << 24):
+            crc = zlib.crc32(chunk, crc)
+    return f"{path.stat().st_size}:{crc:08x}"
 
 
 def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str], prepare=None) -> str:
@@ -81,15 +93,29 @@ class FeatureCache:
         with open(self.root / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                if not (folder / "meta.json").exists():
+                arrays = self._read_checked(folder) if (folder / "meta.json").exists() else None
+                if arrays is None:
                     self.misses += 1
                     self._write(folder, spec, transform, paths, prepare)
+                    arrays = self._read_checked(folder)
                 else:
                     self.hits += 1
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-        meta = json.loads((folder / "meta.json").read_text())
-        return [np.load(folder / f"tap{i}.npy", mmap_mode="r") for i in range(meta["n_taps"])]
+        return arrays
+
+    def _read_checked(self, folder: Path) -> list[np.ndarray] | None:
+        """The entry's arrays if every file matches the checksum written with it; else None, with a warning
+        naming the entry (it is then recomputed, never used)."""
+        try:
+            meta = json.loads((folder / "meta.json").read_text())
+            files = [folder / f"tap{i}.npy" for i in range(meta["n_taps"])]
+            if [file_checksum(f) for f in files] != meta["checksums"]:
+                raise ValueError("checksum mismatch")
+            return [np.load(f, mmap_mode="r") for f in files]
+        except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+            warnings.warn(f"feature cache entry {folder} is corrupt or incomplete ({error}): recomputing it")
+            return None
 
     def _write(self, folder: Path, spec, transform, paths, prepare=None) -> None:
         arrays = self._extract(spec, transform, paths, prepare)
@@ -100,7 +126,8 @@ class FeatureCache:
             np.save(partial / f"tap{i}.npy", array.astype(np.float16))
         meta = {"backbone": spec.cache_identity(), "transform": asdict(transform), "n_files": len(paths),
                 "prepare": prepare.identity() if prepare is not None else None,
-                "n_taps": len(arrays), "shapes": [list(a.shape) for a in arrays]}
+                "n_taps": len(arrays), "shapes": [list(a.shape) for a in arrays],
+                "checksums": [file_checksum(partial / f"tap{i}.npy") for i in range(len(arrays))]}
         (partial / "meta.json").write_text(json.dumps(meta, default=list))
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(partial, folder)

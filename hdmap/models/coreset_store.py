@@ -1,11 +1,12 @@
 """Greedy coreset orders kept on disk between fits (Tune trials): keyed by the exact bytes of the patch
 features plus seed and projection, so a hit is always the same computation; a longer order serves every
-smaller coreset ratio as its prefix."""
+smaller coreset ratio as its prefix. Each entry carries a checksum, checked when read."""
 from __future__ import annotations
 
 import fcntl
 import hashlib
 import os
+import warnings
 from pathlib import Path
 
 import torch
@@ -17,6 +18,26 @@ def features_digest(features: torch.Tensor, seed: int, projection_dim: int | Non
     digest = hashlib.sha1(f"{tuple(features.shape)}|{seed}|{projection_dim}".encode())
     digest.update(features.detach().float().contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()[:24]
+
+
+def state_checksum(state: dict) -> str:
+    digest = hashlib.sha1(state["order"].numpy().tobytes())
+    digest.update(state["nearest"].numpy().tobytes())
+    return digest.hexdigest()
+
+
+def read_checked(path: Path, n_features: int) -> dict | None:
+    """A stored greedy order whose checksum and size match; else None, with a warning naming the file (the
+    order is then recomputed, never used)."""
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+        if state.get("checksum") != state_checksum(state) or len(state["nearest"]) != n_features:
+            raise ValueError("checksum or size mismatch")
+        return state
+    except Exception as error:  # noqa: BLE001 - any unreadable store entry is recomputed
+        warnings.warn(f"coreset store entry {path} is corrupt or incomplete ({type(error).__name__}: {error}): "
+                      f"recomputing it")
+        return None
 
 
 class CoresetStore:
@@ -35,14 +56,18 @@ class CoresetStore:
             try:
                 order = GreedyOrder(features, seed, projection_dim)
                 if path.exists():
-                    order.restore(torch.load(path, map_location="cpu", weights_only=True))
+                    stored = read_checked(path, len(features))
+                    if stored is not None:
+                        order.restore(stored)
                 if len(order.order) >= size:
                     self.hits += 1
                     return order.extend(size)
                 self.misses += 1
                 chosen = order.extend(size)
                 partial = path.with_suffix(".partial")
-                torch.save(order.state(), partial)
+                state = order.state()
+                state["checksum"] = state_checksum(state)
+                torch.save(state, partial)
                 os.replace(partial, path)
                 return chosen
             finally:

@@ -10,6 +10,7 @@ from pathlib import Path
 import torch
 from lightning import LightningModule
 
+from hdmap.atomic_files import atomic_path, write_text_atomic
 from hdmap.data.splits import SplitMismatchError, TestSplit
 from hdmap.models.lightning_checkpoint import lightning_checkpoint
 from hdmap.run.domain_data import DomainData, load_domain
@@ -31,9 +32,10 @@ def save_checkpoint(folder: str | Path, module: LightningModule, config: dict, d
              "split": data.split.__dict__, "conditions": data.condition_record(),
              "train_fingerprint": data.fingerprints["train"], "test_fingerprint": data.fingerprints["test"],
              "map_shape": list(data.test_maps.shape[1:]), "tune": metrics["tune"]}
-    torch.save(lightning_checkpoint(module, extra), folder / CHECKPOINT_FILE)  # FE-CLIP drops its frozen CLIP
-    (folder / "config.json").write_text(json.dumps(config, indent=2))
-    (folder / TRIAL_METRICS_FILE).write_text(json.dumps(metrics, indent=2, default=str))
+    with atomic_path(folder / CHECKPOINT_FILE) as temporary:
+        torch.save(lightning_checkpoint(module, extra), temporary)  # FE-CLIP drops its frozen CLIP
+    write_text_atomic(folder / "config.json", json.dumps(config, indent=2))
+    write_text_atomic(folder / TRIAL_METRICS_FILE, json.dumps(metrics, indent=2, default=str))
     return folder / CHECKPOINT_FILE
 
 
@@ -69,7 +71,7 @@ def load_data_only(path: str | Path) -> dict:
     return checkpoint
 
 
-def load_checkpoint_data(extra: dict, data_root: str | None = None) -> DomainData:
+def load_checkpoint_data(extra: dict, data_root: str | None = None, ignore_other_files: bool = False) -> DomainData:
     """The domain a checkpoint was made on, with its own split and conditions (nothing recomputed); data whose test
     files, contents or map size differ from the checkpoint's is refused."""
     root = data_root or extra["data_root"]
@@ -77,7 +79,7 @@ def load_checkpoint_data(extra: dict, data_root: str | None = None) -> DomainDat
         raise FileNotFoundError(f"data root of the checkpoint not found: {root} (pass --data-root)")
     try:  # load_domain checks the saved split against the test files
         data = load_domain(root, extra["domain"], split=TestSplit(**extra["split"]),
-                           condition_overrides=extra.get("conditions"))
+                           condition_overrides=extra.get("conditions"), ignore_other_files=ignore_other_files)
     except SplitMismatchError as error:
         raise CheckpointMismatchError(f"test files under {root} differ from the checkpoint's: {error}") from error
     for subset in ("train", "test"):

@@ -149,7 +149,32 @@ def validate(config: dict) -> dict:
 
 
 def _check_keys(where: str, values: dict, cls) -> None:
-    known = {f.name for f in fields(cls)}
-    for key in values:
+    known = {f.name: f.type for f in fields(cls)}
+    for key, value in values.items():
         if key not in known:
             raise ConfigError(f"unknown config key '{where}.{key}' (known: {sorted(known)})")
+        _check_type(f"{where}.{key}", value, str(known[key]))
+
+
+_SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
+
+
+def _check_type(key: str, value, declared: str) -> None:
+    """A value of a dataclass field against its declared type (`int | None`, `tuple[int, ...]`, ...): a value of
+    another type is an error naming the key and the value, before any code compares it."""
+    kinds = [part.strip() for part in declared.split("|")]
+    if value is None:
+        if "None" in kinds:
+            return
+    elif any(k.startswith("tuple[int") for k in kinds):
+        items = value if isinstance(value, (list, tuple)) else [value]
+        if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
+            return
+    else:
+        for kind in (k for k in kinds if k != "None"):
+            allowed = _SCALARS.get(kind)
+            if allowed is None:  # a nested config or a type this check does not know: its own class checks it
+                return
+            if isinstance(value, allowed) and (kind == "bool" or not isinstance(value, bool)):
+                return
+    raise ConfigError(f"config key '{key}' expects {declared}, got {value!r}")

@@ -2,13 +2,15 @@
 from __future__ import annotations
 
 import hashlib
+import sys
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
 
 import numpy as np
 
-from hdmap.data.hdmap import MapItem, condition_record, discover_domain, read_map
+from hdmap.data.hdmap import (HDMAPFileError, MapItem, check_dtypes, condition_record, condition_sources,
+                              discover_domain, read_map_and_dtype)
 from hdmap.data.splits import TestSplit, split_tune_holdout
 
 
@@ -21,6 +23,7 @@ class DomainData:
     train_maps: np.ndarray  # (N, H, W) float32
     test_maps: np.ndarray
     split: TestSplit
+    notes: tuple[str, ...] = ()  # what reading the data decided (e.g. integer maps read as floats)
 
     @property
     def test_labels(self) -> np.ndarray:
@@ -33,6 +36,10 @@ class DomainData:
     @property
     def train_truth(self) -> list[str]:
         return [i.condition for i in self.train]
+
+    def condition_sources(self) -> dict[str, int]:
+        """How many test maps took their condition from the CSV, the file-index rule or a checkpoint record."""
+        return condition_sources(self.test)
 
     def condition_record(self) -> dict[str, str]:
         """{path tail: condition} of train and test as used by this run (saved in checkpoints)."""
@@ -53,21 +60,32 @@ def content_fingerprint(items: list[MapItem]) -> str:
     return digest.hexdigest()[:16]
 
 
-def _stack(items: list[MapItem]) -> np.ndarray:
-    maps = [read_map(i.path) for i in items]
+def read_stacked(items: list[MapItem]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
+    """(train maps, test maps, notes) of a domain; maps of another shape, or integer maps among float maps, are
+    an error naming the file."""
+    read = [read_map_and_dtype(i.path) for i in items]
+    maps = [m for m, _ in read]
     shapes = {m.shape for m in maps}
     if len(shapes) > 1:
         odd = next(i.path for i, m in zip(items, maps) if m.shape != maps[0].shape)
-        raise ValueError(f"{odd}: map shape differs from the others of its domain ({sorted(shapes)})")
-    return np.stack(maps)
+        raise HDMAPFileError(f"{odd}: map shape {next(m.shape for m in maps if m.shape != maps[0].shape)} differs "
+                             f"from the others of its domain ({sorted(shapes)})")
+    note = check_dtypes([i.path for i in items], [d for _, d in read])
+    if note:
+        print(f"[hdmap] {note}", file=sys.stderr)
+    n_train = sum(1 for i in items if i.subset == "train/good")
+    stacked = np.stack(maps)
+    return stacked[:n_train], stacked[n_train:], (note,) if note else ()
 
 
 def load_domain(root: str, domain: str, split_path: str | Path | None = None, tune_fraction: float = 0.3,
                 split_seed: int = 0, condition_csv: str | None = None, split: TestSplit | None = None,
-                condition_overrides: dict[str, str] | None = None) -> DomainData:
+                condition_overrides: dict[str, str] | None = None, condition_csv_partial: bool = False,
+                ignore_other_files: bool = False) -> DomainData:
     """Read a domain. The split is `split` if given, else the one at `split_path` if it exists, else a new one
     (saved to `split_path`); a split that does not match the test files is refused."""
-    items = discover_domain(root, domain, condition_csv, condition_overrides)
+    items = discover_domain(root, domain, condition_csv, condition_overrides, condition_csv_partial,
+                            ignore_other_files)
     paths = [i.path for i in items["test"]]
     if split is None and split_path and Path(split_path).exists():
         split = TestSplit.load(split_path)
@@ -78,5 +96,5 @@ def load_domain(root: str, domain: str, split_path: str | Path | None = None, tu
                                    tune_fraction, split_seed)
         if split_path:
             split.save(split_path)
-    return DomainData(str(root), domain, items["train"], items["test"], _stack(items["train"]),
-                      _stack(items["test"]), split)
+    train_maps, test_maps, notes = read_stacked(items["train"] + items["test"])
+    return DomainData(str(root), domain, items["train"], items["test"], train_maps, test_maps, split, notes)

@@ -18,6 +18,8 @@ def add_eval(sub) -> None:
     p.add_argument("--data-root", help="data root if it moved since the run (needed for FE-CLIP adapters)")
     p.add_argument("--domain", default="C", help="domain for FE-CLIP adapters without an HDMAP record")
     p.add_argument("--cache-dir")
+    p.add_argument("--ignore-other-files", action="store_true",
+                   help="skip files other than .tif/.tiff in the data folders (default: an error naming them)")
     p.set_defaults(run=run_eval)
 
 
@@ -50,7 +52,8 @@ def run_eval(args) -> int:
     default_out = run.parent / "eval" if run.is_file() else run / f"eval_{args.trial or 'best'}"
     out = Path(args.out) if args.out else default_out
     metrics = evaluate_checkpoint(checkpoint, out, args.data_root, args.cache_dir,
-                                  command="hdmap " + " ".join(sys.argv[1:]), domain=args.domain)
+                                  command="hdmap " + " ".join(sys.argv[1:]), domain=args.domain,
+                                  ignore_other_files=args.ignore_other_files)
     hold = metrics["holdout"]
     print(f"checkpoint {checkpoint}")
     ci = hold.get("intervals") or {}

@@ -26,20 +26,22 @@ def adapters_config(checkpoint: dict, path: Path) -> dict:
 
 
 def evaluate_checkpoint(path: str | Path, out: str | Path | None = None, data_root: str | None = None,
-                        cache_dir: str | None = None, command: str | None = None, domain: str = "C") -> dict:
+                        cache_dir: str | None = None, command: str | None = None, domain: str = "C",
+                        ignore_other_files: bool = False) -> dict:
     """metrics.json dict of the checkpoint on its holdout split (written under `out` when given)."""
     path = checkpoint_file(path)
     checkpoint = read_checkpoint(path)
     extra = checkpoint.get("hdmap", {})
     if extra:
-        config, data = extra["config"], load_checkpoint_data(extra, data_root)
+        config, data = extra["config"], load_checkpoint_data(extra, data_root, ignore_other_files)
     else:
         if data_root is None:
             raise ValueError(f"{path} holds FE-CLIP adapters without an HDMAP record (e.g. from "
                              f"feclip_benchmark.py): pass --data-root ROOT (and --domain) to score them zero-shot")
         config = adapters_config(checkpoint, path)
         data = load_domain(data_root, domain, Path(out) / "split.json" if out else None,
-                           config["split"]["tune_fraction"], config["split"]["seed"])
+                           config["split"]["tune_fraction"], config["split"]["seed"],
+                           ignore_other_files=ignore_other_files)
     outputs, metrics = score_saved(path, config, data, cache_dir, progress=out is not None)
     metrics["checkpoint"] = str(path)
     if out is not None:

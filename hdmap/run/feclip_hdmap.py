@@ -117,7 +117,8 @@ def fit_and_score_feclip(config: dict, data: DomainData, progress: bool = True) 
                      "accuracy": gate_accuracy(scored.routed, data.test_conditions)}
     outputs = {"scores": torch.from_numpy(scored.scores).double(), "patch_maps": torch.from_numpy(scored.maps)}
     metrics = {"model": "feclip", "domain": data.domain, "config": config, "data_root": data.root,
-               "gate": gate_info, "notes": scored.notes, "clip": describe_clip(config["feclip"])}
+               "gate": gate_info, "notes": list(data.notes) + scored.notes, "clip": describe_clip(config["feclip"]),
+               "test_conditions_from": data.condition_sources()}
     metrics.update(protocol_metrics(scored.scores, data.test_labels, data.test_conditions,
                                     data.split.tune, data.split.holdout))
     metrics["timing_s"] = {"features": 0.0, "fit": fit_s, "predict": time.perf_counter() - start}

@@ -15,11 +15,17 @@ def add_fit_eval(sub) -> None:
     p.add_argument("--model", choices=list(MODELS), default=None)
     p.add_argument("--backbone", help=f"backbone preset with its own taps, image size and weights "
                                       f"({', '.join(sorted(PRESETS))}); e.g. tf_efficientnet_lite0 works offline")
-    p.add_argument("--config", help="YAML file of settings (see configs/ and README)")
+    p.add_argument("--config", help="YAML file of settings (the keys of the README's settings table)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
-    p.add_argument("--out", required=True)
-    p.add_argument("--split", help="reuse this split.json (default: OUT/split.json, created if missing)")
-    p.add_argument("--condition-csv", help="CSV path,condition overriding the file-index condition rule")
+    p.add_argument("--out", required=True, help="a new folder (or one holding a run, with --overwrite)")
+    p.add_argument("--overwrite", action="store_true", help="replace the run that --out holds")
+    p.add_argument("--split", help="reuse this split.json (default: a new seeded split, saved as OUT/split.json)")
+    p.add_argument("--condition-csv", help="CSV path,condition overriding the file-index condition rule (paths "
+                                           "relative to the data root)")
+    p.add_argument("--condition-csv-partial", action="store_true",
+                   help="the condition CSV may leave test maps out: the file-index rule for the rest")
+    p.add_argument("--ignore-other-files", action="store_true",
+                   help="skip files other than .tif/.tiff in the data folders (default: an error naming them)")
     p.add_argument("--cache-dir", help="feature cache folder (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
     p.set_defaults(run=run_fit_eval)
 
@@ -36,6 +42,15 @@ def resolve_config(data_root: str | None, model: str | None, config_path: str | 
     return validate(merge(config, parse_set(sets)))
 
 
+RUN_FILES = ("metrics.json", "report.md", "scores.csv", "model.ckpt", "config.json", "trial_metrics.json",
+             "split.json", "scores.png", "anomaly_maps.png")
+
+
+def held_run_files(out: Path) -> list[str]:
+    """The files of an earlier run in `out` (a run folder is refused unless --overwrite)."""
+    return [name for name in RUN_FILES if (out / name).exists()]
+
+
 def run_fit_eval(args) -> int:
     from hdmap.data.embedded import ensure_embedded_dataset
     from hdmap.features.cache import FeatureCache
@@ -45,12 +60,22 @@ def run_fit_eval(args) -> int:
     from hdmap.run.pipeline import fit_and_score
 
     config = resolve_config(args.data_root, args.model, args.config, args.set, args.backbone)
-    root = args.data_root or str(ensure_embedded_dataset())
     out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    data = load_domain(root, args.domain, args.split or out / "split.json", config["split"]["tune_fraction"],
-                       config["split"]["seed"], args.condition_csv)
+    held = held_run_files(out)
+    if held and not args.overwrite:
+        raise FileExistsError(f"{out} already holds a run ({', '.join(held)}): pass --overwrite to replace it, "
+                              f"or choose another --out")
+    if args.split and not Path(args.split).is_file():
+        raise FileNotFoundError(f"--split {args.split}: no such split.json")
+    root = args.data_root or str(ensure_embedded_dataset())
+    data = load_domain(root, args.domain, args.split, config["split"]["tune_fraction"], config["split"]["seed"],
+                       args.condition_csv, condition_csv_partial=args.condition_csv_partial,
+                       ignore_other_files=args.ignore_other_files)
     module, outputs, metrics = fit_and_score(config, data, FeatureCache(args.cache_dir), progress=True)
+    out.mkdir(parents=True, exist_ok=True)  # nothing is written before the inputs and the fit succeeded
+    for name in held:
+        (out / name).unlink()
+    data.split.save(out / "split.json")
     command = "hdmap " + " ".join(sys.argv[1:]) if sys.argv and "hdmap" in sys.argv[0] else None
     write_run_outputs(out, metrics, data, outputs, command)
     save_checkpoint(out, module, config, data, metrics)

@@ -141,7 +141,8 @@ def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatch
         metrics.update({"tune": tune_metrics(scores, data.test_labels[scored],
                                                 [data.test_conditions[i] for i in scored]), "holdout": None,
                         "scored": "tune maps only (a search trial; holdout is scored for the best trial)"})
-    metrics["notes"] = list(module.core.notes)
+    metrics["notes"] = list(data.notes) + list(module.core.notes)
+    metrics["test_conditions_from"] = data.condition_sources()
     metrics["split"] = {"seed": data.split.seed, "tune_fraction": data.split.tune_fraction,
                         "n_tune": len(data.split.tune), "n_holdout": len(data.split.holdout)}
     metrics["devices"] = {"backbone": cache.device if cache else None, **module.devices_used}

@@ -46,7 +46,8 @@ class Study:
         domain = domain or self.args.domain
         csv = Path(self.root) / f"domain_{domain}" / "train_conditions.csv"  # synthetic truth, for the oracle
         split = self.out.with_name(f"{self.out.stem}.domain{domain}.split.json")
-        return load_domain(self.root, domain, split, condition_csv=str(csv) if csv.exists() else None)
+        return load_domain(self.root, domain, split, condition_csv=str(csv) if csv.exists() else None,
+                           condition_csv_partial=True)  # train rows only: the file-index rule for test
 
     def header(self, title: str, backbone: str | None = None) -> list[str]:
         """Title and stamp; `backbone` describes what ran (default: the base config's backbone)."""

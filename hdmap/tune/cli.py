@@ -9,6 +9,9 @@ from pathlib import Path
 from hdmap.run.config import MODELS
 
 
+INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl+C
+
+
 def add_tune(sub) -> None:
     p = sub.add_parser("tune", help="search settings with Ray Tune (tune split), report holdout of the best",
                        description=__doc__)
@@ -38,7 +41,12 @@ def add_tune(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--cache-dir", help="feature cache (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
     p.add_argument("--no-cache", action="store_true", help="recompute features in every trial (benchmarks)")
-    p.add_argument("--condition-csv", help="CSV path,condition overriding the file-index condition rule")
+    p.add_argument("--condition-csv", help="CSV path,condition overriding the file-index condition rule (paths "
+                                           "relative to the data root)")
+    p.add_argument("--condition-csv-partial", action="store_true",
+                   help="the condition CSV may leave test maps out: the file-index rule for the rest (counted in metrics.json)")
+    p.add_argument("--ignore-other-files", action="store_true",
+                   help="skip files other than .tif/.tiff in the data folders (default: an error naming them)")
     p.set_defaults(run=run_tune)
 
 
@@ -52,7 +60,9 @@ def options_from(args):
                          address=args.address, storage=args.storage, name=args.name, resume=args.resume,
                          retry_failed=args.retry_failed, dashboard=args.dashboard, metric=args.metric,
                          seed=args.seed, cache_dir=args.cache_dir, no_cache=args.no_cache,
-                         condition_csv=args.condition_csv, start=args.start, repeats=args.repeats)
+                         condition_csv=args.condition_csv, start=args.start, repeats=args.repeats,
+                         condition_csv_partial=args.condition_csv_partial,
+                         ignore_other_files=args.ignore_other_files)
 
 
 def _ci(interval) -> str:
@@ -92,4 +102,7 @@ def run_tune(args) -> int:
 
     summary = run_search(options_from(args))
     print_best(summary)
+    if summary.get("interrupted"):
+        print(f"search {summary['status']} (the numbers above are the best so far)")
+        return INTERRUPTED_EXIT
     return 0 if summary["best"] else 1

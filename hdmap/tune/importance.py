@@ -5,6 +5,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from hdmap.atomic_files import atomic_path
 from hdmap.tune.spaces import SearchSpace, _encode, decode
 
 EVALUATOR = "Optuna FanovaImportanceEvaluator (random-forest fANOVA, seed 0)"
@@ -66,6 +67,7 @@ def plot_top_parameters(rows: list[dict], ranked: dict[str, float], path: Path, 
         ax.set_title(f"{key} ({ranked[key]:.2f})", fontsize=8)
         ax.set_ylabel(f"tune {metric}", fontsize=8)
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    with atomic_path(path) as target:
+        fig.savefig(target, dpi=100)
     plt.close(fig)
     return True

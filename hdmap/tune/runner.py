@@ -9,6 +9,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from hdmap import search_spaces
+from hdmap.atomic_files import write_text_atomic
 from hdmap.run.config import ConfigError
 from hdmap.tune.spaces import load_space
 from hdmap.tune.start_points import start_points
@@ -43,6 +44,8 @@ class SearchOptions:
     tune_fraction: float = 0.3
     split_seed: int = 0
     condition_csv: str | None = None
+    condition_csv_partial: bool = False
+    ignore_other_files: bool = False
     verbose: int = 1
 
     def space_path(self) -> Path:
@@ -111,7 +114,8 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
 
     data_args = {"root": root, "domain": options.domain, "split_path": str(split_path),
                  "tune_fraction": options.tune_fraction, "split_seed": options.split_seed,
-                 "condition_csv": options.condition_csv}
+                 "condition_csv": options.condition_csv, "condition_csv_partial": options.condition_csv_partial,
+                 "ignore_other_files": options.ignore_other_files}
     trainable = tune.with_parameters(TRAINABLES[base_config["model_name"]], base_config=base_config,
                                      data_args=data_args, metric=metric,
                                      cache_dir=str(options.cache_dir or default_cache_dir()),
@@ -152,10 +156,11 @@ def run_search(options: SearchOptions) -> dict:
     preflight_backbone(base_config)
     split_path = exp_dir / "split.json"
     exp_dir.mkdir(parents=True, exist_ok=True)
-    load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed, options.condition_csv)
-    (exp_dir / RUN_FILE).write_text(json.dumps({"options": asdict(options), "data_root": root,
-                                                "base_config": base_config, "metric": metric,
-                                                "start_points": starts}, indent=2))
+    load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed, options.condition_csv,
+                condition_csv_partial=options.condition_csv_partial, ignore_other_files=options.ignore_other_files)
+    write_text_atomic(exp_dir / RUN_FILE, json.dumps({"options": asdict(options), "data_root": root,
+                                                      "base_config": base_config, "metric": metric,
+                                                      "start_points": starts}, indent=2))
     start_ray(options)
     trainable = build_trainable(options, base_config, metric, split_path, root)
     if options.resume and tune.Tuner.can_restore(str(exp_dir)):
@@ -177,4 +182,4 @@ def run_search(options: SearchOptions) -> dict:
     results = tuner.fit()
     from hdmap.tune.summary import summarise
 
-    return summarise(results, exp_dir, metric, options, starts, space)
+    return summarise(results, exp_dir, metric, options, starts, space, expected=options.num_samples)

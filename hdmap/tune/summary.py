@@ -8,6 +8,7 @@ import math
 import numpy as np
 from pathlib import Path
 
+from hdmap.atomic_files import atomic_path, write_text_atomic
 from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
 from hdmap.tune.importance import EVALUATOR, importances, plot_top_parameters
 from hdmap.tune.spaces import SearchSpace
@@ -69,15 +70,22 @@ def plot_objective(rows: list[dict], path: Path, metric: str) -> None:
     ax.set_ylabel(f"tune {metric}")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=110)
+    with atomic_path(path) as target:
+        fig.savefig(target, dpi=110)
     plt.close(fig)
 
 
 def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] = (),
-              space: SearchSpace | None = None) -> dict:
+              space: SearchSpace | None = None, expected: int | None = None) -> dict:
+    """summary.json / summary.md of a search; fewer finished or failed trials than `expected` means it was
+    interrupted: the summary says so and labels the winner as the best so far."""
     done, failed = _rows(results, list(starts))
     done.sort(key=rank_key)
-    summary = {"experiment": str(exp_dir), "metric": metric, "n_trials": len(done) + len(failed),
+    ended = len(done) + len(failed)
+    interrupted = expected is not None and ended < expected
+    summary = {"experiment": str(exp_dir), "metric": metric, "n_trials": ended, "n_expected": expected,
+               "status": (f"interrupted after {ended} of {expected} trials; continue with --resume"
+                          if interrupted else "finished"), "interrupted": interrupted,
                "n_failed": len(failed), "failed": failed, "best": None,
                "mean_trial_seconds": {k: float(np.mean([r["seconds"][k] for r in done if r["seconds"][k] is not None]))
                                       for k in ("features_s", "fit_s", "predict_s")} if done else {}}
@@ -85,7 +93,8 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
         best = done[0]
         summary["versus_defaults"] = verdict(done)
         checkpoint = str(Path(best["checkpoint"]) / "model.ckpt")
-        holdout = evaluate_checkpoint(checkpoint, exp_dir / "best", cache_dir=options.cache_dir)
+        holdout = evaluate_checkpoint(checkpoint, exp_dir / "best", cache_dir=options.cache_dir,
+                                      ignore_other_files=options.ignore_other_files)
         summary["best"] = {"trial_id": best["trial_id"], "config": best["config"], "tune_objective": best["objective"],
                            "checkpoint": checkpoint, "holdout": holdout["holdout"], "gate": holdout["gate"],
                            "threshold": holdout["tune"]["threshold"], "full_config": holdout["config"],
@@ -95,7 +104,7 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
         summary["importance"] = {"evaluator": EVALUATOR, "values": importances(space, done)}
         summary["importance"]["plot"] = plot_top_parameters(done, summary["importance"]["values"],
                                                             exp_dir / "importance.png", metric)
-    (exp_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    write_text_atomic(exp_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     write_summary_md(exp_dir / "summary.md", summary, done, failed, metric)
     return summary
 

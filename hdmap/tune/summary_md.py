@@ -5,6 +5,8 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from hdmap.atomic_files import write_text_atomic
+
 OBJECTIVES = {"accuracy_cv": "accuracy with cross-fitted thresholds (each half of the tune maps judged at the "
                              "threshold chosen on the other half, both ways, over 5 seeded stratified splits)",
               "accuracy": "best accuracy on the tune maps, threshold chosen on those same maps (optimistic)",
@@ -54,11 +56,14 @@ def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[d
              f"Objective: tune `{metric}`: {OBJECTIVES.get(metric, metric)}. Each trial also reports the other tune",
              "metrics; ± is the objective's standard error on the tune maps. Holdout numbers are for the winner only,",
              "at the threshold chosen on tune.", ""]
+    if summary.get("interrupted"):
+        lines += [f"**The search was {summary['status']}.** Everything below is the best SO FAR.", ""]
     best = summary["best"]
     if best:
         hold = best["holdout"]
         lines += versus_lines(summary.get("versus_defaults", {}), metric)
-        lines += [f"Winner `{best['trial_id']}`" + (f" ({best['start']})" if best.get("start") else "") +
+        so_far = " so far" if summary.get("interrupted") else ""
+        lines += [f"Winner{so_far} `{best['trial_id']}`" + (f" ({best['start']})" if best.get("start") else "") +
                   f": tune {metric} {pct(best['tune_objective'])} %; oracle holdout accuracy "
                   f"{pct(hold['accuracy_oracle'])} % (threshold on holdout, for comparison only).", ""]
         lines += holdout_lines(hold) + ["", f"Checkpoint: `{best['checkpoint']}`", "",
@@ -87,4 +92,4 @@ def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[d
     if failed:
         lines += ["", "## Failed trials", "", "| trial | error |", "|---|---|"]
         lines += [f"| {row['trial_id']} | {row['error'].replace('|', '/')} |" for row in failed]
-    path.write_text("\n".join(lines) + "\n")
+    write_text_atomic(path, "\n".join(lines) + "\n")

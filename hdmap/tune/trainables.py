@@ -20,8 +20,10 @@ from hdmap.tune.spaces import trial_overrides
 
 
 @functools.lru_cache(maxsize=4)
-def _domain(root: str, domain: str, split_path: str, tune_fraction: float, split_seed: int, condition_csv):
-    return load_domain(root, domain, split_path, tune_fraction, split_seed, condition_csv)
+def _domain(root: str, domain: str, split_path: str, tune_fraction: float, split_seed: int, condition_csv,
+            condition_csv_partial: bool = False, ignore_other_files: bool = False):
+    return load_domain(root, domain, split_path, tune_fraction, split_seed, condition_csv,
+                       condition_csv_partial=condition_csv_partial, ignore_other_files=ignore_other_files)
 
 
 def full_config(base_config: dict, trial_config: dict) -> dict:

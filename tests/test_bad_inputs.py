@@ -1,0 +1,246 @@
+"""Every bad input, fault and interruption ends in one line naming the culprit (exit 2) or in the right result.
+
+Each case builds a tiny data set, breaks one thing, runs the console command and checks the exit code, that the
+message names the file, key or row at fault, and that nothing wrong was used or left behind. The interrupted
+search is in tests/test_tune_search.py (exit 130, summary says so, --resume finishes it).
+"""
+import json
+import shutil
+import warnings
+from pathlib import Path
+
+import numpy as np
+import pytest
+import tifffile
+import torch
+
+from hdmap.cli import main
+from hdmap.data.synth import SynthConfig, write_dataset
+
+TINY = ["backbone.name=dinov2_vits14", "backbone.weights=none", "backbone.taps=[0,1]",
+        "backbone.model_kwargs={depth: 2, embed_dim: 24, num_heads: 2}", "image_size=56", "model.shots=3",
+        "model.coreset_ratio=0.5"]
+
+
+@pytest.fixture(scope="module")
+def base_root(tmp_path_factory):
+    root = tmp_path_factory.mktemp("bad_base")
+    write_dataset(root, SynthConfig(n_train=16, n_test=12, seed=5, domains="C"))
+    return root
+
+
+@pytest.fixture
+def root(base_root, tmp_path):
+    copy = tmp_path / "data"
+    shutil.copytree(base_root, copy)
+    return copy
+
+
+def fit_eval(root, out, *extra, sets=()):
+    args = ["fit-eval", "--data-root", str(root), "--domain", "C", "--out", str(out)]
+    for setting in list(TINY) + list(sets):
+        args += ["--set", setting]
+    return main(args + list(extra))
+
+
+def tiff(root, subset="train/good", index=0):
+    return Path(root) / "domain_C" / subset / f"{index:06d}.tiff"
+
+
+MAP_CASES = {  # a broken map file -> the words the one-line error must hold (besides the file's name)
+    "nan": (lambda p: tifffile.imwrite(p, np.full((31, 95), np.nan, np.float32)), "NaN"),
+    "3-D": (lambda p: tifffile.imwrite(p, np.zeros((2, 31, 95), np.float32)), "2-D"),
+    "empty": (lambda p: tifffile.imwrite(p, np.zeros((0, 95), np.float32)), "empty"),
+    "truncated": (lambda p: p.write_bytes(p.read_bytes()[:40]), "cannot be read"),
+    "odd size": (lambda p: tifffile.imwrite(p, np.zeros((30, 95), np.float32)), "shape"),
+    "int16 among floats": (lambda p: tifffile.imwrite(p, (tifffile.imread(p) * 1000).astype(np.int16)),
+                           "integer map (int16) among float maps"),
+}
+
+
+@pytest.mark.parametrize("case", sorted(MAP_CASES))
+def test_a_bad_map_is_named_and_nothing_is_written(case, root, tmp_path, capsys):
+    damage, words = MAP_CASES[case]
+    path = tiff(root, "test/good", 3)
+    damage(path)
+    capsys.readouterr()
+    assert fit_eval(root, tmp_path / "run") == 2
+    err = capsys.readouterr().err.strip()
+    assert len(err.splitlines()) == 1 and str(path) in err and words in err
+    assert not (tmp_path / "run").exists()  # a failed fit-eval leaves nothing behind (no split.json)
+
+
+def test_an_all_integer_data_set_is_read_with_a_note(root, tmp_path, capsys):
+    for path in (Path(root) / "domain_C").rglob("*.tiff"):
+        tifffile.imwrite(path, (tifffile.imread(path) * 1000).astype(np.int32))
+    assert fit_eval(root, tmp_path / "run") == 0
+    assert "integer type" in capsys.readouterr().err
+    assert any("integer type" in note for note in json.loads((tmp_path / "run" / "metrics.json").read_text())["notes"])
+
+
+def test_a_file_that_is_not_a_map_is_named_unless_ignored(root, tmp_path, capsys):
+    stray = Path(root) / "domain_C" / "train" / "good" / "preview.png"
+    stray.write_bytes(b"\x89PNG")
+    assert fit_eval(root, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert str(stray) in err and "--ignore-other-files" in err
+    assert fit_eval(root, tmp_path / "run", "--ignore-other-files") == 0
+    assert "skipped 1 entries" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("missing, words", [("domain_C", "domain folder not found"),
+                                            ("domain_C/test/fault", "HDMAP folder not found")])
+def test_a_missing_folder_is_named(missing, words, root, tmp_path, capsys):
+    shutil.rmtree(Path(root) / missing)
+    assert fit_eval(root, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert words in err and missing.split("/")[-1] in err
+
+
+@pytest.mark.parametrize("setting, words", [
+    ("imagesize=3", "unknown config key 'imagesize'"),  # quotes kept intact
+    ("model.gate.colour=blue", "unknown config key 'model.gate.colour'"),
+    ("model.shots=abc", "config key 'model.shots' expects int | None, got 'abc'"),
+    ("model.bank_mode=triple", "bank_mode"),
+    ("backbone.name=not_a_model", "not_a_model"),
+])
+def test_a_bad_setting_is_named_with_its_message_intact(setting, words, root, tmp_path, capsys):
+    assert fit_eval(root, tmp_path / "run", sets=[setting]) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+
+
+def test_a_used_out_is_refused_unless_overwrite(root, tmp_path, capsys):
+    out = tmp_path / "run"
+    assert fit_eval(root, out) == 0
+    first = (out / "metrics.json").read_text()
+    assert fit_eval(root, out, sets=["model.band_weight=0"]) == 2
+    assert str(out) in capsys.readouterr().err and (out / "metrics.json").read_text() == first
+    assert fit_eval(root, out, "--overwrite", sets=["model.band_weight=0"]) == 0
+    assert json.loads((out / "metrics.json").read_text())["config"]["model"]["band_weight"] == 0
+
+
+def _csv(path, rows):
+    path.write_text("path,condition\n" + "".join(f"{p},{c}\n" for p, c in rows))
+    return path
+
+
+def _test_tails(root):
+    return [f"domain_C/{sub}/{p.name}" for sub in ("test/good", "test/fault")
+            for p in sorted((Path(root) / "domain_C" / sub).glob("*.tiff"))]
+
+
+def test_condition_csv_paths_are_relative_to_the_data_root_and_every_row_must_match(root, tmp_path, capsys):
+    tails = _test_tails(root)
+    flipped = [(t, "warm" if int(Path(t).stem) < 6 else "cold") for t in tails]  # every condition flipped
+    (tmp_path / "elsewhere").mkdir()  # the CSV lives away from the data: its paths still start at the data root
+    csv = _csv(tmp_path / "elsewhere" / "c.csv", flipped)
+    assert fit_eval(root, tmp_path / "a", "--condition-csv", str(csv)) == 0
+    metrics = json.loads((tmp_path / "a" / "metrics.json").read_text())
+    assert metrics["test_conditions_from"] == {"condition CSV": len(tails)}
+    cold = metrics["holdout"]["by_condition"]["cold"]["n"]
+    split = json.loads((tmp_path / "a" / "split.json").read_text())
+    assert cold == sum(1 for i in split["holdout"] if int(Path(split["paths"][i]).stem) >= 6)  # the CSV's, not the rule's
+    bad = _csv(tmp_path / "bad.csv", flipped + [("domain_C/test/good/000999.tiff", "cold")])
+    assert fit_eval(root, tmp_path / "b", "--condition-csv", str(bad)) == 2
+    err = capsys.readouterr().err
+    assert "bad.csv:" in err and "000999.tiff" in err and "matches no map file" in err
+
+
+def test_a_condition_csv_must_cover_every_test_map_unless_partial(root, tmp_path, capsys):
+    tails = _test_tails(root)
+    part = _csv(tmp_path / "part.csv", [(t, "cold") for t in tails[:5]])
+    assert fit_eval(root, tmp_path / "a", "--condition-csv", str(part)) == 2
+    assert "covers 5 of" in capsys.readouterr().err
+    assert fit_eval(root, tmp_path / "a", "--condition-csv", str(part), "--condition-csv-partial") == 0
+    counts = json.loads((tmp_path / "a" / "metrics.json").read_text())["test_conditions_from"]
+    assert counts == {"condition CSV": 5, "file-index rule": len(tails) - 5}
+    assert "condition CSV 5" in (tmp_path / "a" / "report.md").read_text()
+
+
+def _cache_entries(cache):
+    return sorted(p for p in Path(cache).iterdir() if p.is_dir() and (p / "meta.json").exists())
+
+
+@pytest.mark.parametrize("damage", ["zero half", "truncate"])
+def test_a_corrupt_feature_cache_entry_is_recomputed_never_used(damage, root, tmp_path):
+    cache = tmp_path / "cache"
+    assert fit_eval(root, tmp_path / "clean", "--cache-dir", str(cache)) == 0
+    clean = json.loads((tmp_path / "clean" / "metrics.json").read_text())["holdout"]
+    for entry in _cache_entries(cache):
+        tap = entry / "tap0.npy"
+        data = bytearray(tap.read_bytes())
+        if damage == "zero half":
+            data[len(data) // 2:] = bytes(len(data) - len(data) // 2)
+        else:
+            data = data[: len(data) // 2]
+        tap.write_bytes(bytes(data))
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert fit_eval(root, tmp_path / "again", "--cache-dir", str(cache)) == 0
+    assert any("feature cache entry" in str(w.message) and "recomputing" in str(w.message) for w in caught)
+    assert json.loads((tmp_path / "again" / "metrics.json").read_text())["holdout"] == clean
+
+
+def test_a_corrupt_coreset_store_entry_is_recomputed(tmp_path):
+    from hdmap.models.coreset_store import CoresetStore
+
+    features = torch.randn(300, 16, generator=torch.Generator().manual_seed(0))
+    store = CoresetStore(tmp_path / "coresets")
+    first = store.coreset(features, 30, 0, None)
+    entry = next((tmp_path / "coresets").glob("*.pt"))
+    state = torch.load(entry, weights_only=True)
+    state["order"] = torch.zeros_like(state["order"])  # a damaged order whose checksum no longer fits
+    torch.save(state, entry)
+    with pytest.warns(UserWarning, match="coreset store entry .* recomputing"):
+        again = CoresetStore(tmp_path / "coresets").coreset(features, 30, 0, None)
+    assert torch.equal(first, again)
+
+
+class _Payload:
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.mark.parametrize("content", ["payload", "random bytes", "truncated", "foreign dict"])
+def test_a_checkpoint_we_did_not_write_is_refused_and_runs_nothing(content, root, tmp_path, capsys):
+    assert fit_eval(root, tmp_path / "run") == 0
+    path = tmp_path / "run" / "model.ckpt"
+    marker = tmp_path / "payload_ran"
+    if content == "payload":
+        torch.save({"state_dict": {}, "hdmap": {"x": _Payload(marker)}}, path)
+    elif content == "random bytes":
+        path.write_bytes(np.random.default_rng(0).bytes(2000))
+    elif content == "truncated":
+        path.write_bytes(path.read_bytes()[:500])
+    else:
+        torch.save({"weights": torch.zeros(3)}, path)
+    capsys.readouterr()
+    assert main(["eval", str(path), "--out", str(tmp_path / "eval")]) == 2
+    err = capsys.readouterr().err
+    assert str(path) in err and len(err.strip().splitlines()) == 1
+    assert not marker.exists()
+
+
+def test_checkpoints_and_results_are_written_atomically(tmp_path, monkeypatch):
+    """A write that dies midway leaves the previous file whole and no temporary file behind."""
+    from hdmap.atomic_files import write_text_atomic
+
+    target = tmp_path / "metrics.json"
+    target.write_text("old")
+
+    class Boom(RuntimeError):
+        pass
+
+    def broken(self, text):
+        Path.write_bytes(self, text[:3].encode())
+        raise Boom()
+
+    monkeypatch.setattr(Path, "write_text", broken)
+    with pytest.raises(Boom):
+        write_text_atomic(target, "new contents")
+    monkeypatch.undo()
+    assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
