@@ -93,8 +93,11 @@ def test_search_survives_failing_trials_and_eval_reproduces_the_trial(synth_root
     csv = _parity_conditions_csv(synth_root, tmp_path / "conditions.csv")
     start = tmp_path / "start.yaml"
     start.write_text("{model.shots: 4, model.bank_mode: gated}\n")
-    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=6, name="e2e", condition_csv=str(csv),
-                                  start=[str(start)]))
+    monkeypatch.chdir(tmp_path)  # relative paths, as a user types them: trials run in folders of their own
+    options = _options(synth_root, space_file, tmp_path, num_samples=6, name="e2e", start=["start.yaml"],
+                       condition_csv="conditions.csv")
+    options.data_root = os.path.relpath(synth_root, tmp_path)
+    summary = run_search(options)
     assert summary["n_trials"] == 6
     assert summary["n_failed"] >= 1 and "references" in summary["failed"][0]["error"]  # shots=500 is too many
     best = summary["best"]

@@ -55,6 +55,16 @@ class SearchOptions:
         return SPACES_DIR / f"{self.model}{quick}.yaml"
 
 
+def absolute_paths(options: SearchOptions) -> None:
+    """Paths the trials read, made absolute: Ray runs each trial in a folder of its own, where a path relative
+    to where `hdmap tune` was started names nothing."""
+    for name in ("data_root", "condition_csv", "cache_dir", "space"):
+        value = getattr(options, name)
+        if value:
+            setattr(options, name, str(Path(value).resolve()))
+    options.start = [str(Path(p).resolve()) for p in options.start]
+
+
 def experiment_dir(options: SearchOptions) -> Path:
     return Path(options.storage).resolve() / options.name
 
@@ -140,6 +150,7 @@ def run_search(options: SearchOptions) -> dict:
                 "address": options.address, "verbose": options.verbose}
         options = SearchOptions(**{**saved["options"], **keep})
     options.name = options.name or f"{options.model}_domain{options.domain}_{time.strftime('%Y%m%d-%H%M%S')}"
+    absolute_paths(options)
     exp_dir = experiment_dir(options)
     space = load_space(options.space_path())
     metric = options.metric or space.metric
