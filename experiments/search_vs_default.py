@@ -42,10 +42,10 @@ def fit_eval_defaults(root: str, out: Path, cache_dir: str | None) -> Path:
 
 def search(root: str, storage: Path, name: str, num_samples: int, cache_dir: str | None) -> Path:
     exp_dir = storage / name
-    if not (exp_dir / "summary.json").exists():
+    if not (exp_dir / "summary.json").exists():  # an interrupted search continues where it stopped
         run_search(SearchOptions(data_root=root, space=str(SPACES_DIR / "gated_patchcore_quick.yaml"),
                                  num_samples=num_samples, storage=str(storage), name=name, cache_dir=cache_dir,
-                                 verbose=0))
+                                 verbose=0, resume=(exp_dir / "hdmap_search.json").exists()))
     return exp_dir
 
 
