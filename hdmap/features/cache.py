@@ -109,6 +109,8 @@ class FeatureCache:
         naming the entry (it is then recomputed, never used)."""
         try:
             meta = json.loads((folder / "meta.json").read_text())
+            if "checksums" not in meta:
+                raise ValueError("no checksums: written by an older hdmap")
             files = [folder / f"tap{i}.npy" for i in range(meta["n_taps"])]
             if [file_checksum(f) for f in files] != meta["checksums"]:
                 raise ValueError("checksum mismatch")
