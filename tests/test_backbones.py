@@ -48,6 +48,23 @@ def test_local_weights_file_and_missing_file(tmp_path):
     assert torch.equal(source(x)[0], loaded(x)[0])
     with pytest.raises(BackboneWeightsError, match="not found"):
         build_backbone(BackboneSpec(**{**TINY_VIT.__dict__, "weights": str(tmp_path / "nope.pth")}))
+    with pytest.raises(BackboneWeightsError, match="not found"):  # a folder is not a weights file
+        build_backbone(BackboneSpec(**{**TINY_VIT.__dict__, "weights": str(tmp_path)}))
+    state = source.model.state_dict()
+    extra = {**state, "head.extra.weight": torch.zeros(2)}
+    torch.save(extra, tmp_path / "extra.pth")
+    with pytest.raises(BackboneWeightsError, match="1 unexpected"):  # unexpected tensors are not dropped silently
+        build_backbone(BackboneSpec(**{**TINY_VIT.__dict__, "weights": str(tmp_path / "extra.pth")}))
+    torch.save({k: v for i, (k, v) in enumerate(state.items()) if i}, tmp_path / "short.pth")
+    with pytest.raises(BackboneWeightsError, match="1 tensors missing"):
+        build_backbone(BackboneSpec(**{**TINY_VIT.__dict__, "weights": str(tmp_path / "short.pth")}))
+
+
+def test_a_clip_weights_path_that_is_not_a_file_is_an_error(tmp_path):
+    from hdmap.models.feclip.model import TINY_CLIP, FEClipConfig, build_clip
+
+    with pytest.raises(FileNotFoundError, match="not a file"):
+        build_clip(FEClipConfig(**{**TINY_CLIP, "clip_weights": str(tmp_path)}))
 
 
 def test_unknown_backbone():

@@ -106,8 +106,9 @@ def _load_state_file(model: nn.Module, path: str, by_order: bool = False) -> Non
             raise BackboneWeightsError(f"{file}: tensors do not map one-to-one onto {type(model).__name__}")
         state = dict(zip(own.keys(), state.values()))
     missing, unexpected = model.load_state_dict(state, strict=False)
-    if missing:
-        raise BackboneWeightsError(f"{file}: {len(missing)} tensors missing for the model, e.g. {missing[:3]}")
+    if missing or unexpected:
+        raise BackboneWeightsError(f"{file}: does not fit {type(model).__name__}: {len(missing)} tensors missing "
+                                   f"(e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
 
 
 def _hub_error(name: str, error: Exception) -> BackboneWeightsError:

@@ -4,12 +4,25 @@ model's small `_quick` space (minutes on a laptop CPU). With --data-root: your d
 --backbone NAME), search_spaces/<model>.yaml."""
 from __future__ import annotations
 
+import argparse
 from pathlib import Path
 
 from hdmap.run.config import MODELS
 
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl+C
+
+
+def gpu_share(text: str):
+    if text == "auto":
+        return text
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--gpus-per-trial expects a number or auto, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"--gpus-per-trial must be >= 0, got {value}")
+    return value
 
 
 def add_tune(sub) -> None:
@@ -25,7 +38,9 @@ def add_tune(sub) -> None:
     p.add_argument("--num-samples", type=int, default=None, help="trials (default 12 synthetic, 64 real data)")
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
-    p.add_argument("--gpus-per-trial", type=float, default=0.0, help="fractional: 0.25 lets four trials share a GPU")
+    p.add_argument("--gpus-per-trial", type=gpu_share, default="auto",
+                   help="fractional: 0.25 lets four trials share a GPU; auto (default): 1/--max-concurrent of a GPU "
+                        "when CUDA is visible, else 0")
     p.add_argument("--address", help="join a running Ray cluster (ray start --head / ray start --address=HEAD:6379)")
     p.add_argument("--storage", default="runs/tune", help="where experiments, trials and checkpoints are kept")
     p.add_argument("--name", help="experiment name (default: model_domain_timestamp)")

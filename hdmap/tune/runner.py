@@ -28,7 +28,7 @@ class SearchOptions:
     num_samples: int = 12
     max_concurrent: int = 2
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float = 0.0
+    gpus_per_trial: float | str = "auto"  # auto: 1/max_concurrent of a GPU when CUDA is visible, else 0
     address: str | None = None
     storage: str = "runs/tune"
     name: str | None = None
@@ -131,7 +131,17 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
                                      cache_dir=str(options.cache_dir or default_cache_dir()),
                                      cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)),
                                      repeats=options.repeats)
-    return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": options.gpus_per_trial})
+    return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial(options)})
+
+
+def gpus_per_trial(options: SearchOptions) -> float:
+    """The GPU share of a trial: a number as given; `auto` = an equal share of one GPU for each concurrent trial
+    when this process sees CUDA, else 0 (a trial given no GPU runs on the CPU and never touches CUDA)."""
+    if options.gpus_per_trial != "auto":
+        return float(options.gpus_per_trial)
+    import torch
+
+    return 1.0 / max(1, options.max_concurrent) if torch.cuda.is_available() else 0.0
 
 
 def run_search(options: SearchOptions) -> dict:

@@ -65,6 +65,11 @@ def describe_clip(settings: dict) -> str:
 def build_clip(config: FEClipConfig) -> nn.Module:
     import open_clip
 
+    looks_like_path = "/" in config.clip_weights or Path(config.clip_weights).exists()
+    if looks_like_path and not Path(config.clip_weights).is_file():
+        raise FileNotFoundError(f"clip_weights {config.clip_weights}: not a file (pass an open_clip state dict file "
+                                f"or a pretrained tag such as openai)")
+
     if config.clip_kwargs:
         from open_clip.model import CLIPTextCfg, CLIPVisionCfg
 
@@ -74,7 +79,7 @@ def build_clip(config: FEClipConfig) -> nn.Module:
             model = open_clip.CLIP(embed_dim=kwargs["embed_dim"], vision_cfg=CLIPVisionCfg(**kwargs["vision_cfg"]),
                                    text_cfg=CLIPTextCfg(**kwargs["text_cfg"]))
     else:
-        tag = config.clip_weights if config.clip_weights not in ("none",) and not Path(config.clip_weights).exists() else None
+        tag = config.clip_weights if config.clip_weights not in ("none",) and not looks_like_path else None
         try:
             with torch.random.fork_rng():
                 torch.manual_seed(0)
@@ -83,7 +88,11 @@ def build_clip(config: FEClipConfig) -> nn.Module:
             raise RuntimeError(f"could not load CLIP '{config.clip_model}' weights '{tag}' ({error}); without hub "
                                f"access pass a local file: clip_weights=/path/to/open_clip_model.bin") from error
     if Path(config.clip_weights).is_file():
-        model.load_state_dict(torch.load(config.clip_weights, map_location="cpu", weights_only=True))
+        missing, unexpected = model.load_state_dict(torch.load(config.clip_weights, map_location="cpu",
+                                                               weights_only=True), strict=False)
+        if missing or unexpected:
+            raise ValueError(f"{config.clip_weights}: does not fit CLIP '{config.clip_model}': {len(missing)} tensors "
+                             f"missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
     return model.eval().requires_grad_(False)
 
 
