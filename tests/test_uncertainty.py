@@ -7,7 +7,7 @@ from scipy.stats import norm
 
 from hdmap.evaluation.metrics import auroc, best_threshold
 from hdmap.evaluation.protocol import protocol_metrics, tune_metrics
-from hdmap.evaluation.uncertainty import (accuracy_cv, auroc_se, bootstrap_interval, cross_fitted_thresholds,
+from hdmap.evaluation.uncertainty import (accuracy_cv, accuracy_se, auroc_se, bootstrap_interval, cross_fitted_thresholds,
                                           mcnemar_exact, paired_auroc_difference, rows_auroc, strata_of)
 
 
@@ -52,7 +52,10 @@ def test_tune_metrics_report_every_objective_with_its_standard_error():
     scores, labels = _noisy(80, seed=2)
     values = tune_metrics(scores, labels, ["cold", "warm"] * 40)
     assert set(values["se"]) == {"accuracy", "auroc", "accuracy_cv"}
-    assert values["se"]["accuracy"] == pytest.approx(math.sqrt(values["accuracy"] * (1 - values["accuracy"]) / 80))
+    adjusted = (values["accuracy"] * 80 + 2) / 84
+    assert values["se"]["accuracy"] == pytest.approx(math.sqrt(adjusted * (1 - adjusted) / 84))
+    assert accuracy_se(1.0, 60) == pytest.approx(0.0217, abs=1e-3)  # 100 % on 60 maps is not certain
+    assert accuracy_se(0.98, 600) == pytest.approx(0.0061, abs=2e-4)
     assert values["accuracy_cv"] <= values["accuracy"]
 
 

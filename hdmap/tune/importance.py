@@ -43,6 +43,19 @@ def importances(space: SearchSpace, rows: list[dict]) -> dict[str, float]:
     return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
 
 
+def _label(value) -> str:
+    return "all / none" if value is None else str(value)
+
+
+def _order(value):
+    """Numbers in numeric order, then other values by name, None (e.g. shots: all of train) last."""
+    if value is None:
+        return (2, 0, "")
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return (0, value, "")
+    return (1, 0, str(value))
+
+
 def plot_top_parameters(rows: list[dict], ranked: dict[str, float], path: Path, metric: str, top: int = 4) -> bool:
     """Objective against each of the `top` most important parameters (one small panel each)."""
     keys = list(ranked)[:top]
@@ -61,8 +74,8 @@ def plot_top_parameters(rows: list[dict], ranked: dict[str, float], path: Path, 
         if all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in values):
             ax.plot(values, [o for _, o in points], "o", alpha=0.7)
         else:
-            names = sorted({str(v) for v in values})
-            ax.plot([names.index(str(v)) for v in values], [o for _, o in points], "o", alpha=0.7)
+            names = [label for _, label in sorted({(_order(v), _label(v)) for v in values})]
+            ax.plot([names.index(_label(v)) for v in values], [o for _, o in points], "o", alpha=0.7)
             ax.set_xticks(range(len(names)), names, rotation=30, fontsize=7)
         ax.set_title(f"{key} ({ranked[key]:.2f})", fontsize=8)
         ax.set_ylabel(f"tune {metric}", fontsize=8)
