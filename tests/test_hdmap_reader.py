@@ -1,7 +1,9 @@
 import numpy as np
 import pytest
 
-from hdmap.data.hdmap import (HDMAPFileError, HDMAPLayoutError, discover_domain, half_split_conditions, read_map)
+from hdmap.data.conditions import half_split_conditions
+from hdmap.data.errors import HDMAPFileError, HDMAPLayoutError
+from hdmap.data.hdmap import discover_domain, read_map
 
 
 def test_reads_float32_without_clipping(write_tiff):

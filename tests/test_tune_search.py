@@ -70,7 +70,7 @@ def test_interrupted_search_resumes_keeping_finished_trials(synth_root, space_fi
     before = _finished_trials(exp_dir)
     assert 1 <= len(before) < 4, "the search should have been interrupted after its first trial"
     interrupted = json.loads((exp_dir / "summary.json").read_text())
-    assert interrupted["interrupted"] and f"of 4 trials; continue with --resume" in interrupted["status"]
+    assert interrupted["interrupted"] and "of 4 trials; continue with --resume" in interrupted["status"]
     assert "best SO FAR" in (exp_dir / "summary.md").read_text()
     summary = run_search(_options(synth_root, space_file, tmp_path, name=name, resume=True))
     assert summary["n_trials"] == 4 and not summary["interrupted"] and summary["status"] == "finished"
@@ -90,7 +90,7 @@ def _parity_conditions_csv(root: Path, path: Path) -> Path:
 
 def test_search_survives_failing_trials_and_eval_reproduces_the_trial(synth_root, space_file, tmp_path,
                                                                        tmp_path_factory, monkeypatch):
-    csv = _parity_conditions_csv(synth_root, tmp_path / "conditions.csv")
+    _parity_conditions_csv(synth_root, tmp_path / "conditions.csv")
     start = tmp_path / "start.yaml"
     start.write_text("{model.shots: 4, model.bank_mode: gated}\n")
     monkeypatch.chdir(tmp_path)  # relative paths, as a user types them: trials run in folders of their own

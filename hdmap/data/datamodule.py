@@ -7,7 +7,8 @@ import lightning as L
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hdmap.data.hdmap import CONDITIONS, MapItem, discover_domain, read_map
+from hdmap.data.conditions import CONDITIONS
+from hdmap.data.hdmap import MapItem, discover_domain, read_map
 from hdmap.data.splits import TestSplit, select_references, split_tune_holdout
 from hdmap.data.transforms import MapTransform
 

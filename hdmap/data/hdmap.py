@@ -1,7 +1,6 @@
 """Read HDMAP TIFF maps and discover the `domain_X/{train/good,test/good,test/fault}` layout."""
 from __future__ import annotations
 
-import csv
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -9,18 +8,11 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from hdmap.data.conditions import UNKNOWN, check_csv_coverage, half_split_conditions, load_condition_csv
+from hdmap.data.errors import HDMAPFileError, HDMAPLayoutError
+
 IMAGE_SUFFIXES = (".tif", ".tiff")
-CONDITIONS = ("cold", "warm")
-UNKNOWN = "unknown"
 LABEL_GOOD, LABEL_FAULT = 0, 1
-
-
-class HDMAPFileError(ValueError):
-    """A map file that cannot be used; the message names the file and the problem."""
-
-
-class HDMAPLayoutError(FileNotFoundError):
-    """A folder of the HDMAP layout that is missing or holds no maps."""
 
 
 @dataclass(frozen=True)
@@ -106,43 +98,6 @@ def file_index(path: Path) -> int:
         raise HDMAPFileError(f"{path}: file name is not a numeric index like 000123.tiff") from error
 
 
-def half_split_conditions(indices: list[int]) -> list[str]:
-    """The default test rule: the lower half of the file indices is cold, the upper half warm."""
-    order = np.argsort(indices, kind="stable")
-    conditions = [UNKNOWN] * len(indices)
-    half = len(indices) // 2
-    for rank, position in enumerate(order):
-        conditions[position] = "cold" if rank < half else "warm"
-    return conditions
-
-
-def load_condition_csv(path: str | Path, root: str | Path, domain: str) -> dict[str, tuple[str, int]]:
-    """{resolved map path: (condition, CSV line)} of a `path,condition` CSV. Relative paths are read against the
-    data root (`domain_C/test/good/000001.tiff`); paths that start inside the domain folder (`train/...`,
-    `test/...`) against ROOT/domain_X. Every row must name an existing map file (else an error naming the line)."""
-    path = Path(path)
-    if not path.is_file():
-        raise HDMAPFileError(f"condition CSV not found: {path}")
-    overrides: dict[str, tuple[str, int]] = {}
-    with open(path, newline="") as handle:
-        reader = csv.DictReader(handle)
-        if reader.fieldnames is None or not {"path", "condition"} <= set(reader.fieldnames):
-            raise HDMAPFileError(f"{path}: condition CSV needs the columns 'path,condition'")
-        for line, row in enumerate(reader, start=2):
-            condition = (row["condition"] or "").strip().lower()
-            if condition not in (*CONDITIONS, UNKNOWN):
-                raise HDMAPFileError(f"{path}:{line}: condition must be cold, warm or unknown, got {row['condition']!r}")
-            map_path = Path((row["path"] or "").strip())
-            if not map_path.is_absolute():
-                inside_domain = map_path.parts[:1] in (("train",), ("test",))
-                map_path = (Path(root) / f"domain_{domain}" if inside_domain else Path(root)) / map_path
-            if not map_path.is_file():
-                raise HDMAPFileError(f"{path}:{line}: {row['path']!r} matches no map file (looked for {map_path}; "
-                                     f"relative paths start at the data root, e.g. domain_{domain}/test/good/000001.tiff)")
-            overrides[str(map_path.resolve())] = (condition, line)
-    return overrides
-
-
 def path_tail(path: str | Path) -> str:
     """The last three parts of a map's path (e.g. test/good/000001.tiff): its name inside a domain folder."""
     return "/".join(Path(path).parts[-3:])
@@ -180,30 +135,8 @@ def discover_domain(root: str | Path, domain: str, condition_csv: str | Path | N
     test = (items("test/good", LABEL_GOOD, half_split_conditions, "file-index rule")
             + items("test/fault", LABEL_FAULT, half_split_conditions, "file-index rule"))
     if by_path:
-        _check_csv_coverage(condition_csv, by_path, train + test, test, condition_csv_partial)
+        check_csv_coverage(condition_csv, by_path, train + test, test, condition_csv_partial)
     return {"train": train, "test": test}
-
-
-def _check_csv_coverage(csv_path, by_path: dict, items: list[MapItem], test: list[MapItem], partial: bool) -> None:
-    """Every CSV row names a map of this domain; every test map is in the CSV unless `partial`."""
-    known = {str(Path(i.path).resolve()) for i in items}
-    stray = [(line, p) for p, (_, line) in by_path.items() if p not in known]
-    if stray:
-        line, p = min(stray)
-        raise HDMAPFileError(f"{csv_path}:{line}: {p} is not a map of this domain's train/good, test/good or test/fault")
-    uncovered = [i for i in test if i.condition_source != "condition CSV"]
-    if uncovered and not partial:
-        raise HDMAPFileError(f"{csv_path}: covers {len(test) - len(uncovered)} of {len(test)} test maps (missing e.g. "
-                             f"{uncovered[0].path}); list them all, or pass --condition-csv-partial to use the "
-                             f"file-index rule for the rest")
-
-
-def condition_sources(items: list[MapItem]) -> dict[str, int]:
-    """How many maps took their condition from which source."""
-    counts: dict[str, int] = {}
-    for item in items:
-        counts[item.condition_source] = counts.get(item.condition_source, 0) + 1
-    return counts
 
 
 def condition_record(items: list[MapItem]) -> dict[str, str]:

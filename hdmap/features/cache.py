@@ -19,7 +19,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hdmap.data.hdmap import HDMAPFileError, read_map
+from hdmap.data.errors import HDMAPFileError
+from hdmap.data.hdmap import read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.features.backbones import Backbone, BackboneSpec, build_backbone
 

@@ -9,8 +9,9 @@ from pathlib import Path
 
 import numpy as np
 
-from hdmap.data.hdmap import (HDMAPFileError, MapItem, check_dtypes, condition_record, condition_sources,
-                              discover_domain, read_map_and_dtype)
+from hdmap.data.conditions import condition_sources
+from hdmap.data.errors import HDMAPFileError
+from hdmap.data.hdmap import MapItem, check_dtypes, condition_record, discover_domain, read_map_and_dtype
 from hdmap.data.splits import TestSplit, split_tune_holdout
 
 
