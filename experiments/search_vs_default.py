@@ -77,6 +77,7 @@ COLUMNS = ["set", "seed", "winner", "defaults acc", "defaults AUROC", "search ac
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", help="your ROOT (domain C) instead of the synthetic study sets")
     p.add_argument("--sets", nargs="+", default=list(SETS))
     p.add_argument("--seeds", type=int, nargs="+", default=list(DATA_SEEDS))
     p.add_argument("--num-samples", type=int, default=16)
@@ -86,20 +87,21 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
     storage = Path(args.storage).resolve()
     rows = []
-    for set_name in args.sets:
-        for seed in args.seeds:
-            root = set_root(set_name, seed)
-            tag = f"{set_name.replace(' ', '_')}_seed{seed}"
-            defaults_dir = fit_eval_defaults(root, storage / f"defaults_{tag}", args.cache_dir)
-            search_dir = search(root, storage, f"search_{tag}_n{args.num_samples}", args.num_samples, args.cache_dir)
-            rows.append(row(set_name, seed, defaults_dir, search_dir))
-            print(rows[-1])
+    targets = ([("your data", 0, args.data_root)] if args.data_root else
+               [(name, seed, None) for name in args.sets for seed in args.seeds])
+    for set_name, seed, given_root in targets:
+        root = given_root or set_root(set_name, seed)
+        tag = f"{set_name.replace(' ', '_')}_seed{seed}"
+        defaults_dir = fit_eval_defaults(root, storage / f"defaults_{tag}", args.cache_dir)
+        search_dir = search(root, storage, f"search_{tag}_n{args.num_samples}", args.num_samples, args.cache_dir)
+        rows.append(row(set_name, seed, defaults_dir, search_dir))
+        print(rows[-1])
     worse = [r for r in rows if r["raw"]["auroc"] < 0]
     significant = [r for r in rows if min(r["raw"]["p_auroc"], r["raw"]["p_acc"]) < 0.05]
     lines = ["# Search against the defaults", ""]
-    lines += stamp("the synthetic study sets of experiments/synthetic_sets.py",
-                   f"`{OFFLINE_BACKBONE}` (weights `default`, the quick space's taps)", True)
-    lines += [f"- sets: {describe_sets(args.seeds)}",
+    lines += stamp(args.data_root or "the synthetic study sets of experiments/synthetic_sets.py",
+                   f"`{OFFLINE_BACKBONE}` (weights `default`, the quick space's taps)", args.data_root is None)
+    lines += [f"- sets: {describe_sets(args.seeds) if not args.data_root else 'your data, domain C'}",
               f"- search: `hdmap tune --data-root ROOT --space search_spaces/gated_patchcore_quick.yaml --num-samples "
               f"{args.num_samples}` (objective tune accuracy_cv; the defaults are trial 1 and win ties); defaults: "
               f"`hdmap fit-eval --data-root ROOT --backbone {OFFLINE_BACKBONE}`; the same tune/holdout split",

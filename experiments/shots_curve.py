@@ -5,6 +5,7 @@ each costs. The default is chosen on TUNE numbers only (rule below); holdout is 
 
     python experiments/shots_curve.py                 # all study sets and seeds, offline EfficientNet-Lite0
     python experiments/shots_curve.py --sets "hard-cold C" --seeds 11 --shots 8 16
+    python experiments/shots_curve.py --data-root ROOT --domain C     # your data (DINOv2 by name, or --set ...)
 Writes experiments/results/shots_curve.md.
 """
 from __future__ import annotations
@@ -77,6 +78,8 @@ def choose(summary: list[dict]) -> dict:
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--data-root", help="your ROOT with domain_X folders instead of the synthetic study sets")
+    p.add_argument("--domain", default="C", help="with --data-root")
     p.add_argument("--sets", nargs="+", default=list(SETS))
     p.add_argument("--seeds", type=int, nargs="+", default=list(DATA_SEEDS))
     p.add_argument("--shots", nargs="+", default=SHOTS, help="shots per condition ('all' = every train map)")
@@ -85,15 +88,19 @@ def main(argv=None) -> int:
     p.add_argument("--cache-dir")
     p.add_argument("--out", default=str(RESULTS / "shots_curve.md"))
     args = p.parse_args(argv)
-    base = validate(merge(default_config(), parse_set(args.set)))
+    base = validate(merge(default_config(real_data=args.data_root is not None), parse_set(args.set)))
     cache = FeatureCache(args.cache_dir, progress=False)
     grid = variants(args.shots, [s for s in args.scores_at if s in args.shots])
     rows, device = [], None
-    jobs = [(name, seed, v) for name in args.sets for seed in args.seeds for v in grid]
+    if args.data_root:
+        jobs = [(f"{args.data_root} domain {args.domain}", None, v) for v in grid]
+    else:
+        jobs = [(name, seed, v) for name in args.sets for seed in args.seeds for v in grid]
     domains = {}
     for name, seed, variant in tqdm(jobs, desc="shots curve"):
         if (name, seed) not in domains:
-            domains[name, seed] = load_domain(set_root(name, seed), "C", None)
+            domains[name, seed] = (load_domain(args.data_root, args.domain, None) if args.data_root
+                                   else load_domain(set_root(name, seed), "C", None))
         values = run_one(base, variant, domains[name, seed], cache)
         device = values.pop("device")
         rows.append({"set": name, "data seed": seed, "setting": label(variant),
@@ -109,8 +116,9 @@ def main(argv=None) -> int:
     pick = choose(summary)
     backbone = f"`{base['backbone']['name']}` (weights `{base['backbone']['weights']}`, taps {base['backbone']['taps']})"
     lines = ["# How many references: shots per condition, coreset and image score", ""]
-    lines += stamp("the synthetic study sets of experiments/synthetic_sets.py", backbone, True)
-    lines += [f"- sets: {describe_sets(args.seeds)}",
+    lines += stamp(args.data_root or "the synthetic study sets of experiments/synthetic_sets.py", backbone,
+                   args.data_root is None)
+    lines += [f"- sets: {describe_sets(args.seeds) if not args.data_root else 'your data, one split'}",
               f"- devices: {device}; {torch.get_num_threads()} CPU threads"
               f"{', GPU ' + torch.cuda.get_device_name() if torch.cuda.is_available() else ''}",
               "- test-map fingerprints: " + ", ".join(f"{n} seed {s} `{d.fingerprints['test']}`"

@@ -26,6 +26,9 @@ CASES = {
                                ["| set | model | shots/cond | seeds |", "| C | mixed + row profile | 4 | 2 | ",
                                 "Against one mixed bank", "- C, 4 shots/condition, default (fit-eval): ",
                                 "At least as good as one mixed bank on every set (1 sets)"]),
+    "shots_curve": ([f"--set={s}" for s in TINY_SETS] + ["--shots", "4", "all", "--scores-at", "4"],
+                    ["| shots/cond | coreset | image score | domains |", "| 4 | off | max | 1 |",
+                     "| all | 10 % | max | 1 |", "| 4 | 10 % | top 1 % | 1 |", "Rule (tune only):"]),
     "step5_all_domains": (["--fast", "--domains", "AC", "--set", "model.shots=4"],
                           ["| domain | model | holdout acc % |", "| A | best |", "| C | PatchCore baseline |"]),
 }
@@ -42,3 +45,21 @@ def test_script_writes_its_table(script, synth_root, tmp_path):
     assert "- command:" in text and str(synth_root) in text
     for snippet in expected:
         assert snippet in text, f"{snippet!r} missing from {script}'s results"
+
+
+def test_search_vs_default_and_repeats_noise_write_their_tables(synth_root, tmp_path):
+    """The search study on tiny data (2 trials: the defaults and one sampled), then the seed-noise study on that
+    search."""
+    search_vs_default = importlib.import_module("search_vs_default")
+    out = tmp_path / "svd.md"
+    assert search_vs_default.main(["--data-root", str(synth_root), "--num-samples", "2", "--storage",
+                                   str(tmp_path / "runs"), "--cache-dir", str(tmp_path / "c"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| set | seed | winner |" in text and "| your data | 0 |" in text and "Search AUROC below the defaults" in text
+    search = next((tmp_path / "runs").glob("search_*"))
+    repeats_noise = importlib.import_module("repeats_noise")
+    out = tmp_path / "noise.md"
+    assert repeats_noise.main(["--run", str(search), "--repeats", "2", "--top", "2", "--cache-dir",
+                               str(tmp_path / "c"), "--out", str(out)]) == 0
+    text = out.read_text()
+    assert "| trial | shots/cond | seed 0 % | seed 1 % |" in text and "Spearman" in text
