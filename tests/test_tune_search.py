@@ -72,6 +72,7 @@ def test_interrupted_search_resumes_keeping_finished_trials(synth_root, space_fi
     interrupted = json.loads((exp_dir / "summary.json").read_text())
     assert interrupted["interrupted"] and "of 4 trials; continue with --resume" in interrupted["status"]
     assert "best SO FAR" in (exp_dir / "summary.md").read_text()
+    assert "BEST SO FAR" in (exp_dir / "best" / "report.md").read_text()
     summary = run_search(_options(synth_root, space_file, tmp_path, name=name, resume=True))
     assert summary["n_trials"] == 4 and not summary["interrupted"] and summary["status"] == "finished"
     after = _finished_trials(exp_dir)

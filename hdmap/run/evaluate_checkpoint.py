@@ -27,7 +27,7 @@ def adapters_config(checkpoint: dict, path: Path) -> dict:
 
 def evaluate_checkpoint(path: str | Path, out: str | Path | None = None, data_root: str | None = None,
                         cache_dir: str | None = None, command: str | None = None, domain: str = "C",
-                        ignore_other_files: bool = False) -> dict:
+                        ignore_other_files: bool = False, notes: list[str] = ()) -> dict:
     """metrics.json dict of the checkpoint on its holdout split (written under `out` when given)."""
     path = checkpoint_file(path)
     checkpoint = read_checkpoint(path)
@@ -44,6 +44,7 @@ def evaluate_checkpoint(path: str | Path, out: str | Path | None = None, data_ro
                            ignore_other_files=ignore_other_files)
     outputs, metrics = score_saved(path, config, data, cache_dir, progress=out is not None)
     metrics["checkpoint"] = str(path)
+    metrics["notes"] = list(notes) + metrics.get("notes", [])
     if out is not None:
         write_run_outputs(out, metrics, data, outputs, command)
     return metrics

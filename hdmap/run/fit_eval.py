@@ -104,6 +104,11 @@ def print_summary(metrics: dict, out: Path) -> None:
         table.add_row(name, str(part["n"]), pct(part["auroc"], ci.get("auroc")), pct(part["accuracy"], ci.get("accuracy")))
     console = Console()
     console.print(table)
+    gate = metrics["gate"]
+    gate_text = (f"gate {gate['kind']} accuracy {pct(gate['accuracy'])} %" if gate["kind"]
+                 else "no gate (one bank, references drawn without conditions)")
     console.print(f"oracle accuracy (threshold on holdout, for comparison only): {pct(hold['accuracy_oracle'])} %; "
-                  f"gate {metrics['gate']['kind']} accuracy {pct(metrics['gate']['accuracy'])} %")
+                  f"{gate_text}")
+    for note in metrics.get("notes", []):
+        console.print(f"note: {note}")
     console.print(f"wrote {out}/metrics.json, report.md and the checkpoint")

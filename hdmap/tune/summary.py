@@ -93,8 +93,9 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
         best = done[0]
         summary["versus_defaults"] = verdict(done)
         checkpoint = str(Path(best["checkpoint"]) / "model.ckpt")
+        so_far = [f"BEST SO FAR: the search was {summary['status']}"] if interrupted else []
         holdout = evaluate_checkpoint(checkpoint, exp_dir / "best", cache_dir=options.cache_dir,
-                                      ignore_other_files=options.ignore_other_files)
+                                      ignore_other_files=options.ignore_other_files, notes=so_far)
         summary["best"] = {"trial_id": best["trial_id"], "config": best["config"], "tune_objective": best["objective"],
                            "checkpoint": checkpoint, "holdout": holdout["holdout"], "gate": holdout["gate"],
                            "threshold": holdout["tune"]["threshold"], "full_config": holdout["config"],
