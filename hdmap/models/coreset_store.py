@@ -31,7 +31,9 @@ def read_checked(path: Path, n_features: int) -> dict | None:
     order is then recomputed, never used)."""
     try:
         state = torch.load(path, map_location="cpu", weights_only=True)
-        if state.get("checksum") != state_checksum(state) or len(state["nearest"]) != n_features:
+        if "checksum" not in state:
+            raise ValueError("no checksum: written by an older hdmap")
+        if state["checksum"] != state_checksum(state) or len(state["nearest"]) != n_features:
             raise ValueError("checksum or size mismatch")
         return state
     except Exception as error:  # noqa: BLE001 - any unreadable store entry is recomputed
