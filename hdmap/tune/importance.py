@@ -3,6 +3,7 @@ objective against each of the most important parameters."""
 from __future__ import annotations
 
 import math
+import sys
 from pathlib import Path
 
 from hdmap.atomic_files import atomic_path
@@ -40,7 +41,11 @@ def importances(space: SearchSpace, rows: list[dict]) -> dict[str, float]:
         study.add_trial(optuna.trial.create_trial(params=params, value=row["objective"],
                                                   distributions={k: distributions[k] for k in params}))
     evaluator = optuna.importance.FanovaImportanceEvaluator(seed=0)
-    return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+    try:
+        return dict(optuna.importance.get_param_importances(study, evaluator=evaluator))
+    except (RuntimeError, ValueError) as error:  # e.g. no parameter set in every trial: say so, keep the summary
+        print(f"[hdmap] parameter importances not computed: {error}", file=sys.stderr)
+        return {}
 
 
 def _label(value) -> str:
