@@ -31,7 +31,8 @@ def save_checkpoint(folder: str | Path, module: LightningModule, config: dict, d
     extra = {"model_name": config["model_name"], "config": config, "domain": data.domain, "data_root": data.root,
              "split": data.split.__dict__, "conditions": data.condition_record(),
              "train_fingerprint": data.fingerprints["train"], "test_fingerprint": data.fingerprints["test"],
-             "map_shape": list(data.test_maps.shape[1:]), "tune": metrics["tune"]}
+             "map_shape": list(data.test_maps.shape[1:]), "tune": metrics["tune"],
+             "threads": torch.get_num_threads()}  # CPU sums round by thread count: eval scores with the same
     with atomic_path(folder / CHECKPOINT_FILE) as temporary:
         torch.save(lightning_checkpoint(module, extra), temporary)  # FE-CLIP drops its frozen CLIP
     write_text_atomic(folder / "config.json", json.dumps(config, indent=2))
