@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 
 import numpy as np
+import torch
 from scipy.stats import spearmanr
 from tqdm import tqdm
 
@@ -51,6 +52,7 @@ def main(argv=None) -> int:
     options = record["options"]
     data = load_domain(record["data_root"], options["domain"], run / "split.json")
     cache = FeatureCache(args.cache_dir, progress=False)
+    torch.set_num_threads(max(1, int(options["cpus_per_trial"])))  # the trials' own count: sums round by it
     trials = finished_trials(run)[: args.top]
     rows = []
     for trial in tqdm(trials, desc="trials"):
@@ -69,7 +71,8 @@ def main(argv=None) -> int:
     lines += stamp(record["data_root"], f"the search's own (`{base['backbone']['name']}`)", "synthetic" in
                    record["data_root"] or "donewhen" in record["data_root"])
     lines += [f"- search: `{run.name}` ({len(finished_trials(run))} finished trials; the best {len(rows)} by its "
-              f"own objective re-run with model seeds 0..{args.repeats - 1} on the trial path, tune maps only)", "",
+              f"own objective re-run with model seeds 0..{args.repeats - 1} on the trial path, tune maps only, "
+              f"{torch.get_num_threads()} torch thread(s) as in the trials; seed 0 is the search's own run)", "",
               "| trial | shots/cond | " + " | ".join(f"seed {s} %" for s in range(args.repeats)) +
               " | mean % | sd (points) |", "|" + "---|" * (4 + args.repeats)]
     for r in rows:
