@@ -60,8 +60,10 @@ def row(set_name: str, seed: int, defaults_dir: Path, search_dir: Path) -> dict:
     s_hold = summary["best"]["holdout"]
     cmp = compare_runs(search_dir, defaults_dir)
     a, c = cmp["auroc"], cmp["accuracy"]
-    return {"set": set_name, "seed": seed, "winner": "defaults" if versus["defaults_won"] else
-            f"trial {summary['best']['trial_id']} ({100 * versus['gain']:+.1f} tune)",
+    best_gain = f"{100 * versus['gain']:+.1f} tune"
+    winner = ("defaults" if not versus.get("kept_within_margin") else f"defaults (best trial {best_gain}, < 1 se)")
+    return {"set": set_name, "seed": seed, "winner": winner if versus["defaults_won"] else
+            f"trial {summary['best']['trial_id']} ({best_gain})",
             "defaults acc": ci(d_hold["accuracy"], d_hold["intervals"]["accuracy"]),
             "defaults AUROC": ci(d_hold["auroc"], d_hold["intervals"]["auroc"]),
             "search acc": ci(s_hold["accuracy"], s_hold["intervals"]["accuracy"]),

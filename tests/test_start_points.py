@@ -76,9 +76,13 @@ def test_the_defaults_win_ties_and_the_verdict_says_who_won():
     rows.sort(key=rank_key)
     assert rows[0]["trial_id"] == "d" and rows[-1]["trial_id"] == "c"
     assert verdict(rows)["defaults_won"] is True
-    rows = sorted([_row(0.85, trial="a"), _row(0.80, DEFAULTS_LABEL, "d")], key=rank_key)
+    rows = sorted([_row(0.85, trial="a"), _row(0.80, DEFAULTS_LABEL, "d")], key=rank_key)  # se 0.02 each
     out = verdict(rows)
-    assert out["defaults_won"] is False and out["gain"] == pytest.approx(0.05)
+    assert out["defaults_won"] is False and out["winner"]["trial_id"] == "a" and out["gain"] == pytest.approx(0.05)
+    close = sorted([_row(0.815, trial="a"), _row(0.80, DEFAULTS_LABEL, "d")], key=rank_key)
+    kept = verdict(close)  # +1.5 points < one standard error (2 points): the defaults are kept
+    assert kept["winner"]["trial_id"] == "d" and kept["kept_within_margin"] and kept["best_trial"] == "a"
+    assert verdict(close, margin_se=0)["winner"]["trial_id"] == "a"
 
 
 def test_importances_rank_the_parameter_that_drives_the_objective():

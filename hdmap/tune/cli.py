@@ -51,6 +51,9 @@ def add_tune(sub) -> None:
                    help="objective on the tune split (default: the space's; accuracy_cv in every shipped space)")
     p.add_argument("--start", action="append", default=[], metavar="FILE.yaml",
                    help="configs to try right after the defaults (a mapping of settings or a list of them)")
+    p.add_argument("--keep-defaults-within", type=float, default=1.0, metavar="K",
+                   help="the defaults stay the winner unless a trial beats them by more than K standard errors of "
+                        "their tune objective (default 1, the one-standard-error rule; 0: the highest objective wins)")
     p.add_argument("--repeats", type=int, default=1,
                    help="a trial's objective is the mean over this many reference/coreset seeds (steadier, slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
@@ -76,6 +79,7 @@ def options_from(args):
                          retry_failed=args.retry_failed, dashboard=args.dashboard, metric=args.metric,
                          seed=args.seed, cache_dir=args.cache_dir, no_cache=args.no_cache,
                          condition_csv=args.condition_csv, start=args.start, repeats=args.repeats,
+                         keep_defaults_within=args.keep_defaults_within,
                          condition_csv_partial=args.condition_csv_partial,
                          ignore_other_files=args.ignore_other_files)
 
@@ -94,7 +98,11 @@ def print_best(summary: dict) -> None:
         return
     hold = best["holdout"]
     versus = summary.get("versus_defaults") or {}
-    if versus.get("defaults_won"):
+    if versus.get("kept_within_margin"):
+        print(f"winner: the defaults (trial {best['trial_id']}): the best trial {versus['best_trial']} beat them by "
+              f"{100 * versus['gain']:+.1f} points on tune {summary['metric']}, within "
+              f"{versus['margin_se']:g} standard error(s) ({100 * (versus['defaults_objective_se'] or 0):.1f})")
+    elif versus.get("defaults_won"):
         print(f"winner: the defaults (trial {best['trial_id']}): no trial beat them on tune {summary['metric']}")
     elif versus.get("defaults_ran"):
         print(f"winner: trial {best['trial_id']}, {100 * versus['gain']:+.1f} points over the defaults' tune "

@@ -38,6 +38,7 @@ class SearchOptions:
     metric: str | None = None  # default: the space's metric
     start: list[str] = field(default_factory=list)  # YAML files of configs tried right after the defaults
     repeats: int = 1  # a trial's objective: the mean over this many reference/coreset seeds
+    keep_defaults_within: float = 1.0  # a trial must beat the defaults by more than this many standard errors
     seed: int = 0
     cache_dir: str | None = None
     no_cache: bool = False

@@ -43,15 +43,22 @@ def rank_key(row: dict):
     return (-objective if finite else math.inf, row["start"] != DEFAULTS_LABEL, row["timestamp"])
 
 
-def verdict(done: list[dict]) -> dict:
-    """Whether the winner beat the defaults on the tune objective, and by how much."""
+def verdict(done: list[dict], margin_se: float = 1.0) -> dict:
+    """The winner, and whether it beat the defaults. `done` is ranked (rank_key). The best trial wins only if it
+    beats the defaults by more than `margin_se` standard errors of the defaults' objective (the one-standard-
+    error rule: a smaller gain on a few tune maps is not evidence); otherwise the defaults are kept."""
     defaults = next((r for r in done if r["start"] == DEFAULTS_LABEL), None)
     if defaults is None:
-        return {"defaults_ran": False, "defaults_won": False, "defaults_objective": None, "gain": None}
-    winner = done[0]
-    return {"defaults_ran": True, "defaults_won": winner is defaults, "defaults_trial": defaults["trial_id"],
-            "defaults_objective": defaults["objective"], "defaults_objective_se": defaults["objective_se"],
-            "gain": winner["objective"] - defaults["objective"]}
+        return {"winner": done[0], "defaults_ran": False, "defaults_won": False, "defaults_objective": None,
+                "gain": None}
+    best = done[0]
+    gain = best["objective"] - defaults["objective"]
+    se = defaults["objective_se"] or 0.0
+    kept = best is not defaults and gain <= margin_se * se
+    return {"winner": defaults if kept else best, "defaults_ran": True, "defaults_won": kept or best is defaults,
+            "kept_within_margin": kept, "margin_se": margin_se, "best_trial": best["trial_id"],
+            "defaults_trial": defaults["trial_id"], "defaults_objective": defaults["objective"],
+            "defaults_objective_se": defaults["objective_se"], "gain": gain}
 
 
 def plot_objective(rows: list[dict], path: Path, metric: str) -> None:
@@ -89,9 +96,10 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
                "n_failed": len(failed), "failed": failed, "best": None,
                "mean_trial_seconds": {k: float(np.mean([r["seconds"][k] for r in done if r["seconds"][k] is not None]))
                                       for k in ("features_s", "fit_s", "predict_s")} if done else {}}
-    if done and done[0]["checkpoint"]:
-        best = done[0]
-        summary["versus_defaults"] = verdict(done)
+    versus = verdict(done, getattr(options, "keep_defaults_within", 1.0)) if done else {}
+    if done and versus["winner"]["checkpoint"]:
+        best = versus.pop("winner")
+        summary["versus_defaults"] = versus
         checkpoint = str(Path(best["checkpoint"]) / "model.ckpt")
         so_far = [f"BEST SO FAR: the search was {summary['status']}"] if interrupted else []
         holdout = evaluate_checkpoint(checkpoint, exp_dir / "best", cache_dir=options.cache_dir,

@@ -42,13 +42,19 @@ def versus_lines(versus: dict, metric: str) -> list[str]:
                 "winner was not compared with them.", ""]
     defaults = (f"the defaults (trial `{versus['defaults_trial']}`) reach tune {metric} "
                 f"{pct(versus['defaults_objective'])} ± {pct(versus['defaults_objective_se'])} (standard error)")
+    if versus.get("kept_within_margin"):
+        return [f"**Winner: the defaults.** The best trial `{versus['best_trial']}` beat them by "
+                f"{100 * versus['gain']:+.1f} points on the tune objective, within {versus['margin_se']:g} standard "
+                f"error(s): not evidence of a better setting, so the defaults are kept (`--keep-defaults-within`); "
+                f"{defaults}.", ""]
     if versus["defaults_won"]:
         return [f"**Winner: the defaults.** No trial beat them on the tune objective: {defaults}.", ""]
     gain = 100 * versus["gain"]
     se = versus["defaults_objective_se"]
-    size = ("within one standard error: treat the two as equal until `hdmap compare` on holdout says otherwise"
-            if se is not None and abs(versus["gain"]) <= se else "more than one standard error")
-    return [f"The winner beats the defaults by {gain:+.1f} points on the tune objective ({size}); {defaults}.", ""]
+    size = (f"{versus['gain'] / se:.1f} standard errors" if se else "their standard error is 0")
+    return [f"The winner beats the defaults by {gain:+.1f} points on the tune objective ({size}; the defaults are "
+            f"kept within {versus.get('margin_se', 0):g}); {defaults}. `hdmap compare` on holdout says whether the "
+            f"gain holds.", ""]
 
 
 def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[dict], metric: str) -> None:
