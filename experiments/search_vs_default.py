@@ -69,7 +69,7 @@ def row(set_name: str, seed: int, defaults_dir: Path, search_dir: Path) -> dict:
             "search acc": ci(s_hold["accuracy"], s_hold["intervals"]["accuracy"]),
             "search AUROC": ci(s_hold["auroc"], s_hold["intervals"]["auroc"]),
             "d AUROC": f"{100 * a['difference']:+.1f} [{100 * a['interval'][0]:+.1f}, {100 * a['interval'][1]:+.1f}]",
-            "p AUROC": f"{a['p_value']:.3g}", "d acc": f"{100 * c['difference']:+.1f}", "p acc": f"{c['p_value']:.3g}",
+            "p AUROC": f"{a['p_value']:.3g}" if a["p_value"] > 0 else f"< {1 / a['n_boot']:.2g}", "d acc": f"{100 * c['difference']:+.1f}", "p acc": f"{c['p_value']:.3g}",
             "raw": {"auroc": a["difference"], "p_auroc": a["p_value"], "acc": c["difference"], "p_acc": c["p_value"]}}
 
 
@@ -105,7 +105,7 @@ def main(argv=None) -> int:
                    f"`{OFFLINE_BACKBONE}` (weights `default`, the quick space's taps)", args.data_root is None)
     lines += [f"- sets: {describe_sets(args.seeds) if not args.data_root else 'your data, domain C'}",
               f"- search: `hdmap tune --data-root ROOT --space search_spaces/gated_patchcore_quick.yaml --num-samples "
-              f"{args.num_samples}` (objective tune accuracy_cv; the defaults are trial 1 and win ties); defaults: "
+              f"{args.num_samples}` (objective tune accuracy_cv; the defaults are trial 1 and stay the winner unless a trial beats them by more than one standard error); defaults: "
               f"`hdmap fit-eval --data-root ROOT --backbone {OFFLINE_BACKBONE}`; the same tune/holdout split",
               "- holdout accuracy at each run's own tune threshold and AUROC, 95 % stratified bootstrap intervals;"
               " d = search minus defaults on the same holdout maps (paired bootstrap for AUROC, McNemar exact for"

@@ -66,7 +66,9 @@ def describe(result: dict, alpha: float = 0.05) -> list[str]:
         r = result[name.lower()]
         low, high = r["interval"]
         verdict = "significant" if r["p_value"] < alpha else "not significant"
+        p_text = (f"p = {r['p_value']:.3g}" if r["p_value"] > 0 or "n_boot" not in r
+                  else f"p < {1 / r['n_boot']:.2g}")
         lines.append(f"{name}: A {100 * r['a']:.1f} %, B {100 * r['b']:.1f} %, A - B {100 * r['difference']:+.1f} "
-                     f"points [95 % CI {100 * low:+.1f}, {100 * high:+.1f}], p = {r['p_value']:.3g} ({test}; "
+                     f"points [95 % CI {100 * low:+.1f}, {100 * high:+.1f}], {p_text} ({test}; "
                      f"{verdict} at {alpha})")
     return lines
