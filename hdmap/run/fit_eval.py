@@ -20,14 +20,20 @@ def add_fit_eval(sub) -> None:
     p.add_argument("--out", required=True, help="a new folder (or one holding a run, with --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace the run that --out holds")
     p.add_argument("--split", help="reuse this split.json (default: a new seeded split, saved as OUT/split.json)")
+    add_data_options(p)
+    p.add_argument("--cache-dir", help="feature cache folder (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
+    p.set_defaults(run=run_fit_eval)
+
+
+def add_data_options(p) -> None:
+    """How the data folders are read (fit-eval and tune): condition CSV and the other-files rule."""
     p.add_argument("--condition-csv", help="CSV path,condition overriding the file-index condition rule (paths "
                                            "relative to the data root)")
     p.add_argument("--condition-csv-partial", action="store_true",
-                   help="the condition CSV may leave test maps out: the file-index rule for the rest")
+                   help="the condition CSV may leave test maps out: the file-index rule for the rest (counted in "
+                        "metrics.json)")
     p.add_argument("--ignore-other-files", action="store_true",
                    help="skip files other than .tif/.tiff in the data folders (default: an error naming them)")
-    p.add_argument("--cache-dir", help="feature cache folder (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
-    p.set_defaults(run=run_fit_eval)
 
 
 def resolve_config(data_root: str | None, model: str | None, config_path: str | None, sets: list[str],

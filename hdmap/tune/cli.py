@@ -8,6 +8,7 @@ import argparse
 from pathlib import Path
 
 from hdmap.run.config import MODELS
+from hdmap.run.fit_eval import add_data_options
 
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl+C
@@ -59,12 +60,7 @@ def add_tune(sub) -> None:
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--cache-dir", help="feature cache (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
     p.add_argument("--no-cache", action="store_true", help="recompute features in every trial (benchmarks)")
-    p.add_argument("--condition-csv", help="CSV path,condition overriding the file-index condition rule (paths "
-                                           "relative to the data root)")
-    p.add_argument("--condition-csv-partial", action="store_true",
-                   help="the condition CSV may leave test maps out: the file-index rule for the rest (counted in metrics.json)")
-    p.add_argument("--ignore-other-files", action="store_true",
-                   help="skip files other than .tif/.tiff in the data folders (default: an error naming them)")
+    add_data_options(p)
     p.set_defaults(run=run_tune)
 
 
