@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import numpy as np
@@ -66,17 +67,37 @@ def plot_scores(out_dir: str | Path, scores, labels, conditions, threshold: floa
     return ["scores.png"]
 
 
-def _fmt(value) -> str:
-    return "n/a" if value is None else f"{100 * value:.1f}"
+def percent(value) -> str:
+    """A fraction as a percentage with one decimal; n/a when missing or not finite."""
+    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{100 * value:.1f}"
 
 
-def _ci(value, interval) -> str:
-    return _fmt(value) + (f" [{_fmt(interval[0])}, {_fmt(interval[1])}]" if interval else "")
+def with_interval(value, interval) -> str:
+    """`96.1 [93.6, 98.2]`: a percentage and its 95 % interval (tables)."""
+    return percent(value) + (f" [{percent(interval[0])}, {percent(interval[1])}]" if interval else "")
+
+
+def with_console_interval(value, interval) -> str:
+    """`96.1 % [95 % CI 93.6-98.2]`: a percentage and its 95 % interval (console lines)."""
+    return f"{percent(value)} %" + (f" [95 % CI {percent(interval[0])}-{percent(interval[1])}]" if interval else "")
+
+
+def holdout_rows(hold: dict) -> list[dict]:
+    """One row per holdout subset (all, then each condition): n, AUROC and accuracy with their 95 % intervals."""
+    intervals = hold.get("intervals") or {}
+    rows = [{"subset": "all", "n": hold["n"], "auroc": with_interval(hold["auroc"], intervals.get("auroc")),
+             "accuracy": with_interval(hold["accuracy"], intervals.get("accuracy"))}]
+    for name, part in hold["by_condition"].items():
+        ci = (intervals.get("by_condition") or {}).get(name, {})
+        rows.append({"subset": name, "n": part.get("n", ""), "auroc": with_interval(part["auroc"], ci.get("auroc")),
+                     "accuracy": with_interval(part["accuracy"], ci.get("accuracy"))})
+    return rows
+
 
 
 def _se(tune: dict, key: str) -> str:
     se = (tune.get("se") or {}).get(key)
-    return _fmt(tune.get(key)) + (f" ± {_fmt(se)}" if se is not None else "")
+    return percent(tune.get(key)) + (f" ± {percent(se)}" if se is not None else "")
 
 
 def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), command: str | None = None) -> Path:
@@ -96,16 +117,13 @@ def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), co
               "|---|---|---|---|---|---|---|---|",
               f"| tune | {tune.get('n', '')} | {_se(tune, 'auroc')} | {_se(tune, 'accuracy')} | "
               f"{_se(tune, 'accuracy_cv')} | | | |",
-              f"| holdout | {hold['n']} | {_ci(hold['auroc'], intervals.get('auroc'))} | "
-              f"{_ci(hold['accuracy'], intervals.get('accuracy'))} | | {_fmt(hold['accuracy_oracle'])} | "
-              f"{_fmt(hold['ap'])} | {_fmt(hold['f1'])} |", "",
+              f"| holdout | {hold['n']} | {with_interval(hold['auroc'], intervals.get('auroc'))} | "
+              f"{with_interval(hold['accuracy'], intervals.get('accuracy'))} | | {percent(hold['accuracy_oracle'])} | "
+              f"{percent(hold['ap'])} | {percent(hold['f1'])} |", "",
               "| holdout subset | n | AUROC % | accuracy % (tune threshold) |", "|---|---|---|---|"]
-    for name, part in hold["by_condition"].items():
-        ci = (intervals.get("by_condition") or {}).get(name, {})
-        lines.append(f"| {name} | {part.get('n', '')} | {_ci(part['auroc'], ci.get('auroc'))} | "
-                     f"{_ci(part['accuracy'], ci.get('accuracy'))} |")
+    lines += [f"| {r['subset']} | {r['n']} | {r['auroc']} | {r['accuracy']} |" for r in holdout_rows(hold)[1:]]
     gate = metrics.get("gate") or {}
-    lines += ["", f"Gate: `{gate.get('kind')}`, accuracy on test: {_fmt(gate.get('accuracy'))} %"
+    lines += ["", f"Gate: `{gate.get('kind')}`, accuracy on test: {percent(gate.get('accuracy'))} %"
               + (f"; train conditions from: {gate['train_assignment']}" if gate.get("train_assignment") else ""), ""]
     if metrics.get("test_conditions_from"):
         lines += ["Test-map conditions from: " + ", ".join(f"{source} {n}" for source, n in

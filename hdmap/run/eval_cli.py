@@ -45,6 +45,7 @@ def find_checkpoint(run: Path, trial: str | None) -> Path:
 
 
 def run_eval(args) -> int:
+    from hdmap.evaluation.report import with_console_interval
     from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
 
     run = Path(args.target)
@@ -57,13 +58,9 @@ def run_eval(args) -> int:
     hold = metrics["holdout"]
     print(f"checkpoint {checkpoint}")
     ci = hold.get("intervals") or {}
-
-    def with_ci(key):
-        interval = ci.get(key)
-        return f"{100 * hold[key]:.1f} %" + (f" [95 % CI {100 * interval[0]:.1f}-{100 * interval[1]:.1f}]"
-                                              if interval else "")
-
     print(f"holdout (n={hold['n']}, threshold from tune {metrics['tune']['threshold']:.6g}): accuracy "
-          f"{with_ci('accuracy')}, AUROC {with_ci('auroc')}, oracle accuracy {100 * hold['accuracy_oracle']:.1f} %")
+          f"{with_console_interval(hold['accuracy'], ci.get('accuracy'))}, AUROC "
+          f"{with_console_interval(hold['auroc'], ci.get('auroc'))}, oracle accuracy "
+          f"{100 * hold['accuracy_oracle']:.1f} %")
     print(f"wrote {out}/metrics.json and report.md")
     return 0

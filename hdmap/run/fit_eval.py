@@ -93,21 +93,15 @@ def print_summary(metrics: dict, out: Path) -> None:
     from rich.console import Console
     from rich.table import Table
 
+    from hdmap.evaluation.report import holdout_rows
+    from hdmap.evaluation.report import percent as pct
+
     table = Table(title=f"{metrics['model']} / domain {metrics['domain']} (holdout, threshold from tune)")
     for column in ("subset", "n", "AUROC % [95 % CI]", "accuracy % [95 % CI]"):
         table.add_column(column)
     hold = metrics["holdout"]
-    intervals = hold.get("intervals") or {}
-
-    def pct(v, interval=None):
-        text = "n/a" if v is None else f"{100 * v:.1f}"
-        return text + (f" [{100 * interval[0]:.1f}, {100 * interval[1]:.1f}]" if interval else "")
-
-    table.add_row("all", str(hold["n"]), pct(hold["auroc"], intervals.get("auroc")),
-                  pct(hold["accuracy"], intervals.get("accuracy")))
-    for name, part in hold["by_condition"].items():
-        ci = (intervals.get("by_condition") or {}).get(name, {})
-        table.add_row(name, str(part["n"]), pct(part["auroc"], ci.get("auroc")), pct(part["accuracy"], ci.get("accuracy")))
+    for row in holdout_rows(hold):
+        table.add_row(row["subset"], str(row["n"]), row["auroc"], row["accuracy"])
     console = Console()
     console.print(table)
     gate = metrics["gate"]

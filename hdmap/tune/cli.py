@@ -80,10 +80,6 @@ def options_from(args):
                          ignore_other_files=args.ignore_other_files)
 
 
-def _ci(interval) -> str:
-    return f"[95 % CI {100 * interval[0]:.1f}-{100 * interval[1]:.1f}]" if interval else ""
-
-
 def print_best(summary: dict) -> None:
     best = summary["best"]
     print(f"\n{summary['n_trials']} trials, {summary['n_failed']} failed. Experiment: {summary['experiment']}")
@@ -107,9 +103,12 @@ def print_best(summary: dict) -> None:
     print("best config:")
     for key, value in sorted(best["config"].items()):
         print(f"  {key} = {value}")
+    from hdmap.evaluation.report import with_console_interval
+
     ci = hold.get("intervals") or {}
-    print(f"holdout (n={hold['n']}, threshold from tune): accuracy {100 * hold['accuracy']:.1f} % {_ci(ci.get('accuracy'))}, "
-          f"AUROC {100 * hold['auroc']:.1f} % {_ci(ci.get('auroc'))}, cold AUROC {100 * hold['by_condition']['cold']['auroc']:.1f} %, "
+    print(f"holdout (n={hold['n']}, threshold from tune): accuracy "
+          f"{with_console_interval(hold['accuracy'], ci.get('accuracy'))}, "
+          f"AUROC {with_console_interval(hold['auroc'], ci.get('auroc'))}, cold AUROC {100 * hold['by_condition']['cold']['auroc']:.1f} %, "
           f"warm AUROC {100 * hold['by_condition']['warm']['auroc']:.1f} %; "
           f"oracle accuracy {100 * hold['accuracy_oracle']:.1f} % (threshold on holdout, comparison only)")
     print(f"best checkpoint: {best['checkpoint']}")

@@ -2,10 +2,11 @@
 objective's standard error, and which settings mattered."""
 from __future__ import annotations
 
-import math
 from pathlib import Path
 
 from hdmap.atomic_files import write_text_atomic
+from hdmap.evaluation.report import holdout_rows
+from hdmap.evaluation.report import percent as pct
 
 OBJECTIVES = {"accuracy_cv": "accuracy with cross-fitted thresholds (each half of the tune maps judged at the "
                              "threshold chosen on the other half, both ways, over 5 seeded stratified splits)",
@@ -13,24 +14,11 @@ OBJECTIVES = {"accuracy_cv": "accuracy with cross-fitted thresholds (each half o
               "auroc": "AUROC on the tune maps"}
 
 
-def pct(value) -> str:
-    return "n/a" if value is None or (isinstance(value, float) and not math.isfinite(value)) else f"{100 * value:.1f}"
-
-
-def with_interval(value, interval) -> str:
-    return pct(value) + (f" [{pct(interval[0])}, {pct(interval[1])}]" if interval else "")
-
-
 def holdout_lines(hold: dict) -> list[str]:
     """Holdout table with 95 % bootstrap intervals, overall and per condition."""
     intervals = hold.get("intervals") or {}
-    lines = ["| holdout | n | accuracy % [95 % CI] | AUROC % [95 % CI] |", "|---|---|---|---|",
-             f"| all | {hold['n']} | {with_interval(hold['accuracy'], intervals.get('accuracy'))} | "
-             f"{with_interval(hold['auroc'], intervals.get('auroc'))} |"]
-    for name, part in hold["by_condition"].items():
-        ci = (intervals.get("by_condition") or {}).get(name, {})
-        lines.append(f"| {name} | {part.get('n', '')} | {with_interval(part['accuracy'], ci.get('accuracy'))} | "
-                     f"{with_interval(part['auroc'], ci.get('auroc'))} |")
+    lines = ["| holdout | n | accuracy % [95 % CI] | AUROC % [95 % CI] |", "|---|---|---|---|"]
+    lines += [f"| {r['subset']} | {r['n']} | {r['accuracy']} | {r['auroc']} |" for r in holdout_rows(hold)]
     if intervals:
         lines += ["", f"Intervals: {intervals['method']}, {intervals['n_boot']} draws, seed {intervals['seed']}."]
     return lines
