@@ -50,9 +50,9 @@ def load_condition_csv(path: str | Path, root: str | Path, domain: str) -> dict[
     return overrides
 
 
-def check_csv_coverage(csv_path, by_path: dict, items: list, test: list, partial: bool) -> None:
-    """Every CSV row names a map of this domain; every test map is in the CSV unless `partial`."""
-    known = {str(Path(i.path).resolve()) for i in items}
+def check_csv_coverage(csv_path, by_path: dict, known: set[str], test: list, partial: bool) -> None:
+    """Every CSV row names a map of this domain (`known`: their resolved paths); every test map is in the CSV
+    unless `partial`."""
     stray = [(line, p) for p, (_, line) in by_path.items() if p not in known]
     if stray:
         line, p = min(stray)

@@ -117,15 +117,17 @@ def discover_domain(root: str | Path, domain: str, condition_csv: str | Path | N
         raise HDMAPLayoutError(f"domain folder not found: {domain_dir}")
     by_path = load_condition_csv(condition_csv, root, domain) if condition_csv else {}
     by_tail = dict(condition_overrides or {})
+    resolved: set[str] = set()  # every map of the domain, as the CSV names them
 
     def items(subset: str, label: int, conditions_of, default_source: str) -> list[MapItem]:
         files = list_maps(domain_dir / subset, ignore_other_files)
         indices = [file_index(p) for p in files]
         out = []
         for path, index, condition in zip(files, indices, conditions_of(indices)):
-            source = default_source
-            if str(path.resolve()) in by_path:
-                condition, source = by_path[str(path.resolve())][0], "condition CSV"
+            source, key = default_source, str(path.resolve())
+            resolved.add(key)
+            if key in by_path:
+                condition, source = by_path[key][0], "condition CSV"
             elif path_tail(path) in by_tail:
                 condition, source = by_tail[path_tail(path)], "checkpoint record"
             out.append(MapItem(str(path), label, condition, index, subset, source))
@@ -135,7 +137,7 @@ def discover_domain(root: str | Path, domain: str, condition_csv: str | Path | N
     test = (items("test/good", LABEL_GOOD, half_split_conditions, "file-index rule")
             + items("test/fault", LABEL_FAULT, half_split_conditions, "file-index rule"))
     if by_path:
-        check_csv_coverage(condition_csv, by_path, train + test, test, condition_csv_partial)
+        check_csv_coverage(condition_csv, by_path, resolved, test, condition_csv_partial)
     return {"train": train, "test": test}
 
 

@@ -4,6 +4,7 @@ from __future__ import annotations
 import datetime
 import shlex
 import sys
+from pathlib import Path
 
 from hdmap.atomic_files import write_text_atomic
 
@@ -37,8 +38,6 @@ def markdown_table(rows: list[dict], columns: list[str]) -> list[str]:
 
 def write_results(path, lines: list[str]) -> None:
     """Write a generated results file (creating its folder) and print it."""
-    from pathlib import Path
-
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, "\n".join(lines) + "\n")

@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 
 def add_compare(sub) -> None:
@@ -18,10 +17,11 @@ def add_compare(sub) -> None:
 
 
 def run_compare(args) -> int:
+    from hdmap.atomic_files import write_text_atomic
     from hdmap.evaluation.compare import compare_runs, describe
 
     result = compare_runs(args.run_a, args.run_b, args.n_boot, args.seed)
     print("\n".join(describe(result)))
     if args.out:
-        Path(args.out).write_text(json.dumps(result, indent=2))
+        write_text_atomic(args.out, json.dumps(result, indent=2))
     return 0

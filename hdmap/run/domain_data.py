@@ -66,11 +66,10 @@ def read_stacked(items: list[MapItem]) -> tuple[np.ndarray, np.ndarray, tuple[st
     an error naming the file."""
     read = [read_map_and_dtype(i.path) for i in items]
     maps = [m for m, _ in read]
-    shapes = {m.shape for m in maps}
-    if len(shapes) > 1:
-        odd = next(i.path for i, m in zip(items, maps) if m.shape != maps[0].shape)
-        raise HDMAPFileError(f"{odd}: map shape {next(m.shape for m in maps if m.shape != maps[0].shape)} differs "
-                             f"from the others of its domain ({sorted(shapes)})")
+    odd = next((k for k, m in enumerate(maps) if m.shape != maps[0].shape), None)
+    if odd is not None:
+        raise HDMAPFileError(f"{items[odd].path}: map shape {maps[odd].shape} differs from the others of its domain "
+                             f"({sorted({m.shape for m in maps})})")
     note = check_dtypes([i.path for i in items], [d for _, d in read])
     if note:
         print(f"[hdmap] {note}", file=sys.stderr)

@@ -18,11 +18,11 @@ from hdmap.data.band_anomalies import band_training_set
 from hdmap.data.splits import sample_per_condition
 from hdmap.data.transforms import MapTransform
 from hdmap.evaluation.protocol import protocol_metrics
-from hdmap.run.checkpoints import load_data_only
 from hdmap.gating.gates import Gate, GateConfig, gate_accuracy
 from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule
 from hdmap.models.memory_bank import MemoryBank
+from hdmap.run.checkpoints import load_data_only
 from hdmap.run.domain_data import DomainData
 from hdmap.run.feclip_run import predict_feclip, predict_tokens, seed_everything, train_feclip
 

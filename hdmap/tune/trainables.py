@@ -73,12 +73,13 @@ def patchcore_trainable(trial_config: dict, base_config: dict, data_args: dict, 
     torch.set_num_threads(max(1, threads))
     config = full_config(base_config, trial_config)
     cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=False)
-    module, metrics, report = fit_over_seeds(config, _domain(**data_args), cache, metric, repeats)
+    data = _domain(**data_args)
+    module, metrics, report = fit_over_seeds(config, data, cache, metric, repeats)
     report.update({"gate_accuracy": metrics["gate"]["accuracy"], "features_s": metrics["timing_s"]["features"],
                    "fit_s": metrics["timing_s"]["fit"], "predict_s": metrics["timing_s"]["predict"],
                    "feature_cache_hits": cache.hits, "repeats": metrics["objective"]["repeats"]})
     with tempfile.TemporaryDirectory() as folder:
-        save_checkpoint(folder, module, config, _domain(**data_args), metrics)
+        save_checkpoint(folder, module, config, data, metrics)
         tune.report(report, checkpoint=tune.Checkpoint.from_directory(folder))
 
 
