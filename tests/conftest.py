@@ -1,3 +1,5 @@
+import json
+
 import numpy as np
 import pytest
 import tifffile
@@ -25,6 +27,8 @@ def write_tiff(tmp_path):
 
 TINY_BACKBONE = {"name": "dinov2_vits14", "weights": "none", "taps": [0, 1],
                  "model_kwargs": {"depth": 2, "embed_dim": 24, "num_heads": 2}}
+# the same backbone as `--set key=value` arguments of the console commands and study scripts
+TINY_BACKBONE_SETS = [f"backbone.{key}={json.dumps(value)}" for key, value in TINY_BACKBONE.items()]
 
 
 @pytest.fixture

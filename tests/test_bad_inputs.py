@@ -17,9 +17,9 @@ import torch
 from hdmap.cli import main
 from hdmap.data.synth import SynthConfig, write_dataset
 
-TINY = ["backbone.name=dinov2_vits14", "backbone.weights=none", "backbone.taps=[0,1]",
-        "backbone.model_kwargs={depth: 2, embed_dim: 24, num_heads: 2}", "image_size=56", "model.shots=3",
-        "model.coreset_ratio=0.5"]
+from conftest import TINY_BACKBONE_SETS
+
+TINY = TINY_BACKBONE_SETS + ["image_size=56", "model.shots=3", "model.coreset_ratio=0.5"]
 
 
 @pytest.fixture(scope="module")

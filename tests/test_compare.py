@@ -8,8 +8,9 @@ from hdmap.data.synth import SynthConfig, write_dataset
 from hdmap.evaluation.compare import RunsDifferError, compare_runs
 from hdmap.evaluation.scores_file import read_scores
 
-TINY = ["backbone.name=dinov2_vits14", "backbone.weights=none", "backbone.taps=[0,1]",
-        "backbone.model_kwargs={depth: 2, embed_dim: 24, num_heads: 2}", "image_size=112", "model.shots=4"]
+from conftest import TINY_BACKBONE_SETS
+
+TINY = TINY_BACKBONE_SETS + ["image_size=112", "model.shots=4"]
 
 
 def _fit_eval(root, out, cache, *sets, domain="C"):

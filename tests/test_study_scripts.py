@@ -5,10 +5,11 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_BACKBONE_SETS
+
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "experiments"))
 
-TINY_SETS = ["backbone.name=dinov2_vits14", "backbone.weights=none", "backbone.taps=[0,1]",
-             "backbone.model_kwargs={depth: 2, embed_dim: 24, num_heads: 2}", "image_size=112"]
+TINY_SETS = TINY_BACKBONE_SETS + ["image_size=112"]
 CASES = {
     "step0_data_sanity": (["--domains", "AC"], ["| domain | subset | n | mean | p90 | max |",
                                                 "| domain | p90 AUROC warm vs cold %"]),
