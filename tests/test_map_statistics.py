@@ -7,7 +7,8 @@ import pytest
 import tifffile
 import torch
 
-from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics, ashman_d, held_out_projection, is_bimodal
+from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics
+from hdmap.statistics import ashman_d, held_out_projection, is_bimodal
 from hdmap.run.domain_data import load_domain
 from hdmap.run.patchcore_run import fit_and_score
 

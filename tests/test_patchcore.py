@@ -123,27 +123,6 @@ def test_checkpoint_round_trip_identical_scores(tiny_config, domain_c, feature_c
     assert torch.equal(again["scores"], outputs["scores"])
 
 
-def test_lightning_trainer_fit_and_test(tiny_config, synth_root, tmp_path):
-    import lightning as L
-
-    from hdmap.data.datamodule import HDMAPDataModule
-
-    module = build_module(_config(tiny_config, bank_mode="gated"))
-    dm = HDMAPDataModule(str(synth_root), "C", module.transform(), shots=None, batch_size=16)
-    trainer = L.Trainer(max_epochs=1, accelerator="cpu", logger=False, enable_checkpointing=False,
-                        enable_progress_bar=False, enable_model_summary=False, limit_val_batches=0)
-    trainer.fit(module, datamodule=dm)
-    assert len(module.core.banks["cold"]) > 0 and len(module.core.banks["warm"]) > 0
-    trainer.test(module, datamodule=dm, verbose=False)
-    scores = torch.cat([o["scores"] for o in module.outputs])
-    assert scores.shape == (len(dm.holdout_items),)
-    assert module.outputs[0]["anomaly_maps"].shape[1:] == (31, 95)  # upsampled to the map's own size
-    trainer.save_checkpoint(tmp_path / "trainer.ckpt")
-    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "trainer.ckpt", map_location="cpu")
-    trainer.test(reloaded, datamodule=dm, verbose=False)
-    assert torch.equal(torch.cat([o["scores"] for o in reloaded.outputs]), scores)
-
-
 def test_oracle_gate_without_train_conditions_says_so_in_metrics_and_report(tiny_config, synth_root, feature_cache,
                                                                              tmp_path):
     from hdmap.evaluation.report import write_report

@@ -7,10 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+from hdmap.condition_names import CONDITIONS, UNKNOWN
 from hdmap.data.errors import HDMAPFileError
 
-CONDITIONS = ("cold", "warm")
-UNKNOWN = "unknown"
 
 
 def half_split_conditions(indices: list[int]) -> list[str]:

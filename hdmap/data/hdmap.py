@@ -8,7 +8,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
-from hdmap.data.conditions import UNKNOWN, check_csv_coverage, half_split_conditions, load_condition_csv
+from hdmap.condition_names import UNKNOWN
+from hdmap.data.conditions import check_csv_coverage, half_split_conditions, load_condition_csv
 from hdmap.data.errors import HDMAPFileError, HDMAPLayoutError
 
 IMAGE_SUFFIXES = (".tif", ".tiff")

@@ -7,7 +7,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from hdmap.data.datamodule import CONDITION_CODE
+from hdmap.condition_names import UNKNOWN, code_of
 
 REFERENCE, CALIBRATION = 0, 1  # role of a fit map
 
@@ -59,8 +59,8 @@ class FeatureDataModule(L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         if self.test_grids is None:
             raise RuntimeError("FeatureDataModule: no test grids to predict on")
-        conditions = self.test_conditions or ["unknown"] * len(self.test_maps)
+        conditions = self.test_conditions or [UNKNOWN] * len(self.test_maps)
         indices = np.arange(len(self.test_maps)) if self.predict_indices is None else self.predict_indices
-        tags = {"condition": np.array([CONDITION_CODE[c] for c in conditions])[indices]}
+        tags = {"condition": np.array([code_of(c) for c in conditions])[indices]}
         dataset = GridDataset(self.test_grids, self.test_maps, indices, tags)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 
-from hdmap.nn_state import ResizableBuffers
+from hdmap.condition_names import COLD, CONDITIONS, WARM, codes_of
+from hdmap.resizable_buffers import ResizableBuffers
+from hdmap.statistics import fit_gmm, gmm_posterior, map_percentile, two_means, two_means_1d
 
 GATE_KINDS = ("oracle", "intensity", "feature", "discover")
-COLD, WARM = 0, 1
 
 
 @dataclass
@@ -36,46 +37,6 @@ class GateConfig:
         if not 0 < self.percentile <= 100:
             raise ValueError(f"gate percentile must lie in (0, 100], got {self.percentile}")
 
-
-def map_percentile(maps: torch.Tensor, percentile: float) -> torch.Tensor:
-    return torch.quantile(maps.flatten(1).float(), percentile / 100.0, dim=1)
-
-
-def two_means_1d(values: torch.Tensor, iterations: int = 50) -> tuple[float, float]:
-    """Centres (low, high) of a 1-D 2-means."""
-    low, high = values.min().item(), values.max().item()
-    for _ in range(iterations):
-        split = (low + high) / 2
-        lower, upper = values[values <= split], values[values > split]
-        if len(lower) == 0 or len(upper) == 0:
-            break
-        low, high = lower.mean().item(), upper.mean().item()
-    return low, high
-
-
-def fit_gmm(x: torch.Tensor, iterations: int = 100) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-    """Two-component diagonal Gaussian mixture by EM, started from a split at the median of column 0."""
-    x = x.double()
-    high = x[:, 0] > x[:, 0].median()
-    if high.all() or not high.any():
-        high = torch.arange(len(x), device=x.device) >= len(x) // 2
-    means = torch.stack([x[~high].mean(0), x[high].mean(0)])
-    variances = torch.stack([x[~high].var(0, unbiased=False), x[high].var(0, unbiased=False)]) + 1e-8
-    weights = torch.tensor([0.5, 0.5], dtype=torch.float64, device=x.device)
-    for _ in range(iterations):
-        resp = gmm_posterior(x, means, variances, weights)
-        total = resp.sum(0) + 1e-12
-        weights = total / len(x)
-        means = (resp.T @ x) / total[:, None]
-        variances = (resp.T @ x ** 2) / total[:, None] - means ** 2 + 1e-8
-    return means, variances, weights
-
-
-def gmm_posterior(x, means, variances, weights) -> torch.Tensor:
-    x = x.double()
-    log_p = -0.5 * (((x[:, None, :] - means) ** 2) / variances + torch.log(2 * np.pi * variances)).sum(-1)
-    log_p = log_p + torch.log(weights)
-    return torch.softmax(log_p, dim=1)
 
 
 class Gate(ResizableBuffers):
@@ -139,10 +100,10 @@ class Gate(ResizableBuffers):
     def assign_train(self, maps: torch.Tensor, features: torch.Tensor, truth: list[str] | None = None) -> torch.Tensor:
         """Fit the gate on unlabelled train maps and return their condition codes (0 cold, 1 warm)."""
         kind = self.config.kind
-        known = truth is not None and all(t in ("cold", "warm") for t in truth)
+        known = truth is not None and all(t in CONDITIONS for t in truth)
         self.train_source = "known conditions" if kind == "oracle" and known else f"{kind} gate"
         if kind == "oracle" and known:
-            return condition_codes(truth, maps.device)
+            return codes_of(truth, maps.device)
         if kind == "oracle":
             self.train_source = ("intensity 2-means: train conditions unknown (pass a condition CSV that lists the "
                                  "train maps for a true oracle)")
@@ -172,9 +133,9 @@ class Gate(ResizableBuffers):
         """(condition codes, probability of warm) for each map."""
         kind = self.config.kind
         if kind == "oracle":
-            if known is None or any(k not in ("cold", "warm") for k in known):
+            if known is None or any(k not in CONDITIONS for k in known):
                 raise ValueError("the oracle gate needs the known condition of every map (cold/warm)")
-            codes = condition_codes(known, maps.device)
+            codes = codes_of(known, maps.device)
             return codes, codes.double()
         if kind == "intensity":
             return self._intensity_route(maps)
@@ -184,30 +145,10 @@ class Gate(ResizableBuffers):
         return posterior.argmax(1), posterior[:, WARM]
 
 
-def condition_codes(names: list[str], device: torch.device | str = "cpu") -> torch.Tensor:
-    """'cold'/'warm' names -> codes 0/1."""
-    return torch.tensor([WARM if name == "warm" else COLD for name in names], device=device)
-
-
-def two_means(x: torch.Tensor, seed: int = 0, iterations: int = 50) -> torch.Tensor:
-    """Labels 0/1 of a k-means with two clusters (seeded k-means++ start), on the features' device."""
-    generator = torch.Generator().manual_seed(seed)
-    first = x[torch.randint(len(x), (1,), generator=generator).item()]
-    far = torch.cdist(x, first[None])[:, 0] ** 2
-    second = x[torch.multinomial(far.cpu() + 1e-12, 1, generator=generator).item()]
-    centres = torch.stack([first, second])
-    for _ in range(iterations):
-        labels = torch.cdist(x, centres).argmin(1)
-        updated = torch.stack([x[labels == c].mean(0) if (labels == c).any() else centres[c] for c in (0, 1)])
-        if torch.equal(updated, centres):
-            break
-        centres = updated
-    return labels
-
 
 def gate_accuracy(routed: torch.Tensor, known: list[str]) -> float | None:
     """Share of maps routed to their known condition; None when conditions are unknown."""
-    pairs = [(int(r), k) for r, k in zip(routed.tolist(), known) if k in ("cold", "warm")]
+    pairs = [(int(r), k) for r, k in zip(routed.tolist(), known) if k in CONDITIONS]
     if not pairs:
         return None
     return float(np.mean([(r == WARM) == (k == "warm") for r, k in pairs]))

@@ -1,28 +1,20 @@
 """Lightning wrappers: `PatchCore` (one mixed bank) and `GatedPatchCore` (gate + banks) around the torch core.
 
 fit: `plan_fit` (gate on all train maps, choice of references) runs first; the training epoch then reads the chosen
-maps batch by batch (cached grids from `FeatureDataModule`, or images through the backbone) and builds the banks
-on the accelerator Lightning placed the module on. Without a plan (e.g. `HDMAPDataModule` serving all of train),
-the epoch collects every train map and the core plans and fits at its end.
-predict/test: each batch is scored on the module's device. The backbone is rebuilt from hparams, never saved.
+maps' cached grids batch by batch (`FeatureDataModule`) and builds the banks on the accelerator Lightning placed
+the module on. predict: each batch is scored on the module's device. No backbone here: features come from the
+feature cache, so a checkpoint holds banks, gate and statistics only.
 """
 from __future__ import annotations
 
 import lightning as L
 import torch
 
-from hdmap.data.datamodule import CONDITION_CODE
-from hdmap.data.transforms import MapTransform
-from hdmap.features.backbones import BackboneSpec, build_backbone
+from hdmap.condition_names import names_of
+from hdmap.features.backbones import BackboneSpec
 from hdmap.features.datamodule import CALIBRATION, REFERENCE
 from hdmap.models.memory_bank import knn_backend
 from hdmap.models.patchcore import FitPlan, GatedPatchCoreModel, PatchCoreConfig
-
-CODE_TO_CONDITION = {code: name for name, code in CONDITION_CODE.items()}
-
-
-def _names(codes: torch.Tensor) -> list[str]:
-    return [CODE_TO_CONDITION[int(c)] for c in codes]
 
 
 class GatedPatchCore(L.LightningModule):
@@ -39,20 +31,7 @@ class GatedPatchCore(L.LightningModule):
         self.automatic_optimization = False
         self.plan: FitPlan | None = None
         self.devices_used: dict[str, str] = {}  # where banks and kNN ran (reported in metrics.json)
-        self._backbone: list = []  # kept out of the state dict: weights come from hparams
         self._fit_batches: list[dict] = []
-        self.outputs: list[dict] = []
-
-    def backbone(self):
-        if not self._backbone:
-            self._backbone.append(build_backbone(self.backbone_spec))
-        return self._backbone[0].to(self.device)
-
-    def transform(self) -> MapTransform:
-        """The input transform this model expects (size multiple and normalisation of its backbone)."""
-        backbone = self.backbone()
-        return MapTransform(self.hparams.image_size, self.hparams.resize, self.hparams.normalisation,
-                            backbone.stride, backbone.mean_std)
 
     def plan_fit(self, train_maps, train_global_features=None, train_truth: list[str] | None = None) -> FitPlan:
         """Fit the gate on all train maps and choose the maps the training epoch will read."""
@@ -78,32 +57,17 @@ class GatedPatchCore(L.LightningModule):
         self.core.notes = list(saved.get("notes", []))
         self.core.gate.train_source = saved.get("gate_train_source", "")
 
-    def _grids(self, batch) -> list[torch.Tensor]:
-        if "grids" in batch:
-            return batch["grids"]
-        if self.core.config.input_norm != "none":
-            raise ValueError(f"input_norm={self.core.config.input_norm} normalises maps before the backbone: fit and "
-                             f"score through hdmap.run.patchcore_run (cached features), not from image batches")
-        return self.backbone()(batch["image"])
-
     def on_train_epoch_start(self) -> None:
         self._fit_batches = []
 
     def training_step(self, batch, batch_idx):
-        grids = self._grids(batch)
-        if self.plan is None:  # no plan: keep everything, plan at the end of the epoch
-            self._fit_batches.append({"grids": grids, "map": batch["map"], "condition": batch["condition"]})
-        else:
-            self._fit_batches.append({"embedding": self.core.embed(grids, batch["map"]), "role": batch["role"],
-                                      "code": batch["code"]})
+        if self.plan is None:
+            raise RuntimeError("call plan_fit(...) before fitting: it chooses the maps the epoch reads")
+        self._fit_batches.append({"embedding": self.core.embed(batch["grids"], batch["map"]), "role": batch["role"],
+                                  "code": batch["code"]})
 
     def on_train_epoch_end(self) -> None:
         batches, self._fit_batches = self._fit_batches, []
-        if self.plan is None:
-            grids = [torch.cat([b["grids"][t] for b in batches]) for t in range(len(batches[0]["grids"]))]
-            self.core.fit(grids, torch.cat([b["map"] for b in batches]),
-                          _names(torch.cat([b["condition"] for b in batches])))
-            return
         embedding = torch.cat([b["embedding"] for b in batches])
         role, code = torch.cat([b["role"] for b in batches]), torch.cat([b["code"] for b in batches])
         self.core.build_banks(embedding[role == REFERENCE], code[role == REFERENCE].cpu().numpy())
@@ -111,19 +75,13 @@ class GatedPatchCore(L.LightningModule):
             self.core.calibrate(embedding[role == CALIBRATION], code[role == CALIBRATION].cpu().numpy())
 
     def _score_batch(self, batch) -> dict:
-        known = _names(batch["condition"])  # only the oracle gate reads it
-        out = self.core.score_batch(self._grids(batch), batch["map"], known, upsample="image" in batch)
+        known = names_of(batch["condition"])  # only the oracle gate reads it
+        out = self.core.score_batch(batch["grids"], batch["map"], known)
         bank = next(iter(self.core.banks.values())).features
         self.devices_used = {"banks": str(bank.device), "knn": knn_backend(bank.device)}
         out = {key: value.cpu() for key, value in out.items()}
         out.update({key: batch[key].cpu() for key in ("label", "index", "condition") if key in batch})
         return out
-
-    def on_test_epoch_start(self) -> None:
-        self.outputs = []
-
-    def test_step(self, batch, batch_idx):
-        self.outputs.append(self._score_batch(batch))
 
     def predict_step(self, batch, batch_idx):
         return self._score_batch(batch)

@@ -23,53 +23,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from hdmap.gating.gates import fit_gmm, two_means_1d
-from hdmap.nn_state import ResizableBuffers
+from hdmap.resizable_buffers import ResizableBuffers
+from hdmap.statistics import is_bimodal, map_percentile, two_means_1d
 
 INPUT_NORMS = ("none", "percentile", "condition", "row_profile")
-BIMODAL_D = 2.0  # Ashman's D above which two groups count as separated
-MIN_GROUP_SHARE = 0.05
-
-
-def ashman_d(values: torch.Tensor) -> tuple[float, float]:
-    """(Ashman's D, weight of the smaller component) of a two-component Gaussian mixture fitted by EM to a 1-D
-    statistic: D = sqrt(2) |m1 - m2| / sqrt(s1^2 + s2^2). D > 2 is the usual threshold for two separated
-    components; a hard split of one Gaussian into halves would give D ~ 2.7, the mixture fit gives ~1."""
-    values = values.double().flatten()
-    if len(values) < 4 or float(values.std()) == 0.0:
-        return 0.0, 0.0
-    scale = values.std()
-    means, variances, weights = fit_gmm(((values - values.mean()) / scale)[:, None])
-    d = float(np.sqrt(2.0) * (means[1, 0] - means[0, 0]).abs() / (variances[0, 0] + variances[1, 0]).sqrt())
-    return d, float(weights.min())
-
-
-def is_bimodal(values: torch.Tensor, assignment: torch.Tensor) -> tuple[bool, str]:
-    """(clearly two groups?, why): Ashman's D of a 2-Gaussian mixture on the statistic > 2, the smaller mixture
-    component and the smaller group of `assignment` each >= 5 % of the maps."""
-    d, weight = ashman_d(values)
-    share = float(min((assignment == 0).float().mean(), (assignment == 1).float().mean()))
-    ok = d > BIMODAL_D and min(weight, share) >= MIN_GROUP_SHARE
-    return ok, (f"Ashman's D = {d:.2f} (needs > {BIMODAL_D}), smaller group {100 * min(weight, share):.0f} % "
-                f"(needs >= {100 * MIN_GROUP_SHARE:.0f} %)")
-
-
-def held_out_projection(features: torch.Tensor, assignment: torch.Tensor, seed: int = 0):
-    """(values, their assignment) of one seeded half of the maps projected onto the line between the two groups'
-    means fitted on the OTHER half; None when the fitting half lacks a group. Fitting the direction on the maps
-    it projects makes even isotropic noise look bimodal in many dimensions."""
-    order = torch.randperm(len(features), generator=torch.Generator().manual_seed(seed))
-    fit, test = order[: len(order) // 2], order[len(order) // 2:]
-    x, groups = features.float().cpu(), assignment.cpu()
-    if min(int((groups[fit] == code).sum()) for code in (0, 1)) == 0:
-        return None
-    direction = x[fit][groups[fit] == 1].mean(0) - x[fit][groups[fit] == 0].mean(0)
-    return x[test] @ (direction / direction.norm().clamp_min(1e-12)), groups[test]
-
-
-def _percentile(maps: torch.Tensor, p: float) -> torch.Tensor:
-    return torch.quantile(maps.flatten(1).float(), p / 100.0, dim=1)
-
 
 class ConditionStatistics(ResizableBuffers):
     """Per-condition statistics of train normals (buffers: checkpoints carry them)."""
@@ -97,7 +54,7 @@ class ConditionStatistics(ResizableBuffers):
 
     def condition_of(self, maps: torch.Tensor) -> torch.Tensor:
         """0 cold / 1 warm per map from its own intensity percentile (one condition when train was not bimodal)."""
-        return (_percentile(maps, self.gate_percentile) > self.threshold.to(maps.device)).long()
+        return (map_percentile(maps, self.gate_percentile) > self.threshold.to(maps.device)).long()
 
     @torch.no_grad()
     def fit(self, train_maps) -> "ConditionStatistics":
@@ -108,7 +65,7 @@ class ConditionStatistics(ResizableBuffers):
         if digest == self.fitted_on:
             return self
         self.notes = []
-        stat = _percentile(maps, self.gate_percentile)
+        stat = map_percentile(maps, self.gate_percentile)
         low, high = two_means_1d(stat)
         threshold = torch.tensor((low + high) / 2)
         split = (stat > threshold).long()
@@ -119,7 +76,7 @@ class ConditionStatistics(ResizableBuffers):
                               f"statistics for all maps")
         self.threshold = threshold
         codes = self.condition_of(maps)
-        self.percentile_scale = _percentile(maps, self.norm_percentile).median()
+        self.percentile_scale = map_percentile(maps, self.norm_percentile).median()
         self.pixel_all = torch.stack([maps.mean(), maps.std().clamp_min(1e-6)])
         self.median_all = maps.median()
         pixel, profiles, band = [], [], []
@@ -156,7 +113,7 @@ class ConditionStatistics(ResizableBuffers):
         maps = maps.float()
         self._check(maps)
         if self.input_norm == "percentile":
-            own = _percentile(maps, self.norm_percentile).clamp_min(1e-6)
+            own = map_percentile(maps, self.norm_percentile).clamp_min(1e-6)
             return maps / own[:, None, None] * self.percentile_scale
         codes = self.condition_of(maps)
         if self.input_norm == "condition":

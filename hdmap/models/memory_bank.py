@@ -9,7 +9,7 @@ from __future__ import annotations
 import numpy as np
 import torch
 
-from hdmap.nn_state import ResizableBuffers
+from hdmap.resizable_buffers import ResizableBuffers
 
 try:
     import faiss

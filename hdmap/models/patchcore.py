@@ -13,13 +13,14 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdmap.data.splits import select_references
-from hdmap.gating.gates import COLD, WARM, Gate, GateConfig
+from hdmap.condition_names import COLD, CONDITIONS, WARM
+from hdmap.gating.gates import Gate, GateConfig
 from hdmap.models.embedding import flatten_patches, patch_embedding
-from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics, held_out_projection, is_bimodal
+from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics
+from hdmap.statistics import held_out_projection, is_bimodal
 from hdmap.models.memory_bank import MemoryBank
 
 BANK_MODES = ("mixed", "gated", "soft")
-CONDITION_NAMES = ("cold", "warm")
 
 
 @dataclass
@@ -104,7 +105,7 @@ class GatedPatchCoreModel(nn.Module):
         super().__init__()
         self.config = config or PatchCoreConfig()
         self.gate = Gate(self.config.gate)
-        names = ("mixed",) if self.config.bank_mode == "mixed" else CONDITION_NAMES
+        names = ("mixed",) if self.config.bank_mode == "mixed" else CONDITIONS
         self.banks = nn.ModuleDict({name: MemoryBank() for name in names})
         self.register_buffer("calibration", torch.tensor([[0.0, 1.0], [0.0, 1.0]]))  # (bank, [mean, std])
         cfg = self.config
@@ -154,9 +155,9 @@ class GatedPatchCoreModel(nn.Module):
     def choose_references(self, assignment: torch.Tensor) -> tuple[np.ndarray, np.ndarray]:
         """(reference indices, their condition codes) from the train assignment."""
         cfg = self.config
-        names = np.array(CONDITION_NAMES)[assignment.numpy()]
+        names = np.array(CONDITIONS)[assignment.numpy()]
         per_condition = names if cfg.reference_sampling == "per_condition" else None
-        picked = select_references(len(names), cfg.shots, cfg.seed, per_condition, CONDITION_NAMES)
+        picked = select_references(len(names), cfg.shots, cfg.seed, per_condition, CONDITIONS)
         return picked, assignment.numpy()[picked]
 
     def plan_fit(self, train_maps, train_global_features: torch.Tensor | None = None,
@@ -171,7 +172,7 @@ class GatedPatchCoreModel(nn.Module):
         if cfg.gate.kind == "oracle" and self.gate.train_source != "known conditions":
             self.notes.append(f"oracle gate: {self.gate.train_source}")
         self.train_assignment = assignment
-        counts = {n: int((assignment == c).sum()) for c, n in enumerate(CONDITION_NAMES)}
+        counts = {n: int((assignment == c).sum()) for c, n in enumerate(CONDITIONS)}
         one_sided = min(counts.values()) == 0
         if one_sided and cfg.bank_mode == "gated" and not cfg.gate_fallback:
             raise ValueError(f"gate '{cfg.gate.kind}' assigned every train map to one condition ({counts}); "
@@ -222,7 +223,7 @@ class GatedPatchCoreModel(nn.Module):
     def _calibration_maps(self, assignment: np.ndarray, used: set[int]) -> np.ndarray:
         """Held-out train normals of each condition (not references) for the soft-mode z-scores."""
         picked = []
-        for code, name in enumerate(CONDITION_NAMES):
+        for code, name in enumerate(CONDITIONS):
             held_out = [i for i in np.flatnonzero(assignment == code) if i not in used]
             held_out = held_out[:self.config.calibration_maps]
             if len(held_out) < 2:
@@ -241,7 +242,7 @@ class GatedPatchCoreModel(nn.Module):
             self.banks["mixed"].fit(flatten_patches(reference_embedding), cfg.coreset_ratio, cfg.seed,
                                     cfg.projection_dim, tags=tags, store=self.coreset_store)
             return
-        for code, name in enumerate(CONDITION_NAMES):
+        for code, name in enumerate(CONDITIONS):
             members = reference_embedding[codes == code]
             if len(members) == 0:
                 raise ValueError(f"no references for the {name} bank (reference counts: "
@@ -253,7 +254,7 @@ class GatedPatchCoreModel(nn.Module):
         """z-score statistics (mean, std) of each bank's image scores on held-out train normals of its condition."""
         codes = torch.as_tensor(np.asarray(codes), device=calibration_embedding.device).long()
         values = []
-        for code, name in enumerate(CONDITION_NAMES):
+        for code, name in enumerate(CONDITIONS):
             scores = self._bank_scores(name, calibration_embedding[codes == code])[0]
             values.append(torch.stack([scores.mean(), scores.std().clamp_min(1e-6)]))
         self.calibration = torch.stack(values).to(self.calibration)
@@ -277,18 +278,16 @@ class GatedPatchCoreModel(nn.Module):
         return scores, patches.view(embedding.shape[0], *embedding.shape[2:])
 
     @torch.no_grad()
-    def score(self, grids: list, maps, known: list[str] | None = None, batch: int = 64,
-              upsample: bool = False) -> dict:
-        """{'scores' (N,), 'patch_maps' (N, h, w), 'route' (N,) 0 cold / 1 warm, 'p_warm' (N,)}, plus
-        'anomaly_maps' (N, H, W) at the maps' own size when `upsample`. Every map is scored on its own."""
+    def score(self, grids: list, maps, known: list[str] | None = None, batch: int = 64) -> dict:
+        """{'scores' (N,), 'patch_maps' (N, h, w), 'route' (N,) 0 cold / 1 warm, 'p_warm' (N,)}; every map is
+        scored on its own."""
         parts = [self.score_batch([_as_tensor(g[i:i + batch]) for g in grids], _as_tensor(maps[i:i + batch]),
-                                  None if known is None else known[i:i + batch], upsample)
+                                  None if known is None else known[i:i + batch])
                  for i in range(0, len(maps), batch)]
         return {key: torch.cat([p[key] for p in parts]) for key in parts[0]}
 
     @torch.no_grad()
-    def score_batch(self, grids: list[torch.Tensor], maps: torch.Tensor, known: list[str] | None = None,
-                    upsample: bool = False) -> dict:
+    def score_batch(self, grids: list[torch.Tensor], maps: torch.Tensor, known: list[str] | None = None) -> dict:
         """Scores of one batch, on the device of the banks (see `score`)."""
         if any(len(bank) == 0 for bank in self.banks.values()):
             raise RuntimeError("the memory bank is empty: call fit() (or load a fitted checkpoint) before scoring")
@@ -297,11 +296,7 @@ class GatedPatchCoreModel(nn.Module):
         maps = maps.to(device).float()
         route, p_warm = self.gate.route(maps, self.global_features(grids), known)
         scores, patch_maps = self._combine(self.embed(grids, maps), route, p_warm)
-        result = {"scores": scores, "patch_maps": patch_maps, "route": route, "p_warm": p_warm.float()}
-        if upsample:
-            result["anomaly_maps"] = F.interpolate(patch_maps[:, None], size=maps.shape[-2:], mode="bilinear",
-                                                   align_corners=False)[:, 0]
-        return result
+        return {"scores": scores, "patch_maps": patch_maps, "route": route, "p_warm": p_warm.float()}
 
     def _combine(self, embedding, route, p_warm):
         mode = self.config.bank_mode
@@ -310,12 +305,12 @@ class GatedPatchCoreModel(nn.Module):
         if mode == "gated":  # each map is searched in its routed bank only
             scores = embedding.new_zeros(embedding.shape[0])
             patch_maps = embedding.new_zeros(embedding.shape[0], *embedding.shape[2:])
-            for code, name in enumerate(CONDITION_NAMES):
+            for code, name in enumerate(CONDITIONS):
                 members = route == code
                 if members.any():
                     scores[members], patch_maps[members] = self._bank_scores(name, embedding[members])
             return scores, patch_maps
-        per_bank = [self._bank_scores(name, embedding) for name in CONDITION_NAMES]
+        per_bank = [self._bank_scores(name, embedding) for name in CONDITIONS]
         z = [(s - self.calibration[c, 0]) / self.calibration[c, 1] for c, (s, _) in enumerate(per_bank)]
         zmaps = [(m - self.calibration[c, 0]) / self.calibration[c, 1] for c, (_, m) in enumerate(per_bank)]
         if self.config.soft_combine == "min":

@@ -14,6 +14,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from hdmap.condition_names import CONDITIONS
 from hdmap.data.band_anomalies import band_training_set
 from hdmap.data.splits import sample_per_condition
 from hdmap.data.transforms import MapTransform
@@ -26,7 +27,6 @@ from hdmap.run.checkpoints import load_data_only
 from hdmap.run.domain_data import DomainData
 from hdmap.run.feclip_run import predict_feclip, predict_tokens, seed_everything, train_feclip
 
-CONDITIONS = ("cold", "warm")
 
 
 class MapBatchDataset(Dataset):
