@@ -12,8 +12,8 @@ import time
 import numpy as np
 import torch
 
-from hdmap.data.embedded import ensure_embedded_dataset
-from hdmap.data.hdmap import discover_domain
+from hdmap.data.synthetic_default import ensure_embedded_dataset
+from hdmap.data.map_files import discover_domain
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
 

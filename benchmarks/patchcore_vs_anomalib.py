@@ -16,8 +16,8 @@ import time
 import numpy as np
 import torch
 
-from hdmap.data.embedded import ensure_embedded_dataset
-from hdmap.data.hdmap import discover_domain, read_map
+from hdmap.data.synthetic_default import ensure_embedded_dataset
+from hdmap.data.map_files import discover_domain, read_map
 from hdmap.data.splits import sample_uniform
 from hdmap.evaluation.metrics import auroc
 from hdmap.features.backbones import BackboneSpec, build_backbone

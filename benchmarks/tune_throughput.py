@@ -53,7 +53,7 @@ def main() -> None:
 
 
 def stamp(args) -> list[str]:
-    from hdmap.data.embedded import embedded_root
+    from hdmap.data.synthetic_default import embedded_root
     from hdmap.evaluation.results_file import stamp as results_stamp
 
     device = torch.cuda.get_device_name(0) if torch.cuda.is_available() else "no GPU"

@@ -17,13 +17,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from hdmap.data.embedded import ensure_embedded_dataset
+from hdmap.data.synthetic_default import ensure_embedded_dataset
 from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct, stamp
 from hdmap.features.cache import FeatureCache
 from hdmap.models.embedding import flatten_patches
 from hdmap.models.memory_bank import knn
 from hdmap.run.config import BASELINE_MODEL, default_config, merge, validate
-from hdmap.run.domain_data import load_domain
+from hdmap.data.domain import load_domain
 from hdmap.run.patchcore_run import cached_features, fit_and_score
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -20,7 +20,7 @@ from tqdm import tqdm
 from hdmap.evaluation.results_file import stamp, write_results
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import merge
-from hdmap.run.domain_data import load_domain
+from hdmap.data.domain import load_domain
 from hdmap.run.pipeline import fit_and_score
 from hdmap.tune.trainables import full_config, trial_report
 

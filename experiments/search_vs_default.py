@@ -19,7 +19,7 @@ from hdmap.features.backbones import OFFLINE_BACKBONE
 from hdmap.features.cache import FeatureCache
 from hdmap.run.checkpoints import save_checkpoint
 from hdmap.run.config import default_config, validate
-from hdmap.run.domain_data import load_domain
+from hdmap.data.domain import load_domain
 from hdmap.run.outputs import write_run_outputs
 from hdmap.run.pipeline import fit_and_score
 from hdmap.tune.runner import SPACES_DIR, SearchOptions, run_search

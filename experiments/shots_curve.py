@@ -22,7 +22,7 @@ from tqdm import tqdm
 from hdmap.evaluation.results_file import markdown_table, stamp, write_results
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import default_config, merge, parse_set, validate
-from hdmap.run.domain_data import load_domain
+from hdmap.data.domain import load_domain
 from hdmap.run.pipeline import fit_and_score
 from synthetic_sets import DATA_SEEDS, SETS, describe_sets, set_root
 

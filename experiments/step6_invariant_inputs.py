@@ -20,11 +20,11 @@ import torch
 import numpy as np
 from tqdm import tqdm
 
-from hdmap.data.embedded import EMBEDDED, HARD_COLD, ensure_embedded_dataset, ensure_synthetic
+from hdmap.data.synthetic_default import EMBEDDED, HARD_COLD, ensure_embedded_dataset, ensure_synthetic
 from hdmap.evaluation.results_file import markdown_table, pct, stamp
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import merge, validate
-from hdmap.run.domain_data import load_domain
+from hdmap.data.domain import load_domain
 from hdmap.run.patchcore_run import fit_and_score
 from hdmap.run.study import Study, study_parser
 

@@ -2,7 +2,7 @@
 several data seeds. None of these seeds was used to choose a setting before the study that reports it."""
 from __future__ import annotations
 
-from hdmap.data.embedded import ensure_synthetic
+from hdmap.data.synthetic_default import ensure_synthetic
 from hdmap.data.synth import SynthConfig
 
 SETS = {  # name -> contrast_scale (cold band contrast = 1 + 0.3 x scale, warm = 1 + 0.45 x scale)

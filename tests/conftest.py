@@ -43,7 +43,7 @@ def tiny_config():
 
 @pytest.fixture(scope="session")
 def domain_c(synth_root, tmp_path_factory):
-    from hdmap.run.domain_data import load_domain
+    from hdmap.data.domain import load_domain
     return load_domain(str(synth_root), "C", tmp_path_factory.mktemp("split") / "split.json",
                        condition_csv=str(synth_root / "domain_C" / "train_conditions.csv"),
                        condition_csv_partial=True)

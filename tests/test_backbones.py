@@ -60,11 +60,15 @@ def test_local_weights_file_and_missing_file(tmp_path):
         build_backbone(BackboneSpec(**{**TINY_VIT.__dict__, "weights": str(tmp_path / "short.pth")}))
 
 
-def test_a_clip_weights_path_that_is_not_a_file_is_an_error(tmp_path):
+def test_a_clip_weights_path_that_is_not_a_file_is_an_error_for_fe_clip_and_clip_backbones(tmp_path):
+    """One CLIP builder serves both: the same check, the same error."""
+    from hdmap.features.backbones import BackboneWeightsError
     from hdmap.models.feclip.model import TINY_CLIP, FEClipConfig, build_clip
 
-    with pytest.raises(FileNotFoundError, match="not a file"):
+    with pytest.raises(BackboneWeightsError, match="not a file"):
         build_clip(FEClipConfig(**{**TINY_CLIP, "clip_weights": str(tmp_path)}))
+    with pytest.raises(BackboneWeightsError, match="not a file"):
+        build_backbone(BackboneSpec(name="clip:ViT-B-32", weights=str(tmp_path), taps=(0,)))
 
 
 def test_unknown_backbone():

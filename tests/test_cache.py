@@ -2,7 +2,7 @@ import os
 
 import numpy as np
 
-from hdmap.data.hdmap import discover_domain
+from hdmap.data.map_files import discover_domain
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
 

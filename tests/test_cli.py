@@ -94,12 +94,12 @@ def test_backbone_flag_sets_its_presets():
 
 
 def test_one_place_for_defaults():
-    from hdmap.features.backbones import PRESETS, BackboneSpec
+    from hdmap.features.backbones import BACKBONES, BackboneSpec
     from hdmap.models.patchcore import PatchCoreConfig
 
     config = default_config()
     assert config["model"] == PatchCoreConfig().to_dict()
-    assert tuple(config["backbone"]["taps"]) == BackboneSpec().taps == PRESETS[BackboneSpec().name].taps
+    assert tuple(config["backbone"]["taps"]) == BackboneSpec().taps == BACKBONES[BackboneSpec().name].taps
 
 
 def test_fit_eval_feclip_fewshot_variant(synth_root, tmp_path):

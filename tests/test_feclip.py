@@ -3,7 +3,7 @@ import pytest
 import torch
 
 from hdmap.data.band_anomalies import band_training_set
-from hdmap.data.hdmap import discover_domain, read_map
+from hdmap.data.map_files import discover_domain, read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.evaluation.metrics import auroc
 from hdmap.models.feclip.adapters import FFE, LFS, LFS_STATS, FrequencyAdapter, band_statistic

@@ -3,7 +3,7 @@ import pytest
 
 from hdmap.data.conditions import half_split_conditions
 from hdmap.data.errors import HDMAPFileError, HDMAPLayoutError
-from hdmap.data.hdmap import discover_domain, read_map
+from hdmap.data.map_files import discover_domain, read_map
 
 
 def test_reads_float32_without_clipping(write_tiff):

@@ -7,9 +7,10 @@ import pytest
 import tifffile
 import torch
 
-from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics
+from hdmap.data.condition_statistics import INPUT_NORMS, ConditionStatistics
 from hdmap.statistics import ashman_d, held_out_projection, is_bimodal
-from hdmap.run.domain_data import load_domain
+from hdmap.data.domain import load_domain
+from hdmap.features.cache import FeatureCache
 from hdmap.run.patchcore_run import fit_and_score
 
 OPTIONS = [{"input_norm": norm} for norm in INPUT_NORMS if norm != "none"] + [{"band_weight": 1.0}]
@@ -138,18 +139,18 @@ def test_normalised_model_reloads_and_scores_the_same(tiny_config, domain_c, fea
     assert torch.allclose(again["scores"], outputs["scores"], rtol=1e-5)
 
 
-def test_statistics_refit_only_on_other_maps(monkeypatch):
-    """fit-eval fits the statistics before extracting features and again when planning: the same maps are not
-    fitted twice, other maps are."""
-    stats = ConditionStatistics("row_profile")
-    calls = []
-    original = ConditionStatistics._log_energy
-    monkeypatch.setattr(ConditionStatistics, "_log_energy", lambda self, *a: calls.append(1) or original(self, *a))
-    maps = _two_condition_maps()
-    stats.fit(maps)
-    fitted = {k: v.clone() for k, v in stats.state_dict().items()}
-    stats.fit(maps.clone())
-    assert len(calls) == 2  # one per condition, from the first fit only
-    assert all(torch.equal(fitted[k], v) for k, v in stats.state_dict().items())
-    stats.fit(maps * 1.1)
-    assert len(calls) == 4 and not torch.equal(stats.pixel, fitted["pixel"])
+def test_a_run_fits_its_input_preparation_once_and_hands_the_same_object_to_cache_and_model(
+        tiny_config, domain_c, feature_cache, monkeypatch):
+    """One fit on train maps; the feature cache normalises with that object and the model carries it."""
+    fitted, normalised_with = [], []
+    original_fit, original_normalise = ConditionStatistics.fit, ConditionStatistics.normalise
+    monkeypatch.setattr(ConditionStatistics, "fit", lambda self, maps: fitted.append((self, len(maps))) or
+                        original_fit(self, maps))
+    monkeypatch.setattr(ConditionStatistics, "normalise", lambda self, maps: normalised_with.append(self) or
+                        original_normalise(self, maps))
+    config = copy.deepcopy(tiny_config)
+    config["model"].update(input_norm="row_profile", band_weight=1.0)
+    module, _, _ = fit_and_score(config, domain_c, FeatureCache(enabled=False, progress=False))
+    assert [n for _, n in fitted] == [len(domain_c.train_maps)]
+    assert normalised_with and all(s is fitted[0][0] for s in normalised_with)
+    assert module.core.map_stats is fitted[0][0]

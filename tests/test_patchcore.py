@@ -126,7 +126,7 @@ def test_checkpoint_round_trip_identical_scores(tiny_config, domain_c, feature_c
 def test_oracle_gate_without_train_conditions_says_so_in_metrics_and_report(tiny_config, synth_root, feature_cache,
                                                                              tmp_path):
     from hdmap.evaluation.report import write_report
-    from hdmap.run.domain_data import load_domain
+    from hdmap.data.domain import load_domain
 
     data = load_domain(str(synth_root), "C", tmp_path / "split.json")  # no condition CSV: train conditions unknown
     _, _, metrics = fit_and_score(_config(tiny_config, bank_mode="gated", gate={"kind": "oracle"}), data,
@@ -155,7 +155,7 @@ def test_gate_without_two_clear_conditions_falls_back_to_uniform_references_with
     drawn references, and metrics.json and report.md say why."""
     from hdmap.data.synth import SynthConfig, write_dataset
     from hdmap.evaluation.report import write_report
-    from hdmap.run.domain_data import load_domain
+    from hdmap.data.domain import load_domain
 
     write_dataset(tmp_path / "one_condition", SynthConfig(n_train=40, n_test=20, seed=5, domains="C", warm_gain=1.0))
     data = load_domain(str(tmp_path / "one_condition"), "C", tmp_path / "split.json")

@@ -35,7 +35,7 @@ OVERLAPPING = ("model.gate.",)
 @pytest.fixture(scope="module")
 def overlapping_c(tmp_path_factory):
     from hdmap.data.synth import SynthConfig, write_dataset
-    from hdmap.run.domain_data import load_domain
+    from hdmap.data.domain import load_domain
 
     root = tmp_path_factory.mktemp("overlapping")
     write_dataset(root, SynthConfig(n_train=40, n_test=40, seed=3, domains="C", warm_gain=1.08))

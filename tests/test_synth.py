@@ -2,7 +2,7 @@ import csv
 
 import numpy as np
 
-from hdmap.data.hdmap import discover_domain, read_map
+from hdmap.data.map_files import discover_domain, read_map
 from hdmap.data.synth import SynthConfig, generate_domain
 
 

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hdmap.data.hdmap import discover_domain, read_map
+from hdmap.data.map_files import discover_domain, read_map
 
 
 def plot_domain_samples(root: str | Path, domains: str, out_png: str | Path) -> Path:

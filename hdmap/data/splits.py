@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hdmap.atomic_files import write_text_atomic
-from hdmap.data.hdmap import path_tail
+from hdmap.data.map_files import path_tail
 
 
 class SplitMismatchError(ValueError):

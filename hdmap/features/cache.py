@@ -19,8 +19,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.errors import HDMAPFileError
-from hdmap.data.hdmap import read_map
+from hdmap.data.map_files import read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.features.backbones import Backbone, BackboneSpec, build_backbone
 
@@ -50,10 +51,16 @@ def file_checksum(path: Path) -> str:
     return f"{path.stat().st_size}:{crc:08x}"
 
 
-def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str], prepare=None) -> str:
+def normalising(preparation: ConditionStatistics | None) -> ConditionStatistics | None:
+    """The input preparation when it changes the maps the backbone sees, else None."""
+    return preparation if preparation is not None and preparation.changes_inputs else None
+
+
+def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str],
+              preparation: ConditionStatistics | None = None) -> str:
     identity = {"backbone": spec.cache_identity(), "transform": asdict(transform), "files": file_fingerprint(paths)}
-    if prepare is not None:  # maps normalised before the backbone: the normalisation and its train statistics
-        identity["prepare"] = prepare.identity()
+    if normalising(preparation) is not None:  # maps normalised before the backbone: how, and the train statistics
+        identity["prepare"] = preparation.identity()
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()[:24]
 
 
@@ -82,9 +89,11 @@ class FeatureCache:
         return MapTransform(image_size, resize, normalisation, backbone.stride, backbone.mean_std)
 
     def features(self, spec: BackboneSpec, transform: MapTransform, paths: list[str],
-                 prepare=None) -> list[np.ndarray]:
+                 preparation: ConditionStatistics | None = None) -> list[np.ndarray]:
         """One array (N, C, h, w) per tap, in the order of `paths`; float16 memory-maps when cached.
-        `prepare` (e.g. fitted ConditionStatistics) normalises each map before the backbone (`normalise`)."""
+        `preparation` (the run's condition statistics, fitted on train) normalises each map before the backbone
+        when its input_norm says so."""
+        prepare = normalising(preparation)
         if not self.enabled:
             self.misses += 1
             return [a.astype(np.float16) for a in self._extract(spec, transform, paths, prepare)]

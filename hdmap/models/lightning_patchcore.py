@@ -12,7 +12,7 @@ import torch
 
 from hdmap.condition_names import names_of
 from hdmap.features.backbones import BackboneSpec
-from hdmap.features.datamodule import CALIBRATION, REFERENCE
+from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE
 from hdmap.models.memory_bank import knn_backend
 from hdmap.models.patchcore import FitPlan, GatedPatchCoreModel, PatchCoreConfig
 
@@ -24,18 +24,18 @@ class GatedPatchCore(L.LightningModule):
                  resize: str = "aspect", normalisation: str = "backbone"):
         super().__init__()
         self.save_hyperparameters()
-        spec = dict(backbone or {})
-        spec["taps"] = tuple(spec.get("taps", BackboneSpec().taps))
-        self.backbone_spec = BackboneSpec(**spec)
+        self.backbone_spec = BackboneSpec.from_config(backbone or {})
         self.core = GatedPatchCoreModel(PatchCoreConfig(**(model or {})))
         self.automatic_optimization = False
         self.plan: FitPlan | None = None
         self.devices_used: dict[str, str] = {}  # where banks and kNN ran (reported in metrics.json)
         self._fit_batches: list[dict] = []
 
-    def plan_fit(self, train_maps, train_global_features=None, train_truth: list[str] | None = None) -> FitPlan:
-        """Fit the gate on all train maps and choose the maps the training epoch will read."""
-        self.plan = self.core.plan_fit(train_maps, train_global_features, train_truth)
+    def plan_fit(self, train_maps, statistics=None, train_global_features=None,
+                 train_truth: list[str] | None = None) -> FitPlan:
+        """Take the fitted input preparation, fit the gate on all train maps and choose the maps the training
+        epoch will read."""
+        self.plan = self.core.plan_fit(train_maps, statistics, train_global_features, train_truth)
         return self.plan
 
     def configure_optimizers(self):

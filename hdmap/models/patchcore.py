@@ -16,7 +16,7 @@ from hdmap.data.splits import select_references
 from hdmap.condition_names import COLD, CONDITIONS, WARM
 from hdmap.gating.gates import Gate, GateConfig
 from hdmap.models.embedding import flatten_patches, patch_embedding
-from hdmap.models.map_statistics import INPUT_NORMS, ConditionStatistics
+from hdmap.data.condition_statistics import INPUT_NORMS, ConditionStatistics
 from hdmap.statistics import held_out_projection, is_bimodal
 from hdmap.models.memory_bank import MemoryBank
 
@@ -45,7 +45,7 @@ class PatchCoreConfig:
     top_fraction: float = 0.01
     soft_combine: str = "min"  # min of z-scores | posterior (gate-weighted z-scores)
     calibration_maps: int = 16  # held-out train normals per condition for soft-mode z-scores
-    # condition-invariant inputs (hdmap/models/map_statistics.py): none | percentile | condition | row_profile.
+    # condition-invariant inputs (hdmap/data/condition_statistics.py): none | percentile | condition | row_profile.
     # Default p50 scaling + band descriptor 2: at least as good as one mixed bank on every synthetic set and
     # +7 AUROC points on faint cold faults (experiments/results/step6_invariant_inputs.md)
     input_norm: str = "percentile"
@@ -73,6 +73,13 @@ class PatchCoreConfig:
         if self.shots is not None and self.shots < 1:
             raise ValueError(f"shots must be >= 1 or None (all of train), got {self.shots}")
 
+    def condition_statistics(self) -> ConditionStatistics | None:
+        """The (unfitted) train-normal statistics these settings use, for the input normalisation and the band
+        descriptor; None when they use neither."""
+        if self.input_norm == "none" and self.band_weight <= 0:
+            return None
+        return ConditionStatistics(self.input_norm, self.norm_percentile, self.gate.percentile, self.band_window)
+
     def to_dict(self) -> dict:
         out = asdict(self)
         out["context_ks"] = list(self.context_ks)
@@ -87,6 +94,13 @@ class FitPlan:
     reference_codes: np.ndarray
     calibration: np.ndarray
     calibration_codes: np.ndarray
+
+
+def fit_input_preparation(config: PatchCoreConfig, train_maps) -> ConditionStatistics | None:
+    """The one fit of a run's input preparation (condition statistics of the train normals), on train maps only;
+    the pipeline hands the result to the feature cache and to `plan_fit`. None when the settings need none."""
+    statistics = config.condition_statistics()
+    return None if statistics is None else statistics.fit(train_maps)
 
 
 def _as_tensor(array) -> torch.Tensor:
@@ -115,18 +129,6 @@ class GatedPatchCoreModel(nn.Module):
         self.train_assignment: torch.Tensor | None = None
 
     # --- features -------------------------------------------------------------------------------------------
-    @property
-    def uses_map_statistics(self) -> bool:
-        return self.config.input_norm != "none" or self.config.band_weight > 0
-
-    def fit_map_statistics(self, train_maps) -> ConditionStatistics | None:
-        """Fit the train-normal condition statistics (input normalisation, band descriptor); None when unused.
-        The returned object normalises maps before the backbone (`normalise`)."""
-        if not self.uses_map_statistics:
-            return None
-        self.map_stats.fit(train_maps)
-        return self.map_stats
-
     def embed(self, grids: list[torch.Tensor], maps: torch.Tensor | None = None) -> torch.Tensor:
         """(B, D, h, w) patch embedding of tap grids; with `band_weight` > 0 the band-descriptor channel of
         the raw `maps` is appended (after cosine normalisation, so its weight keeps its meaning)."""
@@ -160,14 +162,19 @@ class GatedPatchCoreModel(nn.Module):
         picked = select_references(len(names), cfg.shots, cfg.seed, per_condition, CONDITIONS)
         return picked, assignment.numpy()[picked]
 
-    def plan_fit(self, train_maps, train_global_features: torch.Tensor | None = None,
-                 train_truth: list[str] | None = None) -> FitPlan:
-        """Fit the gate on all train maps, then choose the references (and soft-mode calibration maps)."""
+    def plan_fit(self, train_maps, statistics: ConditionStatistics | None = None,
+                 train_global_features: torch.Tensor | None = None, train_truth: list[str] | None = None) -> FitPlan:
+        """Take the input preparation fitted on train (`fit_input_preparation`), fit the gate on all train maps,
+        then choose the references (and soft-mode calibration maps)."""
         cfg = self.config
         train_maps = _as_tensor(train_maps).float()
         self.notes = []
-        if self.fit_map_statistics(train_maps) is not None:
-            self.notes += self.map_stats.notes
+        if cfg.condition_statistics() is not None:
+            if statistics is None or not statistics.fitted:
+                raise ValueError("these settings normalise inputs or add the band descriptor: plan_fit needs the "
+                                 "condition statistics fitted on train (fit_input_preparation)")
+            self.map_stats = statistics
+            self.notes += statistics.notes
         assignment = self.gate.assign_train(train_maps, train_global_features, train_truth).cpu()
         if cfg.gate.kind == "oracle" and self.gate.train_source != "known conditions":
             self.notes.append(f"oracle gate: {self.gate.train_source}")
@@ -261,7 +268,8 @@ class GatedPatchCoreModel(nn.Module):
 
     def fit(self, train_grids: list, train_maps, train_truth: list[str] | None = None) -> "GatedPatchCoreModel":
         """All of fitting in one call (tests, notebooks): plan, embed the chosen maps, banks, calibration."""
-        plan = self.plan_fit(train_maps, self.global_features(train_grids), train_truth)
+        plan = self.plan_fit(train_maps, fit_input_preparation(self.config, train_maps),
+                             self.global_features(train_grids), train_truth)
         maps = _as_tensor(train_maps)
         self.build_banks(self.embed(_select(train_grids, plan.references), maps[plan.references]),
                          plan.reference_codes)

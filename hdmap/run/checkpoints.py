@@ -13,7 +13,7 @@ from lightning import LightningModule
 from hdmap.atomic_files import atomic_path, write_text_atomic
 from hdmap.data.splits import SplitMismatchError, TestSplit
 from hdmap.models.lightning_checkpoint import lightning_checkpoint
-from hdmap.run.domain_data import DomainData, load_domain
+from hdmap.data.domain import DomainData, load_domain
 
 CHECKPOINT_FILE = "model.ckpt"
 TRIAL_METRICS_FILE = "trial_metrics.json"

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from hdmap.features.backbones import OFFLINE_BACKBONE, PRESETS, REAL_DATA_BACKBONE, BackboneSpec
+from hdmap.features.backbones import BACKBONES, OFFLINE_BACKBONE, REAL_DATA_BACKBONE, BackboneSpec
 from hdmap.gating.gates import GateConfig
 from hdmap.models.patchcore import PatchCoreConfig
 
@@ -20,10 +20,10 @@ SPLIT_DEFAULT = {"tune_fraction": 0.3, "seed": 0}
 
 def backbone_settings(name: str) -> dict:
     """The config keys a backbone choice sets: backbone.{name, weights, taps}, image_size, resize, normalisation."""
-    if name not in PRESETS:
-        raise ConfigError(f"no presets for backbone {name!r} (presets: {sorted(PRESETS)}); for another timm / "
+    if name not in BACKBONES:
+        raise ConfigError(f"no presets for backbone {name!r} (presets: {sorted(BACKBONES)}); for another timm / "
                           f"open_clip model set backbone.name, backbone.taps and image_size with --set")
-    preset = PRESETS[name]
+    preset = BACKBONES[name]
     return {"backbone": {"name": name, "weights": preset.weights, "taps": list(preset.taps), "model_kwargs": {}},
             "image_size": preset.image_size, "resize": preset.resize, "normalisation": "backbone"}
 
@@ -142,7 +142,7 @@ def validate(config: dict) -> dict:
     _check_keys("model", model, PatchCoreConfig)
     try:
         PatchCoreConfig(**model)
-        BackboneSpec(**{**config["backbone"], "taps": tuple(config["backbone"]["taps"])})
+        BackboneSpec.from_config(config["backbone"])
     except (TypeError, ValueError) as error:
         raise ConfigError(str(error)) from error
     return config

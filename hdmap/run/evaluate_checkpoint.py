@@ -12,7 +12,7 @@ import torch
 
 from hdmap.run.checkpoints import checkpoint_file, load_checkpoint_data, read_checkpoint
 from hdmap.run.config import default_config, merge
-from hdmap.run.domain_data import load_domain
+from hdmap.data.domain import load_domain
 from hdmap.run.outputs import write_run_outputs
 from hdmap.run.pipeline import score_saved
 

@@ -24,7 +24,7 @@ from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule
 from hdmap.models.memory_bank import MemoryBank
 from hdmap.run.checkpoints import load_data_only
-from hdmap.run.domain_data import DomainData
+from hdmap.data.domain import DomainData
 from hdmap.run.feclip_run import predict_feclip, predict_tokens, seed_everything, train_feclip
 
 

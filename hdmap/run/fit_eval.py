@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from hdmap.features.backbones import PRESETS
+from hdmap.features.backbones import BACKBONES
 from hdmap.run.config import MODELS, default_config, load_yaml, merge, parse_set, validate
 
 
@@ -14,7 +14,7 @@ def add_fit_eval(sub) -> None:
     p.add_argument("--domain", default="C")
     p.add_argument("--model", choices=list(MODELS), default=None)
     p.add_argument("--backbone", help=f"backbone preset with its own taps, image size and weights "
-                                      f"({', '.join(sorted(PRESETS))}); e.g. tf_efficientnet_lite0 works offline")
+                                      f"({', '.join(sorted(BACKBONES))}); e.g. tf_efficientnet_lite0 works offline")
     p.add_argument("--config", help="YAML file of settings (the keys of the README's settings table)")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
     p.add_argument("--out", required=True, help="a new folder (or one holding a run, with --overwrite)")
@@ -58,10 +58,10 @@ def held_run_files(out: Path) -> list[str]:
 
 
 def run_fit_eval(args) -> int:
-    from hdmap.data.embedded import ensure_embedded_dataset
+    from hdmap.data.synthetic_default import ensure_embedded_dataset
     from hdmap.features.cache import FeatureCache
     from hdmap.run.checkpoints import save_checkpoint
-    from hdmap.run.domain_data import load_domain
+    from hdmap.data.domain import load_domain
     from hdmap.run.outputs import write_run_outputs
     from hdmap.run.pipeline import fit_and_score
 

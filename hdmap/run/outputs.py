@@ -3,10 +3,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hdmap.data.hdmap import path_tail
+from hdmap.data.map_files import path_tail
 from hdmap.evaluation.report import plot_anomaly_grid, plot_scores, write_metrics, write_report
 from hdmap.evaluation.scores_file import write_scores
-from hdmap.run.domain_data import DomainData
+from hdmap.data.domain import DomainData
 
 
 def write_run_outputs(out: str | Path, metrics: dict, data: DomainData, outputs: dict,

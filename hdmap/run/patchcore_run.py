@@ -8,14 +8,16 @@ import time
 import numpy as np
 import torch
 
+from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.evaluation.protocol import protocol_metrics, tune_metrics
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
-from hdmap.features.datamodule import FeatureDataModule
+from hdmap.features.feature_datamodule import FeatureDataModule
 from hdmap.gating.gates import gate_accuracy
 from hdmap.models.coreset_store import CoresetStore
 from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore, gather_predictions
-from hdmap.run.domain_data import DomainData
+from hdmap.models.patchcore import fit_input_preparation
+from hdmap.data.domain import DomainData
 from hdmap.run.trainer import make_trainer
 
 MODULES = {"patchcore": PatchCore, "gated_patchcore": GatedPatchCore}
@@ -28,38 +30,29 @@ def build_module(config: dict) -> GatedPatchCore:
 
 
 def spec_of(config: dict) -> BackboneSpec:
-    backbone = dict(config["backbone"])
-    backbone["taps"] = tuple(backbone["taps"])
-    return BackboneSpec(**backbone)
+    return BackboneSpec.from_config(config["backbone"])
 
 
-def item_features(config: dict, items: list, cache: FeatureCache, prepare=None) -> list:
-    """Grids per tap of `items`, from the cache; `prepare` normalises the maps before the backbone."""
+def item_features(config: dict, items: list, cache: FeatureCache,
+                  preparation: ConditionStatistics | None = None) -> list:
+    """Grids per tap of `items`, from the cache; `preparation` (fitted on train) normalises the maps before the
+    backbone when the run's input_norm says so."""
     spec = spec_of(config)
     transform = cache.transform_for(spec, config["image_size"], config["resize"], config["normalisation"])
-    return cache.features(spec, transform, [i.path for i in items], prepare)
-
-
-def input_preparation(module: GatedPatchCore):
-    """The fitted input normalisation of a module (None when its inputs are the raw maps)."""
-    core = module.core
-    return core.map_stats if core.config.input_norm != "none" else None
+    return cache.features(spec, transform, [i.path for i in items], preparation)
 
 
 def cached_features(config: dict, data: DomainData, cache: FeatureCache,
-                    module: GatedPatchCore | None = None) -> tuple[list, list]:
-    """(train grids, test grids) per tap, from the cache. With an input normalisation, `module`'s train
-    statistics are fitted first (train maps only) and every map is normalised on its own before the backbone."""
-    prepare = None if module is None else input_preparation(module)
-    if prepare is not None:
-        prepare.fit(data.train_maps)
-    return item_features(config, data.train, cache, prepare), item_features(config, data.test, cache, prepare)
+                    preparation: ConditionStatistics | None = None) -> tuple[list, list]:
+    """(train grids, test grids) per tap, from the cache."""
+    return item_features(config, data.train, cache, preparation), item_features(config, data.test, cache, preparation)
 
 
-def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData, accelerator: str = "auto",
+def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData,
+                  preparation: ConditionStatistics | None = None, accelerator: str = "auto",
                   batch_size: int = 32) -> GatedPatchCore:
     """Gate + reference choice on all train maps, then a Trainer epoch over the chosen maps builds the banks."""
-    module.plan_fit(data.train_maps, module.core.global_features(train_grids), data.train_truth)
+    module.plan_fit(data.train_maps, preparation, module.core.global_features(train_grids), data.train_truth)
     features = FeatureDataModule(train_grids, data.train_maps, batch_size=batch_size)
     plan = module.plan
     features.use_for_fit(plan.references, plan.reference_codes, plan.calibration, plan.calibration_codes)
@@ -97,10 +90,11 @@ def fit_and_score(config: dict, data: DomainData, cache: FeatureCache, accelerat
     module = build_module(config)
     if cache.enabled:  # greedy coreset orders are cached beside the features
         module.core.coreset_store = CoresetStore(cache.root / "coresets")
-    train_grids, test_grids = cached_features(config, data, cache, module)
+    preparation = fit_input_preparation(module.core.config, data.train_maps)  # the one fit, on train maps only
+    train_grids, test_grids = cached_features(config, data, cache, preparation)
     features_s = time.perf_counter() - start
     start = time.perf_counter()
-    fit_patchcore(module, train_grids, data, accelerator)
+    fit_patchcore(module, train_grids, data, preparation, accelerator)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator, tune_only=tune_only)
@@ -114,7 +108,7 @@ def score_saved_module(module: GatedPatchCore, config: dict, data: DomainData, c
                 accelerator: str = "auto") -> tuple[dict, dict]:
     """(outputs, metrics) of an already fitted (e.g. reloaded) module; needs no train features."""
     start = time.perf_counter()
-    test_grids = item_features(config, data.test, cache, input_preparation(module))
+    test_grids = item_features(config, data.test, cache, module.core.map_stats)  # as fitted, from the checkpoint
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import FAMILIES
-from hdmap.run.domain_data import DomainData
+from hdmap.data.domain import DomainData
 
 
 def family(config: dict) -> str:

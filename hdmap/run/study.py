@@ -4,10 +4,10 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hdmap.data.embedded import ensure_embedded_dataset
+from hdmap.data.synthetic_default import ensure_embedded_dataset
 from hdmap.evaluation.results_file import describe_backbone, stamp
 from hdmap.run.config import BASELINE_MODEL, default_config, merge, parse_set, validate
-from hdmap.run.domain_data import load_domain
+from hdmap.data.domain import load_domain
 
 RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
 FAST_BACKBONE = {"name": "dinov2_vits14", "weights": "none", "taps": [0, 1],

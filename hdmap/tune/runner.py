@@ -150,8 +150,8 @@ def run_search(options: SearchOptions) -> dict:
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
-    from hdmap.data.embedded import ensure_embedded_dataset
-    from hdmap.run.domain_data import load_domain
+    from hdmap.data.synthetic_default import ensure_embedded_dataset
+    from hdmap.data.domain import load_domain
     from hdmap.tune.spaces import optuna_search
 
     if options.resume:

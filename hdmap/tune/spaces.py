@@ -21,7 +21,7 @@ from pathlib import Path
 
 import yaml
 
-from hdmap.features.backbones import PRESETS
+from hdmap.features.backbones import BACKBONES
 from hdmap.run.config import ConfigError, backbone_settings, default_config, merge, parse_set, validate
 
 KINDS = ("choice", "uniform", "loguniform", "int")
@@ -51,7 +51,7 @@ class SearchSpace:
         `backbone`)."""
         config = merge(default_config(real_data, self.model_name), {"model_name": self.model_name})
         named = (self.fixed.get("backbone") or {}).get("name")
-        if named in PRESETS and not backbone and self.model_name != "feclip":
+        if named in BACKBONES and not backbone and self.model_name != "feclip":
             config = merge(config, backbone_settings(named))  # the named backbone's presets for what the space leaves
         config = merge(config, self.fixed)
         if backbone:

@@ -13,7 +13,7 @@ import torch
 
 from hdmap.features.cache import FeatureCache
 from hdmap.run.config import merge, validate
-from hdmap.run.domain_data import load_domain
+from hdmap.data.domain import load_domain
 from hdmap.run.checkpoints import save_checkpoint
 from hdmap.run.pipeline import fit_and_score
 from hdmap.tune.spaces import trial_overrides

@@ -3,12 +3,12 @@ stream after the tap blocks, a learnable patch -> text-space linear map, fixed n
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
-from pathlib import Path
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from hdmap.features.backbones import create_clip
 from hdmap.models.feclip.adapters import FrequencyAdapter
 
 IMAGE_SCORES = ("cls", "map_max", "cls+map_max")
@@ -63,37 +63,8 @@ def describe_clip(settings: dict) -> str:
 
 
 def build_clip(config: FEClipConfig) -> nn.Module:
-    import open_clip
-
-    looks_like_path = "/" in config.clip_weights or Path(config.clip_weights).exists()
-    if looks_like_path and not Path(config.clip_weights).is_file():
-        raise FileNotFoundError(f"clip_weights {config.clip_weights}: not a file (pass an open_clip state dict file "
-                                f"or a pretrained tag such as openai)")
-
-    if config.clip_kwargs:
-        from open_clip.model import CLIPTextCfg, CLIPVisionCfg
-
-        kwargs = dict(config.clip_kwargs)
-        with torch.random.fork_rng():
-            torch.manual_seed(0)
-            model = open_clip.CLIP(embed_dim=kwargs["embed_dim"], vision_cfg=CLIPVisionCfg(**kwargs["vision_cfg"]),
-                                   text_cfg=CLIPTextCfg(**kwargs["text_cfg"]))
-    else:
-        tag = config.clip_weights if config.clip_weights not in ("none",) and not looks_like_path else None
-        try:
-            with torch.random.fork_rng():
-                torch.manual_seed(0)
-                model = open_clip.create_model(config.clip_model, pretrained=tag)
-        except Exception as error:
-            raise RuntimeError(f"could not load CLIP '{config.clip_model}' weights '{tag}' ({error}); without hub "
-                               f"access pass a local file: clip_weights=/path/to/open_clip_model.bin") from error
-    if Path(config.clip_weights).is_file():
-        missing, unexpected = model.load_state_dict(torch.load(config.clip_weights, map_location="cpu",
-                                                               weights_only=True), strict=False)
-        if missing or unexpected:
-            raise ValueError(f"{config.clip_weights}: does not fit CLIP '{config.clip_model}': {len(missing)} tensors "
-                             f"missing (e.g. {missing[:3]}), {len(unexpected)} unexpected (e.g. {unexpected[:3]})")
-    return model.eval().requires_grad_(False)
+    """The frozen CLIP of these settings (named model and weights, or the tiny shape of `clip_kwargs`)."""
+    return create_clip(config.clip_model, config.clip_weights, config.clip_kwargs or None)
 
 
 class FEClip(nn.Module):

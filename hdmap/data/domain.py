@@ -11,7 +11,7 @@ import numpy as np
 
 from hdmap.data.conditions import condition_sources
 from hdmap.data.errors import HDMAPFileError
-from hdmap.data.hdmap import MapItem, check_dtypes, condition_record, discover_domain, read_map_and_dtype
+from hdmap.data.map_files import MapItem, check_dtypes, condition_record, discover_domain, read_map_and_dtype
 from hdmap.data.splits import TestSplit, split_tune_holdout
 
 

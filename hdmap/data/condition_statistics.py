@@ -1,6 +1,8 @@
 """Condition statistics of the train normals, for condition-invariant inputs and the band descriptor.
 
-Fitted on train maps only (`fit`); afterwards every map is transformed on its own (its condition comes from
+The input preparation of a PatchCore run: fitted once, on train maps only (`fit`), by the run's pipeline, then
+handed to the feature cache (which normalises maps with it before the backbone) and to the model (band descriptor,
+carried in its checkpoint). Afterwards every map is transformed on its own (its condition comes from
 the same intensity split the gate uses, applied to that map), so no test statistic ever enters.
 
 Input normalisations (before the backbone), `input_norm`:
@@ -46,7 +48,6 @@ class ConditionStatistics(ResizableBuffers):
         self.register_buffer("row_profile", torch.ones(2, 1))  # (condition, rows)
         self.register_buffer("band_stats", torch.zeros(2, 2, 1))  # (condition, [mean, std], rows)
         self.notes: list[str] = []
-        self.fitted_on = ""  # digest of the train maps of the last fit
 
     @property
     def fitted(self) -> bool:
@@ -56,14 +57,15 @@ class ConditionStatistics(ResizableBuffers):
         """0 cold / 1 warm per map from its own intensity percentile (one condition when train was not bimodal)."""
         return (map_percentile(maps, self.gate_percentile) > self.threshold.to(maps.device)).long()
 
+    @property
+    def changes_inputs(self) -> bool:
+        """Does `normalise` change the maps the backbone sees (so feature-cache keys must include it)?"""
+        return self.input_norm != "none"
+
     @torch.no_grad()
     def fit(self, train_maps) -> "ConditionStatistics":
-        """Fit on train maps; a second call with the same maps (fit-eval fits before extracting normalised
-        features, then again when planning the fit) keeps the fitted statistics."""
+        """Fit on train maps (all of them, never a test map)."""
         maps = torch.as_tensor(np.asarray(train_maps)).float()
-        digest = hashlib.sha1(f"{tuple(maps.shape)}".encode() + maps.contiguous().numpy().tobytes()).hexdigest()
-        if digest == self.fitted_on:
-            return self
         self.notes = []
         stat = map_percentile(maps, self.gate_percentile)
         low, high = two_means_1d(stat)
@@ -88,7 +90,6 @@ class ConditionStatistics(ResizableBuffers):
             energy = self._log_energy(members, profile)  # (n, rows, cols)
             band.append(torch.stack([energy.mean(dim=(0, 2)), energy.std(dim=(0, 2)).clamp_min(1e-6)]))
         self.pixel, self.row_profile, self.band_stats = torch.stack(pixel), torch.stack(profiles), torch.stack(band)
-        self.fitted_on = digest
         return self
 
     def _log_energy(self, maps: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
