@@ -4,7 +4,7 @@
 """
 import sys
 
-from hdmap.cli import main
+from hdmap.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["eval", *sys.argv[1:]]))

@@ -20,7 +20,8 @@ from hdmap.data.industrial import READERS, IndustrialDataset
 from hdmap.evaluation.results_file import markdown_table, write_results
 from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule
-from hdmap.run.feclip_run import PAPER, benchmark_metrics, predict_feclip, seed_everything, train_feclip
+from hdmap.evaluation.zero_shot_benchmark import PAPER, benchmark_metrics
+from hdmap.run.feclip_training import predict_feclip, seed_everything, train_feclip
 
 RESULTS = Path(__file__).resolve().parent / "results"
 

@@ -17,9 +17,10 @@ from tqdm import tqdm
 
 from hdmap.evaluation.results_file import markdown_table
 from hdmap.models.feclip.model import describe_clip
-from hdmap.run.config import default_config, merge, parse_set, validate
-from hdmap.run.feclip_hdmap import fit_and_score_feclip
-from hdmap.run.study import Study, study_parser
+from hdmap.config import merge, parse_set
+from hdmap.kinds.registry import default_config, validate
+from hdmap.run.feclip_pipeline import fit_and_score_feclip
+from study import Study, study_parser
 
 SMALL_CLIP = {"clip_weights": "none", "taps": [1, 2, 3, 4],
               "clip_kwargs": {"embed_dim": 32,

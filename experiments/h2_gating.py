@@ -22,9 +22,12 @@ from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct
 from hdmap.features.cache import FeatureCache
 from hdmap.models.embedding import flatten_patches
 from hdmap.models.memory_bank import knn
-from hdmap.run.config import BASELINE_MODEL, default_config, merge, validate
+from hdmap.config import merge
+from hdmap.kinds.registry import default_config, validate
+from hdmap.kinds.patchcore import BASELINE_MODEL
 from hdmap.data.domain import load_domain
-from hdmap.run.patchcore_run import cached_features, fit_and_score
+from hdmap.kinds.registry import fit_and_score
+from hdmap.run.patchcore_pipeline import cached_features
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["shots/cond", "bank", "gate", "context k", "holdout acc %", "oracle acc %", "AUROC %", "cold AUROC %",
@@ -86,7 +89,7 @@ def main(argv=None) -> int:
     p.add_argument("--cache-dir")
     args = p.parse_args(argv)
 
-    from hdmap.run.config import parse_set
+    from hdmap.config import parse_set
     synthetic = args.data_root is None
     root = str(ensure_embedded_dataset()) if synthetic else args.data_root
     out = Path(args.out)

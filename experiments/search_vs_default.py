@@ -17,11 +17,11 @@ from hdmap.evaluation.compare import compare_runs
 from hdmap.evaluation.results_file import stamp, write_results
 from hdmap.features.backbones import OFFLINE_BACKBONE
 from hdmap.features.cache import FeatureCache
-from hdmap.run.checkpoints import save_checkpoint
-from hdmap.run.config import default_config, validate
+from hdmap.jobs.checkpoints import save_checkpoint
+from hdmap.kinds.registry import default_config, validate
 from hdmap.data.domain import load_domain
-from hdmap.run.outputs import write_run_outputs
-from hdmap.run.pipeline import fit_and_score
+from hdmap.jobs.run_files import write_run_outputs
+from hdmap.kinds.registry import fit_and_score
 from hdmap.tune.runner import SPACES_DIR, SearchOptions, run_search
 from synthetic_sets import DATA_SEEDS, SETS, describe_sets, set_root
 

@@ -21,9 +21,10 @@ from tqdm import tqdm
 
 from hdmap.evaluation.results_file import markdown_table, stamp, write_results
 from hdmap.features.cache import FeatureCache
-from hdmap.run.config import default_config, merge, parse_set, validate
+from hdmap.config import merge, parse_set
+from hdmap.kinds.registry import default_config, validate
 from hdmap.data.domain import load_domain
-from hdmap.run.pipeline import fit_and_score
+from hdmap.kinds.registry import fit_and_score
 from synthetic_sets import DATA_SEEDS, SETS, describe_sets, set_root
 
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -12,7 +12,7 @@ import torch
 from hdmap.evaluation.metrics import auroc
 from hdmap.evaluation.results_file import markdown_table
 from hdmap.gating.gates import Gate, GateConfig, gate_accuracy
-from hdmap.run.study import Study, study_parser
+from study import Study, study_parser
 
 COLUMNS = ["domain", "subset", "n", "mean", "p90", "max"]
 GATE_COLUMNS = ["domain", "p90 AUROC warm vs cold %", "intensity gate accuracy % (threshold from train)",

@@ -25,7 +25,7 @@ from hdmap.features.cache import FeatureCache
 from hdmap.gating.gates import Gate, GateConfig
 from hdmap.models.embedding import flatten_patches, patch_embedding
 from hdmap.models.memory_bank import MemoryBank
-from hdmap.run.study import FAST_BACKBONE, Study, study_parser
+from study import FAST_BACKBONE, Study, study_parser
 
 COLUMNS = ["backbone", "tap", "grid", "patch AUROC %", "band / normal distance", "image AUROC % (max patch)"]
 

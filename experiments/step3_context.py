@@ -13,9 +13,9 @@ from rich.progress import track
 
 from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct
 from hdmap.features.cache import FeatureCache
-from hdmap.run.config import validate
-from hdmap.run.patchcore_run import fit_and_score
-from hdmap.run.study import Study, study_parser
+from hdmap.kinds.registry import validate
+from hdmap.kinds.registry import fit_and_score
+from study import Study, study_parser
 
 COLUMNS = ["taps", "bank", "context k", "holdout acc %", "oracle acc %", "AUROC %", "cold AUROC %", "warm AUROC %"]
 

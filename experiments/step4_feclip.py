@@ -12,9 +12,10 @@ import copy
 
 from hdmap.evaluation.results_file import markdown_table, pct
 from hdmap.models.feclip.model import TINY_CLIP, describe_clip
-from hdmap.run.config import default_config, merge, parse_set, validate
-from hdmap.run.feclip_hdmap import fit_and_score_feclip
-from hdmap.run.study import Study, study_parser
+from hdmap.config import merge, parse_set
+from hdmap.kinds.registry import default_config, validate
+from hdmap.run.feclip_pipeline import fit_and_score_feclip
+from study import Study, study_parser
 
 COLUMNS = ["variant", "holdout acc %", "oracle acc %", "AUROC %", "cold AUROC %", "warm AUROC %"]
 

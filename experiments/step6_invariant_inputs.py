@@ -23,10 +23,11 @@ from tqdm import tqdm
 from hdmap.data.synthetic_default import EMBEDDED, HARD_COLD, ensure_embedded_dataset, ensure_synthetic
 from hdmap.evaluation.results_file import markdown_table, pct, stamp
 from hdmap.features.cache import FeatureCache
-from hdmap.run.config import merge, validate
+from hdmap.config import merge
+from hdmap.kinds.registry import validate
 from hdmap.data.domain import load_domain
-from hdmap.run.patchcore_run import fit_and_score
-from hdmap.run.study import Study, study_parser
+from hdmap.kinds.registry import fit_and_score
+from study import Study, study_parser
 
 PLAIN = {"input_norm": "none", "band_weight": 0.0}
 MIXED = {"bank_mode": "mixed", **PLAIN}

@@ -5,7 +5,7 @@
 """
 import sys
 
-from hdmap.cli import main
+from hdmap.cli.main import main
 
 if __name__ == "__main__":
     sys.exit(main(["tune", *sys.argv[1:]]))

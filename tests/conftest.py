@@ -35,7 +35,9 @@ TINY_BACKBONE_SETS = [f"backbone.{key}={json.dumps(value)}" for key, value in TI
 def tiny_config():
     """A run config with a tiny random ViT (seconds on a CPU), on the raw maps (no input normalisation, no band
     descriptor) so that each test switches on only what it tests."""
-    from hdmap.run.config import BASELINE_MODEL, default_config, merge
+    from hdmap.config import merge
+    from hdmap.kinds.registry import default_config
+    from hdmap.kinds.patchcore import BASELINE_MODEL
     return merge(default_config(), {"backbone": TINY_BACKBONE, "image_size": 112,
                                      "model": {"shots": 4, "coreset_ratio": 0.5, "calibration_maps": 6,
                                                **BASELINE_MODEL}})

@@ -14,7 +14,7 @@ import pytest
 import tifffile
 import torch
 
-from hdmap.cli import main
+from hdmap.cli.main import main
 from hdmap.data.synth import SynthConfig, write_dataset
 
 from conftest import TINY_BACKBONE_SETS

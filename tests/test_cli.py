@@ -2,9 +2,10 @@ import json
 
 import pytest
 
-from hdmap.cli import main
+from hdmap.cli.main import main
 from hdmap.models.feclip.model import TINY_CLIP
-from hdmap.run.config import ConfigError, merge, default_config, parse_set, validate
+from hdmap.config import ConfigError, merge, parse_set
+from hdmap.kinds.registry import default_config, validate
 
 
 def test_synth_cli(tmp_path):
@@ -82,7 +83,7 @@ def test_hub_failure_names_the_offline_flag(synth_root, tmp_path, capsys, monkey
 
 
 def test_backbone_flag_sets_its_presets():
-    from hdmap.run.fit_eval import resolve_config
+    from hdmap.jobs.fit_eval import resolve_config
 
     config = resolve_config("ROOT", None, None, [], backbone="tf_efficientnet_lite0")
     assert config["backbone"] == {"name": "tf_efficientnet_lite0", "weights": "default", "taps": [2, 3],

@@ -3,7 +3,7 @@ import json
 
 import pytest
 
-from hdmap.cli import main
+from hdmap.cli.main import main
 from hdmap.data.synth import SynthConfig, write_dataset
 from hdmap.evaluation.compare import RunsDifferError, compare_runs
 from hdmap.evaluation.scores_file import read_scores

@@ -6,8 +6,9 @@ import pytest
 import torch
 
 from hdmap.models.feclip.model import TINY_CLIP
-from hdmap.run.config import default_config, merge, validate
-from hdmap.run.feclip_hdmap import fit_and_score_feclip, fit_feclip, score_feclip
+from hdmap.config import merge
+from hdmap.kinds.registry import default_config, validate
+from hdmap.run.feclip_pipeline import fit_and_score_feclip, fit_feclip, score_feclip
 
 
 @pytest.fixture
@@ -45,7 +46,7 @@ def test_trial_reports_the_objective_fit_eval_computes(tiny_feclip, domain_c, mo
     reports = []
     monkeypatch.setattr(tune, "report", lambda metrics, checkpoint=None: reports.append(metrics))
     monkeypatch.setattr(trainables, "_domain", lambda **kwargs: domain_c)
-    trainables.feclip_trainable({}, config, {}, "auroc")
+    trainables.trainable({}, config, {}, "auroc", None)
     assert [r["epoch"] for r in reports] == [1, 2]
     _, _, metrics = fit_and_score_feclip(config, domain_c, progress=False)
     assert reports[-1]["objective"] == pytest.approx(metrics["tune"]["auroc"], abs=1e-9)
@@ -80,12 +81,12 @@ def test_calibration_without_held_out_maps_falls_back_with_a_note(tiny_feclip, d
 
 
 def test_calibration_with_one_reference_and_none_held_out_is_refused(tiny_feclip, domain_c, monkeypatch):
-    from hdmap.run import feclip_hdmap
+    from hdmap.run import feclip_pipeline
 
     module = fit_feclip(merge(tiny_feclip, {"train": {"source": "none"}}), domain_c, progress=False)
     with pytest.raises(ValueError, match="condition 'cold' has 1 train map and none held out"):
-        feclip_hdmap.calibration_scale(module, domain_c.train_maps[:1], domain_c.train_maps[:0], "cold",
-                                       feclip_hdmap.map_transform(tiny_feclip), False, [])
+        feclip_pipeline.calibration_scale(module, domain_c.train_maps[:1], domain_c.train_maps[:0], "cold",
+                                       feclip_pipeline.map_transform(tiny_feclip), False, [])
 
 
 def test_asha_runs_as_long_as_the_longest_searched_epochs():
@@ -105,7 +106,7 @@ def test_asha_runs_as_long_as_the_longest_searched_epochs():
 
 
 def test_lfs_stat_is_searched_and_validated():
-    from hdmap.run.config import ConfigError
+    from hdmap.config import ConfigError
     from hdmap.tune.runner import SPACES_DIR
     from hdmap.tune.spaces import load_space
 

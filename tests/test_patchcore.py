@@ -4,9 +4,12 @@ import numpy as np
 import pytest
 import torch
 
-from hdmap.models.lightning_checkpoint import lightning_checkpoint
+from hdmap.models.checkpoint_files import lightning_checkpoint
 from hdmap.models.lightning_patchcore import GatedPatchCore
-from hdmap.run.patchcore_run import build_module, cached_features, fit_and_score, score_patchcore
+from hdmap.kinds.patchcore import build_module
+from hdmap.kinds.registry import fit_and_score
+from hdmap.run import patchcore_pipeline
+from hdmap.run.patchcore_pipeline import cached_features, score_patchcore
 
 
 def _config(base, **model):
@@ -58,8 +61,9 @@ def _assert_devices(module, outputs, device: str, knn: str):
 
 
 def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache):
-    module, outputs, metrics = fit_and_score(_config(tiny_config, bank_mode="gated"), domain_c, feature_cache,
-                                             accelerator="cpu")
+    config = _config(tiny_config, bank_mode="gated")
+    module, outputs, metrics = patchcore_pipeline.fit_and_score(build_module(config), config, domain_c,
+                                                                feature_cache, accelerator="cpu")
     _assert_devices(module, outputs, "cpu", "faiss-cpu")
     assert metrics["devices"] == {"backbone": "cpu", "banks": "cpu", "knn": "faiss-cpu"}
 
@@ -171,7 +175,8 @@ def test_default_inputs_follow_step6_and_plain_patchcore_takes_the_raw_maps(doma
     """The fit-eval default scales each map by its own median and appends the band channel (step 6's choice);
     the plain PatchCore baseline scores the raw maps. Both are checked on what the fitted models hold."""
     from conftest import TINY_BACKBONE
-    from hdmap.run.config import default_config, merge
+    from hdmap.config import merge
+    from hdmap.kinds.registry import default_config
 
     sizes = {}
     for name in ("gated_patchcore", "patchcore"):

@@ -4,9 +4,9 @@ is reloaded with one thread."""
 import torch
 
 from hdmap.features.cache import FeatureCache
-from hdmap.run.checkpoints import read_checkpoint, save_checkpoint
-from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
-from hdmap.run.pipeline import fit_and_score
+from hdmap.jobs.checkpoints import read_checkpoint, save_checkpoint
+from hdmap.jobs.evaluate_checkpoint import evaluate_checkpoint
+from hdmap.kinds.registry import fit_and_score
 
 
 def test_eval_uses_the_thread_count_the_checkpoint_records(domain_c, tiny_config, tmp_path):

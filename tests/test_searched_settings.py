@@ -11,8 +11,9 @@ import pytest
 import torch
 
 from hdmap.models.feclip.model import TINY_CLIP
-from hdmap.run.config import merge, validate
-from hdmap.run.pipeline import fit_and_score
+from hdmap.config import merge
+from hdmap.kinds.registry import validate
+from hdmap.kinds.registry import fit_and_score
 from hdmap.tune.runner import SPACES_DIR
 from hdmap.tune.spaces import _encode, load_space, trial_overrides
 

@@ -3,7 +3,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from hdmap.run.config import ConfigError
+from hdmap.config import ConfigError
 from hdmap.tune.spaces import load_space, suggest, trial_overrides, tune_param_space
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"

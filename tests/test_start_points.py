@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from hdmap.run.config import ConfigError, default_config, merge, validate
+from hdmap.config import ConfigError, merge
+from hdmap.kinds.registry import default_config, validate
 from hdmap.tune.importance import importances
 from hdmap.tune.spaces import load_space, trial_overrides
 from hdmap.tune.start_points import DEFAULTS_LABEL, label_of, project, start_points
@@ -103,8 +104,8 @@ def test_repeats_average_the_objective_over_reference_seeds(domain_c, tiny_confi
     for that seed alone; the checkpointed model is the config's own seed."""
     from hdmap.evaluation.protocol import tune_metrics
     from hdmap.features.cache import FeatureCache
-    from hdmap.run.pipeline import fit_and_score
-    from hdmap.tune.trainables import fit_over_seeds
+    from hdmap.kinds.registry import fit_and_score
+    from hdmap.kinds.patchcore import fit_over_seeds
 
     cache = FeatureCache(tmp_path / "cache", progress=False)
     config = validate(merge(tiny_config, {"model": {"shots": 2, "coreset_ratio": 0.3}}))

@@ -1,6 +1,7 @@
 """The search end to end on a tiny synthetic set with a tiny random ViT (Ray starts locally)."""
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,8 +10,8 @@ from pathlib import Path
 
 import pytest
 
-from hdmap.run.checkpoints import CheckpointMismatchError
-from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
+from hdmap.jobs.checkpoints import CheckpointMismatchError
+from hdmap.jobs.evaluate_checkpoint import evaluate_checkpoint
 from hdmap.tune.runner import SearchOptions, run_search
 
 REPO = Path(__file__).resolve().parents[1]
@@ -144,8 +145,8 @@ def _check_warm_start(run_dir: Path, summary: dict) -> None:
     record = json.loads((run_dir / "hdmap_search.json").read_text())
     assert [s["label"] for s in record["start_points"]] == ["defaults", "start.yaml#1"]
     trials = {}
-    for params in run_dir.glob("*/params.json"):  # patchcore_trainable_<id>_<n>_...: n counts trials from 1
-        trials[int(params.parent.name.split("_")[3])] = json.loads(params.read_text())
+    for params in run_dir.glob("*/params.json"):  # trainable_<id>_<n>_...: n counts trials from 1
+        trials[int(re.match(r"trainable_[0-9a-f]+_(\d+)_", params.parent.name).group(1))] = json.loads(params.read_text())
     first, second = (trials[k] for k in sorted(trials)[:2])
     assert full_config(record["base_config"], first) == record["base_config"]
     assert json.loads(json.dumps(second)) == json.loads(json.dumps(record["start_points"][1]["point"]))

@@ -1,1 +1,1 @@
-"""HDMAP data: reading, layout, transforms, splits, synthetic generator, datamodule."""
+"""HDMAP data: reading map files, a domain with its split and conditions, transforms, condition statistics (the input preparation), synthetic data."""

@@ -1,1 +1,1 @@
-"""Backbones with layer taps, an on-disk feature cache, and the horizontal-context descriptor."""
+"""Backbones with layer taps, an on-disk feature cache, its datamodule, and the horizontal-context descriptor."""

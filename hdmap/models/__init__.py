@@ -1,1 +1,1 @@
-"""Torch cores (memory bank, PatchCore, gated PatchCore) and their Lightning wrappers."""
+"""Torch cores (memory bank, PatchCore, gated PatchCore, FE-CLIP), their Lightning wrappers and checkpoint files."""

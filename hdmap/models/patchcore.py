@@ -26,7 +26,7 @@ BANK_MODES = ("mixed", "gated", "soft")
 @dataclass
 class PatchCoreConfig:
     """Settings of the scoring model (backbone settings live with the features). These defaults are the
-    documented defaults of `hdmap fit-eval` (run/config.py builds its config from them)."""
+    documented defaults of `hdmap fit-eval` (config.py builds its config from them)."""
 
     bank_mode: str = "mixed"  # mixed | gated | soft (gating never beat one mixed bank: experiments/results/step6)
     # references per condition (2 x shots in all); None = every train map (soft mode: all but its calibration maps).

@@ -1,1 +1,1 @@
-"""Pipelines that tie data, features, models and evaluation together (used by the CLI and the Tune trainables)."""
+"""Pipelines: how a PatchCore or FE-CLIP model is fitted and scored on one domain (the kinds call them)."""

@@ -1,1 +1,1 @@
-"""Ray Tune search: YAML search spaces, trainables, the runner, checkpoints."""
+"""Ray Tune search: YAML search spaces, start points, the one trainable, the runner, the summary."""

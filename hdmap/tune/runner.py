@@ -10,7 +10,8 @@ from pathlib import Path
 
 from hdmap import search_spaces
 from hdmap.atomic_files import write_text_atomic
-from hdmap.run.config import ConfigError
+from hdmap.config import ConfigError
+from hdmap.kinds.registry import kind_of
 from hdmap.tune.spaces import load_space
 from hdmap.tune.start_points import start_points
 
@@ -94,22 +95,10 @@ def start_ray(options: SearchOptions):
     return context
 
 
-def preflight_backbone(base_config: dict) -> None:
-    """Build the base backbone once in the driver: missing weights end the command in one line before Ray starts."""
-    if base_config["model_name"] == "feclip":
-        return
-    from hdmap.features.backbones import build_backbone
-    from hdmap.run.patchcore_run import spec_of
-
-    build_backbone(spec_of(base_config))
-
-
 def make_scheduler(space, base_config: dict):
     """ASHA for iterative trainables (they report every epoch), with max_t the most epochs any trial can run;
     None (run every trial to the end) otherwise."""
-    from hdmap.tune.trainables import ITERATIVE
-
-    if base_config["model_name"] not in ITERATIVE:
+    if not kind_of(base_config).iterative:
         return None
     from ray.tune.schedulers import ASHAScheduler
 
@@ -121,13 +110,13 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
     from ray import tune
 
     from hdmap.features.cache import default_cache_dir
-    from hdmap.tune.trainables import TRAINABLES
+    from hdmap.tune.trainables import trainable
 
     data_args = {"root": root, "domain": options.domain, "split_path": str(split_path),
                  "tune_fraction": options.tune_fraction, "split_seed": options.split_seed,
                  "condition_csv": options.condition_csv, "condition_csv_partial": options.condition_csv_partial,
                  "ignore_other_files": options.ignore_other_files}
-    trainable = tune.with_parameters(TRAINABLES[base_config["model_name"]], base_config=base_config,
+    trainable = tune.with_parameters(trainable, base_config=base_config,
                                      data_args=data_args, metric=metric,
                                      cache_dir=str(options.cache_dir or default_cache_dir()),
                                      cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)),
@@ -171,11 +160,13 @@ def run_search(options: SearchOptions) -> dict:
         space.params = [p for p in space.params if p.key != "backbone.taps"]
         print(f"[hdmap] --backbone {options.backbone}: backbone.taps fixed to its preset "
               f"{base_config['backbone']['taps']} (the space's tap choices are for its own backbone)", file=sys.stderr)
-    if options.repeats > 1 and base_config["model_name"] == "feclip":
-        raise ConfigError("--repeats averages reference/coreset seeds of PatchCore trials; FE-CLIP trials are seeded "
-                          "by train.seed (search it instead)")
+    kind = kind_of(base_config)
+    if options.repeats > 1 and not kind.supports_repeats:
+        raise ConfigError(f"--repeats averages reference/coreset seeds of PatchCore trials; {kind.name} trials have "
+                          f"none (search their seed setting instead)")
     starts = start_points(space, base_config, options.start)
-    preflight_backbone(base_config)
+    if kind.preflight:  # e.g. build the backbone: missing weights end the command in one line before Ray starts
+        kind.preflight(base_config)
     split_path = exp_dir / "split.json"
     exp_dir.mkdir(parents=True, exist_ok=True)
     load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed, options.condition_csv,

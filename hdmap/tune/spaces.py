@@ -22,7 +22,9 @@ from pathlib import Path
 import yaml
 
 from hdmap.features.backbones import BACKBONES
-from hdmap.run.config import ConfigError, backbone_settings, default_config, merge, parse_set, validate
+from hdmap.config import ConfigError, merge, parse_set
+from hdmap.kinds.registry import default_config, validate
+from hdmap.kinds.patchcore import backbone_settings
 
 KINDS = ("choice", "uniform", "loguniform", "int")
 METRICS = ("accuracy_cv", "accuracy", "auroc")

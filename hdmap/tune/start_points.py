@@ -10,7 +10,8 @@ from pathlib import Path
 
 import yaml
 
-from hdmap.run.config import ConfigError, merge, validate
+from hdmap.config import ConfigError, merge
+from hdmap.kinds.registry import validate
 from hdmap.tune.spaces import Param, SearchSpace, _active, _encode, decode
 
 DEFAULTS_LABEL = "defaults"

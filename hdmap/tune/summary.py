@@ -9,7 +9,7 @@ import numpy as np
 from pathlib import Path
 
 from hdmap.atomic_files import atomic_path, write_text_atomic
-from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
+from hdmap.jobs.evaluate_checkpoint import evaluate_checkpoint
 from hdmap.tune.importance import EVALUATOR, importances, plot_top_parameters
 from hdmap.tune.spaces import SearchSpace
 from hdmap.tune.start_points import DEFAULTS_LABEL, label_of

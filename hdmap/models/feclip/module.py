@@ -7,7 +7,7 @@ import torch
 import torch.nn.functional as F
 
 from hdmap.evaluation.metrics import auroc
-from hdmap.models.lightning_checkpoint import lightning_checkpoint
+from hdmap.models.checkpoint_files import lightning_checkpoint
 from hdmap.models.feclip.losses import feclip_loss
 from hdmap.models.feclip.model import FEClip, FEClipConfig
 

@@ -1,5 +1,5 @@
-"""FE-CLIP: train the adapters on an auxiliary set, evaluate zero-shot per category (image AUROC/AP, pixel
-AUROC, AUPRO), following the paper's cross-dataset protocol."""
+"""FE-CLIP training and prediction through a Lightning Trainer: fit the adapters on a dataset (an auxiliary set, or
+band anomalies on HDMAP train normals), predict scores, maps and adapted patch tokens."""
 from __future__ import annotations
 
 import random
@@ -9,13 +9,8 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch.utils.data import DataLoader, Dataset
 
-from hdmap.evaluation.metrics import auroc, average_precision, macro_average
-from hdmap.evaluation.pro import aupro
 from hdmap.models.feclip.module import FEClipModule
 from hdmap.run.trainer import make_trainer
-
-PAPER = {"mvtec": {"image_auroc": 91.9, "image_ap": 96.5, "pixel_auroc": 92.6, "aupro": 88.3},
-         "visa": {"image_auroc": 84.6, "image_ap": 86.6, "pixel_auroc": 95.9, "aupro": 92.8}}
 
 
 def seed_everything(seed: int) -> None:
@@ -68,15 +63,3 @@ def predict_tokens(module: FEClipModule, dataset: Dataset, batch_size: int = 32,
     return torch.cat([b["tokens"] for b in batches])
 
 
-def benchmark_metrics(predictions: dict) -> tuple[dict, dict]:
-    """(per-category metrics in %, macro average)."""
-    per_category = {}
-    for category in sorted(set(predictions["categories"])):
-        part = predictions["categories"] == category
-        scores, labels = predictions["scores"][part], predictions["labels"][part]
-        maps, masks = predictions["maps"][part], predictions["masks"][part]
-        per_category[category] = {
-            "image_auroc": 100 * auroc(scores, labels), "image_ap": 100 * average_precision(scores, labels),
-            "pixel_auroc": 100 * auroc(maps.ravel(), (masks.ravel() > 0.5).astype(int)),
-            "aupro": 100 * aupro(maps, masks)}
-    return per_category, macro_average(per_category)

@@ -10,11 +10,12 @@ from pathlib import Path
 
 import torch
 
-from hdmap.run.checkpoints import checkpoint_file, load_checkpoint_data, read_checkpoint
-from hdmap.run.config import default_config, merge
+from hdmap.jobs.checkpoints import checkpoint_file, load_checkpoint_data, read_checkpoint
+from hdmap.config import merge
+from hdmap.kinds.registry import default_config
 from hdmap.data.domain import load_domain
-from hdmap.run.outputs import write_run_outputs
-from hdmap.run.pipeline import score_saved
+from hdmap.jobs.run_files import write_run_outputs
+from hdmap.kinds.registry import score_saved
 
 
 def adapters_config(checkpoint: dict, path: Path) -> dict:

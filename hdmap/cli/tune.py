@@ -7,8 +7,8 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hdmap.run.config import MODELS
-from hdmap.run.fit_eval import add_data_options
+from hdmap.kinds.registry import DEFAULT_MODEL, KINDS
+from hdmap.cli.fit_eval import add_data_options
 
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl+C
@@ -31,7 +31,7 @@ def add_tune(sub) -> None:
                        description=__doc__)
     p.add_argument("--data-root", help="ROOT with domain_X folders (default: embedded synthetic data)")
     p.add_argument("--domain", default="C")
-    p.add_argument("--model", default="gated_patchcore", choices=list(MODELS))
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=list(KINDS))
     p.add_argument("--backbone", help="backbone preset (its taps, image size, weights), e.g. tf_efficientnet_lite0 "
                                       "offline; default: the space's (DINOv2 ViT-S/14 with --data-root)")
     p.add_argument("--space", help="search space YAML (default: the packaged <model>.yaml; <model>_quick.yaml on "

@@ -1,5 +1,5 @@
 """(Gated) PatchCore on one domain: the one fit function and the one score function that `hdmap fit-eval`, the
-Tune trainable and `hdmap eval` all call. Both run through a Lightning Trainer (accelerator=auto) over cached
+Tune trainable and `hdmap eval` all call (through the PatchCore kinds, hdmap/kinds/patchcore.py). Both run through a Lightning Trainer (accelerator=auto) over cached
 features, so the banks and the kNN live on the accelerator when there is one."""
 from __future__ import annotations
 
@@ -9,25 +9,16 @@ import numpy as np
 import torch
 
 from hdmap.data.condition_statistics import ConditionStatistics
+from hdmap.data.domain import DomainData
 from hdmap.evaluation.protocol import protocol_metrics, tune_metrics
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
 from hdmap.features.feature_datamodule import FeatureDataModule
 from hdmap.gating.gates import gate_accuracy
 from hdmap.models.coreset_store import CoresetStore
-from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore, gather_predictions
+from hdmap.models.lightning_patchcore import GatedPatchCore, gather_predictions
 from hdmap.models.patchcore import fit_input_preparation
-from hdmap.data.domain import DomainData
 from hdmap.run.trainer import make_trainer
-
-MODULES = {"patchcore": PatchCore, "gated_patchcore": GatedPatchCore}
-
-
-def build_module(config: dict) -> GatedPatchCore:
-    return MODULES[config["model_name"]](backbone=config["backbone"], model=config["model"],
-                                         image_size=config["image_size"], resize=config["resize"],
-                                         normalisation=config["normalisation"])
-
 
 def spec_of(config: dict) -> BackboneSpec:
     return BackboneSpec.from_config(config["backbone"])
@@ -82,12 +73,11 @@ def score_patchcore(module: GatedPatchCore, test_grids: list, data: DomainData, 
     return merged
 
 
-def fit_and_score(config: dict, data: DomainData, cache: FeatureCache, accelerator: str = "auto",
-                  tune_only: bool = False) -> tuple[GatedPatchCore, dict, dict]:
-    """(fitted module, raw outputs over all test maps, metrics.json dict). `tune_only` (a search trial) scores
+def fit_and_score(module: GatedPatchCore, config: dict, data: DomainData, cache: FeatureCache,
+                  accelerator: str = "auto", tune_only: bool = False) -> tuple[GatedPatchCore, dict, dict]:
+    """(`module` fitted, raw outputs over all test maps, metrics.json dict). `tune_only` (a search trial) scores
     only the tune maps: the objective needs no more, and holdout stays unseen until the best model is evaluated."""
     start = time.perf_counter()
-    module = build_module(config)
     if cache.enabled:  # greedy coreset orders are cached beside the features
         module.core.coreset_store = CoresetStore(cache.root / "coresets")
     preparation = fit_input_preparation(module.core.config, data.train_maps)  # the one fit, on train maps only

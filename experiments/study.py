@@ -6,10 +6,12 @@ from pathlib import Path
 
 from hdmap.data.synthetic_default import ensure_embedded_dataset
 from hdmap.evaluation.results_file import describe_backbone, stamp
-from hdmap.run.config import BASELINE_MODEL, default_config, merge, parse_set, validate
+from hdmap.config import merge, parse_set
+from hdmap.kinds.registry import default_config, validate
+from hdmap.kinds.patchcore import BASELINE_MODEL
 from hdmap.data.domain import load_domain
 
-RESULTS = Path(__file__).resolve().parents[2] / "experiments" / "results"
+RESULTS = Path(__file__).resolve().parent / "results"
 FAST_BACKBONE = {"name": "dinov2_vits14", "weights": "none", "taps": [0, 1],
                  "model_kwargs": {"depth": 2, "embed_dim": 24, "num_heads": 2}}
 

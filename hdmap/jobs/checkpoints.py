@@ -4,7 +4,6 @@ again), content fingerprints of the data and the map size. Reloading checks the 
 from __future__ import annotations
 
 import json
-import pickle
 from pathlib import Path
 
 import torch
@@ -12,15 +11,12 @@ from lightning import LightningModule
 
 from hdmap.atomic_files import atomic_path, write_text_atomic
 from hdmap.data.splits import SplitMismatchError, TestSplit
-from hdmap.models.lightning_checkpoint import lightning_checkpoint
+from hdmap.models.checkpoint_files import CheckpointMismatchError, lightning_checkpoint, load_data_only
 from hdmap.data.domain import DomainData, load_domain
 
 CHECKPOINT_FILE = "model.ckpt"
 TRIAL_METRICS_FILE = "trial_metrics.json"
 
-
-class CheckpointMismatchError(ValueError):
-    """A checkpoint applied to data or settings it was not made for."""
 
 
 def save_checkpoint(folder: str | Path, module: LightningModule, config: dict, data: DomainData,
@@ -53,23 +49,6 @@ def read_checkpoint(path: str | Path) -> dict:
     """The whole checkpoint dict; its `hdmap` record is {} when written without one (FE-CLIP benchmark adapters)."""
     return load_data_only(checkpoint_file(path))
 
-
-def load_data_only(path: str | Path) -> dict:
-    """torch.load restricted to tensors and plain containers (`weights_only=True`): a file that holds anything
-    else (a pickled object, which could run code when loaded) is refused with one line naming it."""
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-    except pickle.UnpicklingError as error:
-        if "unsupported global" in str(error).lower():  # a pickled object: the payload of a crafted file
-            raise CheckpointMismatchError(f"{path}: refused: it holds Python objects other than tensors and plain "
-                                          f"containers, and loading them could run code (hdmap never writes "
-                                          f"such checkpoints)") from error
-        raise CheckpointMismatchError(f"{path}: not a checkpoint (its bytes are not a file torch.save wrote)") from error
-    except (RuntimeError, EOFError, OSError, ValueError) as error:
-        raise CheckpointMismatchError(f"{path}: not a readable checkpoint ({str(error).splitlines()[0]})") from error
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
-        raise CheckpointMismatchError(f"{path}: not a Lightning checkpoint (no state_dict)")
-    return checkpoint
 
 
 def load_checkpoint_data(extra: dict, data_root: str | None = None, ignore_other_files: bool = False) -> DomainData:

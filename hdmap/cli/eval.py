@@ -6,7 +6,7 @@ import json
 import sys
 from pathlib import Path
 
-from hdmap.run.checkpoints import CHECKPOINT_FILE
+from hdmap.jobs.checkpoints import CHECKPOINT_FILE
 
 
 def add_eval(sub) -> None:
@@ -46,7 +46,7 @@ def find_checkpoint(run: Path, trial: str | None) -> Path:
 
 def run_eval(args) -> int:
     from hdmap.evaluation.report import with_console_interval
-    from hdmap.run.evaluate_checkpoint import evaluate_checkpoint
+    from hdmap.jobs.evaluate_checkpoint import evaluate_checkpoint
 
     run = Path(args.target)
     checkpoint = find_checkpoint(run, args.trial)

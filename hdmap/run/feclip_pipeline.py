@@ -23,9 +23,9 @@ from hdmap.gating.gates import Gate, GateConfig, gate_accuracy
 from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule
 from hdmap.models.memory_bank import MemoryBank
-from hdmap.run.checkpoints import load_data_only
+from hdmap.models.checkpoint_files import load_data_only
 from hdmap.data.domain import DomainData
-from hdmap.run.feclip_run import predict_feclip, predict_tokens, seed_everything, train_feclip
+from hdmap.run.feclip_training import predict_feclip, predict_tokens, seed_everything, train_feclip
 
 
 

@@ -11,7 +11,7 @@ from hdmap.data.condition_statistics import INPUT_NORMS, ConditionStatistics
 from hdmap.statistics import ashman_d, held_out_projection, is_bimodal
 from hdmap.data.domain import load_domain
 from hdmap.features.cache import FeatureCache
-from hdmap.run.patchcore_run import fit_and_score
+from hdmap.kinds.registry import fit_and_score
 
 OPTIONS = [{"input_norm": norm} for norm in INPUT_NORMS if norm != "none"] + [{"band_weight": 1.0}]
 
@@ -126,9 +126,9 @@ def test_each_option_changes_the_objective(option, tiny_config, domain_c, featur
 
 
 def test_normalised_model_reloads_and_scores_the_same(tiny_config, domain_c, feature_cache, tmp_path):
-    from hdmap.models.lightning_checkpoint import lightning_checkpoint
+    from hdmap.models.checkpoint_files import lightning_checkpoint
     from hdmap.models.lightning_patchcore import GatedPatchCore
-    from hdmap.run.patchcore_run import score_saved_module
+    from hdmap.run.patchcore_pipeline import score_saved_module
 
     config = copy.deepcopy(tiny_config)
     config["model"].update({"input_norm": "row_profile", "band_weight": 0.5})

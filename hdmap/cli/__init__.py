@@ -1,0 +1,1 @@
+"""The console commands of `hdmap` (entry point: hdmap.cli.main:main)."""

@@ -1,0 +1,1 @@
+"""What one command does apart from its console: fit-eval, evaluate a checkpoint, write run files."""

@@ -1,0 +1,72 @@
+"""The fit-eval job: resolve a run's settings, fit one model on a domain, evaluate it under the tune/holdout protocol
+and write its run folder (metrics, report, scores, plots, split, checkpoint)."""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+from hdmap.config import load_yaml, merge, parse_set
+from hdmap.data.domain import load_domain
+from hdmap.data.synthetic_default import ensure_embedded_dataset
+from hdmap.features.cache import FeatureCache
+from hdmap.jobs.checkpoints import save_checkpoint
+from hdmap.jobs.run_files import write_run_outputs
+from hdmap.kinds.registry import default_config, fit_and_score, validate
+
+
+def resolve_config(data_root: str | None, model: str | None, config_path: str | None, sets: list[str],
+                   backbone: str | None = None) -> dict:
+    """Defaults (of the model, with the backbone's presets), then the YAML file, then --set."""
+    loaded = load_yaml(config_path) if config_path else {}
+    model = model or loaded.get("model_name")
+    config = default_config(real_data=data_root is not None, model_name=model, backbone=backbone)
+    config = merge(config, loaded)
+    if model:
+        config["model_name"] = model
+    return validate(merge(config, parse_set(sets)))
+
+
+RUN_FILES = ("metrics.json", "report.md", "scores.csv", "model.ckpt", "config.json", "trial_metrics.json",
+             "split.json", "scores.png", "anomaly_maps.png")
+
+
+def held_run_files(out: Path) -> list[str]:
+    """The files of an earlier run in `out` (a run folder is refused unless --overwrite)."""
+    return [name for name in RUN_FILES if (out / name).exists()]
+
+
+@dataclass
+class DataOptions:
+    """Where a run's maps come from and how their folders are read."""
+
+    data_root: str | None = None  # None: the embedded synthetic data
+    domain: str = "C"
+    split: str | None = None  # a split.json to reuse
+    condition_csv: str | None = None
+    condition_csv_partial: bool = False
+    ignore_other_files: bool = False
+
+
+def fit_eval(config: dict, source: DataOptions, out: str | Path, overwrite: bool = False,
+             cache_dir: str | None = None, command: str | None = None, progress: bool = True) -> dict:
+    """Fit and evaluate `config`; write the run folder `out` (refused when it holds a run, unless `overwrite`).
+    Nothing is written before the inputs and the fit succeeded. Returns the metrics.json dict."""
+    out = Path(out)
+    held = held_run_files(out)
+    if held and not overwrite:
+        raise FileExistsError(f"{out} already holds a run ({', '.join(held)}): pass --overwrite to replace it, "
+                              f"or choose another --out")
+    if source.split and not Path(source.split).is_file():
+        raise FileNotFoundError(f"--split {source.split}: no such split.json")
+    root = source.data_root or str(ensure_embedded_dataset())
+    data = load_domain(root, source.domain, source.split, config["split"]["tune_fraction"], config["split"]["seed"],
+                       source.condition_csv, condition_csv_partial=source.condition_csv_partial,
+                       ignore_other_files=source.ignore_other_files)
+    module, outputs, metrics = fit_and_score(config, data, FeatureCache(cache_dir, progress=progress), progress=progress)
+    out.mkdir(parents=True, exist_ok=True)
+    for name in held:
+        (out / name).unlink()
+    data.split.save(out / "split.json")
+    write_run_outputs(out, metrics, data, outputs, command)
+    save_checkpoint(out, module, config, data, metrics)
+    return metrics

@@ -1,0 +1,1 @@
+"""Model kinds: one module each, listed in registry.py."""

@@ -1,0 +1,41 @@
+"""What a model kind is: the one interface `hdmap fit-eval`, `hdmap eval` and the Tune trainable call. A kind owns
+its defaults, the check of its settings, its fit-and-score, its scoring of a saved model and its search trial;
+adding one is one module and one line in registry.py."""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Callable
+
+# report(fitted module, metrics dict, values for Tune): the trainable saves the checkpoint and reports to Tune
+TrialReport = Callable[[object, dict, dict], None]
+
+
+@dataclass(frozen=True)
+class ModelKind:
+    """One model kind. Callables (config and data are a run config dict and a `DomainData`):
+
+    - defaults(real_data, backbone) -> the complete run config of this kind
+    - validate(config) -> None; a ConfigError names the first bad key
+    - fit_and_score(config, data, cache, progress, tune_only) -> (fitted module, outputs, metrics.json dict)
+    - score_saved(path, config, data, cache_dir, progress) -> (outputs, metrics) of a checkpoint, not refitted
+    - trial(config, data, cache, metric, repeats, report) -> None; calls `report` once, or every epoch
+    """
+
+    name: str
+    description: str
+    defaults: Callable[[bool, str | None], dict]
+    validate: Callable[[dict], None]
+    fit_and_score: Callable
+    score_saved: Callable
+    trial: Callable
+    iterative: bool = False  # trials report every epoch: the search adds ASHA
+    supports_repeats: bool = False  # `--repeats` averages this kind's reference/coreset seeds
+    preflight: Callable[[dict], None] | None = None  # run once in the driver before Ray starts (missing weights)
+
+
+def trial_values(tune: dict, metric: str) -> dict:
+    """What a trial reports to Tune from its tune metrics: the objective with its standard error and every metric."""
+    objective = tune[metric]
+    return {"objective": objective if objective is not None else -math.inf, "objective_se": tune["se"][metric],
+            "tune_accuracy": tune["accuracy"], "tune_auroc": tune["auroc"], "tune_accuracy_cv": tune["accuracy_cv"]}
