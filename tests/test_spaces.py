@@ -4,7 +4,7 @@ import optuna
 import pytest
 
 from hdmap.config import ConfigError
-from hdmap.tune.spaces import load_space, suggest, trial_overrides, tune_param_space
+from hdmap.tune.spaces import load_space, suggest, trial_overrides
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
@@ -53,9 +53,3 @@ def _write(tmp_path, text):
 def test_bad_spaces_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_space(_write(tmp_path, text))
-
-
-def test_tune_param_space_refuses_conditionals():
-    assert "model.shots" in tune_param_space(load_space(SPACES / "patchcore_quick.yaml"))
-    with pytest.raises(ConfigError, match="Optuna"):
-        tune_param_space(load_space(SPACES / "gated_patchcore.yaml"))

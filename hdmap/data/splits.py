@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hdmap.atomic_files import write_text_atomic
+from hdmap.condition_names import CONDITIONS
 from hdmap.data.map_files import path_tail
 
 
@@ -25,7 +26,7 @@ def sample_uniform(n_items: int, k: int | None, seed: int) -> np.ndarray:
 
 
 def sample_per_condition(assignment: list[str] | np.ndarray, k: int | None, seed: int,
-                         conditions: tuple[str, ...] = ("cold", "warm")) -> dict[str, np.ndarray]:
+                         conditions: tuple[str, ...] = CONDITIONS) -> dict[str, np.ndarray]:
     """k reference indices per condition given a condition assignment of train (None = all of each)."""
     assignment = np.asarray(assignment)
     picked = {}
@@ -39,7 +40,7 @@ def sample_per_condition(assignment: list[str] | np.ndarray, k: int | None, seed
 
 
 def select_references(n_items: int, shots: int | None, seed: int, assignment=None,
-                      conditions: tuple[str, ...] = ("cold", "warm")) -> np.ndarray:
+                      conditions: tuple[str, ...] = CONDITIONS) -> np.ndarray:
     """Reference indices: k per condition under `assignment` (grouped by condition, in `conditions` order),
     else 2k uniformly, sorted (shots None = all)."""
     if shots is None:

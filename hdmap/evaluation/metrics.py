@@ -8,6 +8,8 @@ import math
 
 import numpy as np
 
+from hdmap.condition_names import CONDITIONS
+
 
 def _check(scores, labels) -> tuple[np.ndarray, np.ndarray]:
     scores, labels = np.asarray(scores, dtype=np.float64), np.asarray(labels).astype(int)
@@ -91,7 +93,7 @@ def condition_breakdown(scores, labels, conditions, threshold: float) -> dict:
     """AUROC and accuracy (at `threshold`) per condition, plus cold faults against warm goods."""
     scores, labels, conditions = np.asarray(scores), np.asarray(labels), np.asarray(conditions)
     out = {}
-    for condition in ("cold", "warm"):
+    for condition in CONDITIONS:
         part = conditions == condition
         if part.any():
             out[condition] = {"auroc": _nan_to_none(auroc(scores[part], labels[part])),

@@ -8,6 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from hdmap.atomic_files import atomic_path, write_text_atomic
+from hdmap.condition_names import CONDITIONS
 
 
 def roc_curve(scores, labels) -> tuple[np.ndarray, np.ndarray]:
@@ -51,7 +52,7 @@ def plot_scores(out_dir: str | Path, scores, labels, conditions, threshold: floa
     left.set_title(f"{title}: holdout scores")
     fpr, tpr = roc_curve(scores, labels)
     right.plot(fpr, tpr, label="all")
-    for condition in ("cold", "warm"):
+    for condition in CONDITIONS:
         part = conditions == condition
         if part.any() and len(set(labels[part])) == 2:
             right.plot(*roc_curve(scores[part], labels[part]), label=condition)

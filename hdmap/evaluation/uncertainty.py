@@ -7,6 +7,7 @@ import math
 import numpy as np
 from scipy.stats import binomtest, rankdata
 
+from hdmap.condition_names import CONDITIONS
 from hdmap.evaluation.metrics import auroc, best_threshold
 
 CV_REPEATS = 5  # seeded stratified half splits of the tune maps behind accuracy_cv
@@ -128,7 +129,7 @@ def holdout_intervals(scores, labels, conditions, threshold: float, n_boot: int 
     scores, labels, conditions = np.asarray(scores, float), np.asarray(labels, int), np.asarray(conditions)
     out = bootstrap_interval(scores, labels, threshold, strata_of(labels, list(conditions)), n_boot, seed)
     out["by_condition"] = {}
-    for condition in ("cold", "warm"):
+    for condition in CONDITIONS:
         part = conditions == condition
         if part.any():
             out["by_condition"][condition] = bootstrap_interval(scores[part], labels[part], threshold, None,

@@ -200,24 +200,6 @@ def optuna_search(space: SearchSpace, seed: int, metric: str = "objective", poin
                         sampler=optuna.samplers.TPESampler(seed=seed))
 
 
-def tune_param_space(space: SearchSpace) -> dict:
-    """A Ray Tune param space (for searchers other than Optuna); conditional spaces need Optuna."""
-    from ray import tune
-
-    if space.conditional:
-        raise ConfigError(f"{space.source}: conditional parameters need the Optuna searcher")
-    out = {}
-    for p in space.params:
-        if p.kind == "choice":
-            out[p.key] = tune.choice([_encode(v) for v in p.values])
-        elif p.kind == "int":
-            out[p.key] = tune.randint(p.values[0], p.values[1] + 1)
-        elif p.kind == "loguniform":
-            out[p.key] = tune.loguniform(*p.values)
-        else:
-            out[p.key] = tune.uniform(*p.values) if p.step is None else tune.quniform(*p.values, p.step)
-    return out
-
 
 def trial_overrides(trial_config: dict) -> dict:
     """A trial's flat {dotted key: value} -> a nested override dict for the run config."""

@@ -92,9 +92,6 @@ class FEClip(nn.Module):
                              self.config.lfs_kernel, self.config.mix, self.config.lfs_stat) for _ in self.config.taps)
         self.patch_to_text = nn.Linear(width, embed_dim)
 
-    def trainable_parameters(self) -> list[nn.Parameter]:
-        return list(self.adapters.parameters()) + list(self.patch_to_text.parameters())
-
     def train(self, mode: bool = True):
         super().train(mode)
         self.visual.eval()  # frozen tower stays in eval mode
