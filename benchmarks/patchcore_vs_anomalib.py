@@ -22,7 +22,8 @@ from hdmap.data.splits import sample_uniform
 from hdmap.evaluation.metrics import auroc
 from hdmap.features.backbones import BackboneSpec, build_backbone
 from hdmap.data.transforms import MapTransform
-from hdmap.models.patchcore import GatedPatchCoreModel, PatchCoreConfig
+from hdmap.models.patchcore import GatedPatchCoreModel
+from hdmap.models.patchcore_config import PatchCoreConfig
 
 TAPS = (2, 3)
 

@@ -96,7 +96,7 @@ def test_backbone_flag_sets_its_presets():
 
 def test_one_place_for_defaults():
     from hdmap.features.backbones import BACKBONES, BackboneSpec
-    from hdmap.models.patchcore import PatchCoreConfig
+    from hdmap.models.patchcore_config import PatchCoreConfig
 
     config = default_config()
     assert config["model"] == PatchCoreConfig().to_dict()

@@ -14,7 +14,7 @@ from hdmap.features.cache import FeatureCache
 from hdmap.gating.gates import GateConfig
 from hdmap.kinds.kind import ModelKind, TrialReport, trial_values
 from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore
-from hdmap.models.patchcore import PatchCoreConfig
+from hdmap.models.patchcore_config import PatchCoreConfig
 from hdmap.run import patchcore_pipeline
 
 # The maps as they are, no band channel.

@@ -14,7 +14,8 @@ from hdmap.condition_names import names_of
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE
 from hdmap.models.memory_bank import knn_backend
-from hdmap.models.patchcore import FitPlan, GatedPatchCoreModel, PatchCoreConfig
+from hdmap.models.patchcore import GatedPatchCoreModel
+from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig
 
 
 class GatedPatchCore(L.LightningModule):

@@ -17,7 +17,7 @@ from hdmap.features.feature_datamodule import FeatureDataModule
 from hdmap.gating.gates import gate_accuracy
 from hdmap.models.coreset_store import CoresetStore
 from hdmap.models.lightning_patchcore import GatedPatchCore, gather_predictions
-from hdmap.models.patchcore import fit_input_preparation
+from hdmap.models.patchcore_config import fit_input_preparation
 from hdmap.run.trainer import make_trainer
 
 def spec_of(config: dict) -> BackboneSpec:
