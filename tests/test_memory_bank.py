@@ -116,3 +116,99 @@ def test_greedy_order_keeps_the_features_device():
     assert GreedyOrder(features).extend(5).device == features.device
     if torch.cuda.is_available():
         assert GreedyOrder(features.cuda()).extend(5).device.type == "cuda"
+
+
+class _FakeGpuFaiss:
+    """Stands in for GPU faiss on a CPU machine: records what the GPU path hands it."""
+
+    def __init__(self):
+        self.resources, self.searched = [], []
+        fake = self
+
+        class Resources:
+            def __init__(self):
+                fake.resources.append(self)
+                self.temp_memory = None
+
+            def setTempMemory(self, size):
+                self.temp_memory = size
+
+        class Config:
+            device = None
+
+        class GpuIndexFlatL2:
+            def __init__(self, resources, dim, config):
+                self.resources, self.dim, self.config, self.vectors = resources, dim, config, None
+
+            def add(self, vectors):
+                assert isinstance(vectors, torch.Tensor)  # no numpy: the GPU tensor goes in as it is
+                self.vectors = vectors
+
+            def search(self, queries, k):
+                assert isinstance(queries, torch.Tensor) and queries.device == self.vectors.device
+                fake.searched.append(queries.device)
+                squared, indices = (torch.cdist(queries, self.vectors) ** 2).topk(k, dim=1, largest=False)
+                return squared, indices
+
+        self.StandardGpuResources, self.GpuIndexFlatConfig, self.GpuIndexFlatL2 = Resources, Config, GpuIndexFlatL2
+
+
+def test_gpu_faiss_path_takes_torch_tensors_and_shares_one_resource_object(monkeypatch):
+    from hdmap.models import memory_bank
+
+    fake = _FakeGpuFaiss()
+    monkeypatch.setattr(memory_bank, "faiss", fake)
+    monkeypatch.setattr(memory_bank, "_GPU_RESOURCES", {})
+    bank, queries = torch.randn(200, 8), torch.randn(30, 8)
+    first = memory_bank.KnnIndex(bank, "faiss-gpu")
+    second = memory_bank.KnnIndex(bank[:50], "faiss-gpu")
+    distances, indices = first.search(queries, 2)
+    second.search(queries, 1)
+    assert len(fake.resources) == 1 and fake.resources[0].temp_memory == memory_bank.GPU_TEMP_MEMORY
+    assert distances.device == indices.device == bank.device and len(fake.searched) == 2
+    expected = memory_bank.KnnIndex(bank, "torch").search(queries, 2)
+    assert torch.equal(indices, expected[1]) and torch.allclose(distances, expected[0], atol=1e-4)
+
+
+def test_faiss_distances_are_correctly_rounded_square_roots():
+    """sqrt of faiss's squared distances in float64 then float32: the same numbers as numpy's exact sqrt."""
+    import faiss
+
+    from hdmap.models.memory_bank import KnnIndex
+
+    bank, queries = torch.randn(500, 16) * 5, torch.randn(400, 16) * 5
+    index = faiss.IndexFlatL2(16)
+    index.add(bank.numpy())
+    squared, _ = index.search_numpy(queries.numpy(), 1) if hasattr(index, "search_numpy") else index.search(
+        queries.numpy(), 1)
+    distances, _ = KnnIndex(bank, "faiss-cpu").search(queries, 1)
+    assert np.array_equal(distances.numpy(), np.sqrt(np.maximum(squared, 0)))
+
+
+def test_index_is_kept_per_device_until_the_members_change(monkeypatch):
+    """One index per device and contents: repeated scoring reuses it; a fit or a load builds a new one."""
+    from hdmap.models import memory_bank
+
+    built = []
+    original = memory_bank.KnnIndex.__init__
+    monkeypatch.setattr(memory_bank.KnnIndex, "__init__", lambda self, *a, **k: built.append(1) or original(
+        self, *a, **k))
+    memory = MemoryBank().fit(torch.randn(100, 4), coreset_ratio=1.0)
+    for _ in range(3):
+        memory.image_scores(torch.randn(20, 4), 2)
+    assert len(built) == 1
+    other = MemoryBank()
+    other.load_state_dict(MemoryBank().fit(torch.randn(60, 4), coreset_ratio=1.0).state_dict())
+    memory.load_state_dict(other.state_dict())
+    assert len(memory.index()) == 60 and len(built) == 2
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_the_gpu_index_survives_a_move_to_the_cpu_and_back():
+    memory = MemoryBank().fit(torch.randn(100, 4), coreset_ratio=1.0).cuda()
+    gpu_index = memory.index()
+    assert gpu_index.device.type == "cuda"
+    memory.cpu()
+    assert memory.index().device.type == "cpu"
+    memory.cuda()
+    assert memory.index() is gpu_index  # Lightning's teardown moved it away; the GPU index was kept

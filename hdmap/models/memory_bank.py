@@ -2,21 +2,26 @@
 
 kNN backends, chosen by where the bank lives: a faiss GPU index (CUDA bank, GPU faiss installed), torch on CUDA
 (CUDA bank, no GPU faiss), a faiss CPU index (CPU bank, faiss installed), torch on CPU (no faiss at all).
-All are exact L2 searches; the index is built once per bank and reused by every query.
+All are exact L2 searches on torch tensors where they live (faiss through faiss.contrib.torch_utils: no copy
+to the host and back). A bank keeps one index per device for its current contents, so the index built on the GPU
+survives Lightning moving the module back to the CPU after fit and predict; every GPU index of a process shares
+one faiss resource object with bounded temporary memory.
 """
 from __future__ import annotations
 
-import numpy as np
 import torch
 
 from hdmap.resizable_buffers import ResizableBuffers
 
 try:
     import faiss
+    import faiss.contrib.torch_utils  # noqa: F401 - faiss indexes then take and return torch tensors
 except ImportError:  # the base install works without faiss (torch kNN); extras `cpu` / `gpu` add it
     faiss = None
 
 TORCH_KNN_BLOCK = 1 << 24  # query x bank distances computed per block (64 MiB of float32)
+GPU_TEMP_MEMORY = 256 << 20  # faiss GPU scratch memory per device (its default takes a share of the whole GPU)
+_GPU_RESOURCES: dict[int, object] = {}  # CUDA device index -> the process's one faiss StandardGpuResources
 
 
 class EmptyBankError(RuntimeError):
@@ -94,6 +99,15 @@ def knn_backend(device: torch.device | str) -> str:
     return "faiss-cpu" if faiss is not None and device.type == "cpu" else "torch"
 
 
+def gpu_resources(device_index: int):
+    """The one faiss GPU resource object of this process for a device, with bounded temporary memory."""
+    if device_index not in _GPU_RESOURCES:
+        resources = faiss.StandardGpuResources()
+        resources.setTempMemory(GPU_TEMP_MEMORY)
+        _GPU_RESOURCES[device_index] = resources
+    return _GPU_RESOURCES[device_index]
+
+
 class KnnIndex:
     """Exact L2 nearest neighbours among fixed `vectors`, searched on the vectors' device."""
 
@@ -104,13 +118,15 @@ class KnnIndex:
         self.device = self.vectors.device
         self.backend = backend or knn_backend(self.device)
         self._faiss = None
-        if self.backend.startswith("faiss"):
-            index = faiss.IndexFlatL2(self.vectors.shape[1])
-            if self.backend == "faiss-gpu":
-                self._resources = faiss.StandardGpuResources()
-                index = faiss.index_cpu_to_gpu(self._resources, self.device.index or 0, index)
-            index.add(np.ascontiguousarray(self.vectors.cpu().numpy()))
-            self._faiss = index
+        if self.backend == "faiss-cpu":
+            self._faiss = faiss.IndexFlatL2(self.vectors.shape[1])
+        elif self.backend == "faiss-gpu":
+            config = faiss.GpuIndexFlatConfig()
+            config.device = self.device.index or 0
+            self._faiss = faiss.GpuIndexFlatL2(gpu_resources(config.device), self.vectors.shape[1], config)
+        if self._faiss is not None:
+            self.vectors = self.vectors.contiguous()
+            self._faiss.add(self.vectors)  # a torch tensor on its own device
 
     def __len__(self) -> int:
         return self.vectors.shape[0]
@@ -118,11 +134,11 @@ class KnnIndex:
     def search(self, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
         """(distances, indices), each (Q, k), on the index's device."""
         k = min(k, len(self))
-        if self._faiss is not None:
-            squared, indices = self._faiss.search(np.ascontiguousarray(queries.detach().float().cpu().numpy()), k)
-            distances = torch.from_numpy(np.sqrt(np.maximum(squared, 0.0)))
-            return distances.to(self.device), torch.from_numpy(indices).to(self.device)
         queries = queries.detach().float().to(self.device)
+        if self._faiss is not None:
+            squared, indices = self._faiss.search(queries.contiguous(), k)
+            # sqrt in float64, then float32: correctly rounded (torch's float32 CPU sqrt is off by an ulp at times)
+            return squared.clamp_min(0).double().sqrt().float(), indices
         rows = max(1, TORCH_KNN_BLOCK // len(self))
         parts = [torch.cdist(queries[i:i + rows], self.vectors).topk(k, dim=1, largest=False)
                  for i in range(0, len(queries), rows)]
@@ -141,18 +157,29 @@ class MemoryBank(ResizableBuffers):
         super().__init__()
         self.register_buffer("features", torch.zeros(0, dim))
         self.register_buffer("member_tags", torch.zeros(0, dtype=torch.long))  # e.g. condition of each member
-        self._index: KnnIndex | None = None
+        self._version = 0  # bumped whenever the members change (fit, load)
+        self._indexes: dict[str, tuple[int, KnnIndex]] = {}  # device -> (version, index of that version)
 
     def __len__(self) -> int:
         return self.features.shape[0]
 
     def index(self) -> KnnIndex:
-        """The kNN index of the current members, rebuilt only when the buffer changed (fit, load, device move)."""
-        stale = (self._index is None or self._index.vectors.data_ptr() != self.features.data_ptr()
-                 or self._index.device != self.features.device or len(self._index) != len(self))
-        if stale:
-            self._index = KnnIndex(self.features)
-        return self._index
+        """The kNN index of the current members on the buffer's device: built once per device and contents, so a
+        module moved to the CPU and back (Lightning's teardown) finds its GPU index again."""
+        device = str(self.features.device)
+        version, index = self._indexes.get(device, (-1, None))
+        if version != self._version or index is None:
+            index = KnnIndex(self.features)
+            self._indexes[device] = (self._version, index)
+        return index
+
+    def _members_changed(self) -> None:
+        self._version += 1
+        self._indexes = {}
+
+    def _load_from_state_dict(self, *args, **kwargs):
+        super()._load_from_state_dict(*args, **kwargs)
+        self._members_changed()
 
     def fit(self, patches: torch.Tensor, coreset_ratio: float = 0.1, seed: int = 0,
             projection_dim: int | None = 128, tags: torch.Tensor | None = None, store=None) -> "MemoryBank":
@@ -164,7 +191,7 @@ class MemoryBank(ResizableBuffers):
         self.features = patches[chosen].detach().float().contiguous()
         self.member_tags = (tags.to(patches.device)[chosen].clone() if tags is not None
                             else torch.full((len(chosen),), -1, device=patches.device))
-        self._index = None
+        self._members_changed()
         return self
 
     def patch_distances(self, patches: torch.Tensor) -> torch.Tensor:
