@@ -53,19 +53,29 @@ def test_soft_calibration_is_a_z_score(tiny_config, domain_c, feature_cache):
 
 
 def _assert_devices(module, outputs, device: str, knn: str):
+    """Every tensor of the module (banks, gate, condition statistics, calibration) and every kNN index on `device`;
+    outputs on the CPU."""
+    assert {name: t.device.type for name, t in module.state_dict().items()} == {
+        name: device for name in module.state_dict()}
     for bank in module.core.banks.values():
-        assert bank.features.device.type == device
         assert bank.index().backend == knn and bank.index().device.type == device
+        assert all(i.device.type == device for _, i in bank._indexes.values())
     assert module.devices_used == {"banks": str(module.core.calibration.device), "knn": knn}
-    assert outputs["scores"].device.type == "cpu"  # outputs always come back to the CPU
+    assert all(value.device.type == "cpu" for value in outputs.values())  # outputs always come back to the CPU
 
 
 def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache):
-    config = _config(tiny_config, bank_mode="gated")
+    config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0)
     module, outputs, metrics = patchcore_pipeline.fit_and_score(build_module(config), config, domain_c,
                                                                 feature_cache, accelerator="cpu")
-    _assert_devices(module, outputs, "cpu", "faiss-cpu")
+    _assert_devices(module, outputs, "cpu", "faiss-cpu")  # fit and predict
     assert metrics["devices"] == {"backbone": "cpu", "banks": "cpu", "knn": "faiss-cpu"}
+    assert next(feature_cache.backbone(build_module(config).backbone_spec, "cpu").parameters()).device.type == "cpu"
+    torch.save(lightning_checkpoint(module), feature_cache.root / "devices.ckpt")
+    reloaded = GatedPatchCore.load_from_checkpoint(feature_cache.root / "devices.ckpt", map_location="cpu")
+    again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, config, domain_c, feature_cache, "cpu")
+    _assert_devices(reloaded, again, "cpu", "faiss-cpu")  # eval
+    assert eval_metrics["devices"] == metrics["devices"] and torch.equal(again["scores"], outputs["scores"])
 
 
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
@@ -76,10 +86,19 @@ def test_cuda_run_puts_backbone_banks_and_knn_on_the_gpu(tiny_config, domain_c, 
     cache = FeatureCache(tmp_path / "cache", progress=False)
     assert cache.device == "cuda" and next(cache.backbone(
         build_module(tiny_config).backbone_spec).parameters()).device.type == "cuda"
-    module, outputs, metrics = fit_and_score(_config(tiny_config, bank_mode="gated"), domain_c, cache)
+    config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0)
+    module, outputs, metrics = fit_and_score(config, domain_c, cache)
+    built_in_predict = {name: bank._indexes["cuda:0"][1] for name, bank in module.core.banks.items()}
     module.cuda()  # Lightning hands the module back on the CPU after predict; the banks follow it
     _assert_devices(module, outputs, "cuda", "faiss-gpu" if gpu_faiss_available() else "torch")
-    assert metrics["devices"]["banks"].startswith("cuda")
+    assert all(bank.index() is built_in_predict[name] for name, bank in module.core.banks.items())  # not rebuilt
+    assert metrics["devices"]["banks"].startswith("cuda") and metrics["devices"]["backbone"].startswith("cuda")
+    torch.save(lightning_checkpoint(module), tmp_path / "devices.ckpt")
+    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "devices.ckpt", map_location="cpu")
+    again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, config, domain_c, cache)
+    reloaded.cuda()
+    _assert_devices(reloaded, again, "cuda", "faiss-gpu" if gpu_faiss_available() else "torch")  # eval
+    assert eval_metrics["devices"] == metrics["devices"]
 
 
 def test_bank_size_follows_coreset_ratio(tiny_config, domain_c, feature_cache):

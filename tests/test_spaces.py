@@ -53,3 +53,22 @@ def _write(tmp_path, text):
 def test_bad_spaces_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):
         load_space(_write(tmp_path, text))
+
+
+def test_a_backbone_with_a_fixed_input_size_pins_it_in_searches_and_runs(capsys):
+    """open_clip towers have fixed positional embeddings: a search drops its image_size / resize choices with a
+    note, and a run config with another size is refused by name."""
+    from hdmap.kinds.registry import default_config, validate
+    from hdmap.tune.runner import fit_space_to_backbone
+
+    space = load_space(SPACES / "gated_patchcore_quick.yaml")
+    base = space.base_config(backbone="clip_vit_b16")
+    fit_space_to_backbone(space, base, "clip_vit_b16")
+    assert not {"image_size", "resize", "backbone.taps"} & {p.key for p in space.params}
+    assert "image_size" in capsys.readouterr().err and (base["image_size"], base["resize"]) == (224, "bilinear")
+    validate(base)
+    with pytest.raises(ConfigError, match="clip_vit_b16 takes 224 px squares only"):
+        validate({**default_config(backbone="clip_vit_b16"), "image_size": 448})
+    own = load_space(SPACES / "gated_patchcore_quick.yaml")  # its own EfficientNet: nothing pinned
+    fit_space_to_backbone(own, own.base_config(), None)
+    assert {"image_size", "backbone.taps"} <= {p.key for p in own.params}

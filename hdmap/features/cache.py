@@ -76,27 +76,31 @@ class FeatureCache:
         self.progress = progress
         self.hits = self.misses = 0
 
-    def backbone(self, spec: BackboneSpec) -> Backbone:
-        """The backbone of `spec` on this cache's device, built once per process."""
-        key = (json.dumps(spec.cache_identity(), sort_keys=True), self.device)
+    def backbone(self, spec: BackboneSpec, device: str | torch.device | None = None) -> Backbone:
+        """The backbone of `spec` on `device` (default: this cache's), built once per process and device."""
+        device = str(device or self.device)
+        key = (json.dumps(spec.cache_identity(), sort_keys=True), device)
         if key not in _BACKBONES:
-            _BACKBONES[key] = build_backbone(spec).to(self.device)
+            _BACKBONES[key] = build_backbone(spec).to(device)
         return _BACKBONES[key]
 
-    def transform_for(self, spec: BackboneSpec, image_size: int, resize: str, normalisation: str) -> MapTransform:
+    def transform_for(self, spec: BackboneSpec, image_size: int, resize: str, normalisation: str,
+                      device: str | torch.device | None = None) -> MapTransform:
         """The transform whose size multiple and normalisation match the backbone."""
-        backbone = self.backbone(spec)
+        backbone = self.backbone(spec, device)
         return MapTransform(image_size, resize, normalisation, backbone.stride, backbone.mean_std)
 
     def features(self, spec: BackboneSpec, transform: MapTransform, paths: list[str],
-                 preparation: ConditionStatistics | None = None) -> list[np.ndarray]:
+                 preparation: ConditionStatistics | None = None,
+                 device: str | torch.device | None = None) -> list[np.ndarray]:
         """One array (N, C, h, w) per tap, in the order of `paths`; float16 memory-maps when cached.
         `preparation` (the run's condition statistics, fitted on train) normalises each map before the backbone
-        when its input_norm says so."""
+        when its input_norm says so. The backbone runs on `device` (the pipeline passes its Trainer's)."""
         prepare = normalising(preparation)
+        device = str(device or self.device)
         if not self.enabled:
             self.misses += 1
-            return [a.astype(np.float16) for a in self._extract(spec, transform, paths, prepare)]
+            return [a.astype(np.float16) for a in self._extract(spec, transform, paths, prepare, device)]
         key = cache_key(spec, transform, paths, prepare)
         folder = self.root / key
         self.root.mkdir(parents=True, exist_ok=True)
@@ -106,7 +110,7 @@ class FeatureCache:
                 arrays = self._read_checked(folder) if (folder / "meta.json").exists() else None
                 if arrays is None:
                     self.misses += 1
-                    self._write(folder, spec, transform, paths, prepare)
+                    self._write(folder, spec, transform, paths, prepare, device)
                     arrays = self._read_checked(folder)
                 else:
                     self.hits += 1
@@ -129,8 +133,8 @@ class FeatureCache:
             warnings.warn(f"feature cache entry {folder} is corrupt or incomplete ({error}): recomputing it")
             return None
 
-    def _write(self, folder: Path, spec, transform, paths, prepare=None) -> None:
-        arrays = self._extract(spec, transform, paths, prepare)
+    def _write(self, folder: Path, spec, transform, paths, prepare, device: str) -> None:
+        arrays = self._extract(spec, transform, paths, prepare, device)
         partial = folder.with_name(folder.name + ".partial")
         shutil.rmtree(partial, ignore_errors=True)
         partial.mkdir(parents=True)
@@ -144,10 +148,10 @@ class FeatureCache:
         shutil.rmtree(folder, ignore_errors=True)
         os.replace(partial, folder)
 
-    def _extract(self, spec, transform, paths, prepare=None) -> list[np.ndarray]:
+    def _extract(self, spec, transform, paths, prepare, device: str) -> list[np.ndarray]:
         from rich.progress import Progress
 
-        backbone = self.backbone(spec)
+        backbone = self.backbone(spec, device)
         outputs: list[list[np.ndarray]] = [[] for _ in spec.taps]
         first_shape = None
         with Progress(disable=not self.progress, transient=True) as bar:
@@ -161,7 +165,7 @@ class FeatureCache:
                         raise HDMAPFileError(f"{path}: shape {array.shape} differs from {first_shape} of the other maps")
                 if prepare is not None:
                     maps = list(prepare.normalise(torch.from_numpy(np.stack(maps))).numpy())
-                x = transform.batch(maps).to(self.device)
+                x = transform.batch(maps).to(device)
                 for tap, grid in enumerate(backbone(x)):
                     outputs[tap].append(grid.float().cpu().numpy())
                 bar.advance(task, len(chunk))

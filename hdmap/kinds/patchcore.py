@@ -53,6 +53,12 @@ def validate(config: dict) -> None:
     check_fields("model", model, PatchCoreConfig)
     build("model", PatchCoreConfig, model)
     build("backbone", BackboneSpec.from_config, config["backbone"])
+    entry = BACKBONES.get(config["backbone"]["name"])
+    if entry is not None and entry.fixed_size and (config["image_size"] != entry.image_size
+                                                   or config["resize"] == "aspect"):
+        raise ConfigError(f"backbone {config['backbone']['name']} takes {entry.image_size} px squares only (its "
+                          f"positional embeddings fix the input size): image_size={entry.image_size} and resize "
+                          f"bilinear or nearest, not {config['image_size']} / {config['resize']}")
 
 
 MODULES = {"patchcore": PatchCore, "gated_patchcore": GatedPatchCore}

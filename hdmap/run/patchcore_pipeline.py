@@ -18,25 +18,27 @@ from hdmap.gating.gates import gate_accuracy
 from hdmap.models.coreset_store import CoresetStore
 from hdmap.models.lightning_patchcore import GatedPatchCore, gather_predictions
 from hdmap.models.patchcore_config import fit_input_preparation
-from hdmap.run.trainer import make_trainer
+from hdmap.run.trainer import accelerator_device, make_trainer
 
 def spec_of(config: dict) -> BackboneSpec:
     return BackboneSpec.from_config(config["backbone"])
 
 
-def item_features(config: dict, items: list, cache: FeatureCache,
-                  preparation: ConditionStatistics | None = None) -> list:
-    """Grids per tap of `items`, from the cache; `preparation` (fitted on train) normalises the maps before the
-    backbone when the run's input_norm says so."""
+def item_features(config: dict, items: list, cache: FeatureCache, preparation: ConditionStatistics | None = None,
+                  device: str | torch.device | None = None) -> list:
+    """Grids per tap of `items`, from the cache (extracted on `device` when missing); `preparation` (fitted on
+    train) normalises the maps before the backbone when the run's input_norm says so."""
     spec = spec_of(config)
-    transform = cache.transform_for(spec, config["image_size"], config["resize"], config["normalisation"])
-    return cache.features(spec, transform, [i.path for i in items], preparation)
+    transform = cache.transform_for(spec, config["image_size"], config["resize"], config["normalisation"], device)
+    return cache.features(spec, transform, [i.path for i in items], preparation, device)
 
 
 def cached_features(config: dict, data: DomainData, cache: FeatureCache,
-                    preparation: ConditionStatistics | None = None) -> tuple[list, list]:
+                    preparation: ConditionStatistics | None = None,
+                    device: str | torch.device | None = None) -> tuple[list, list]:
     """(train grids, test grids) per tap, from the cache."""
-    return item_features(config, data.train, cache, preparation), item_features(config, data.test, cache, preparation)
+    return (item_features(config, data.train, cache, preparation, device),
+            item_features(config, data.test, cache, preparation, device))
 
 
 def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData,
@@ -80,8 +82,9 @@ def fit_and_score(module: GatedPatchCore, config: dict, data: DomainData, cache:
     start = time.perf_counter()
     if cache.enabled:  # greedy coreset orders are cached beside the features
         module.core.coreset_store = CoresetStore(cache.root / "coresets")
+    device = accelerator_device(accelerator)  # the backbone runs where the Trainer puts the banks
     preparation = fit_input_preparation(module.core.config, data.train_maps)  # the one fit, on train maps only
-    train_grids, test_grids = cached_features(config, data, cache, preparation)
+    train_grids, test_grids = cached_features(config, data, cache, preparation, device)
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     fit_patchcore(module, train_grids, data, preparation, accelerator)
@@ -89,7 +92,7 @@ def fit_and_score(module: GatedPatchCore, config: dict, data: DomainData, cache:
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator, tune_only=tune_only)
     predict_s = time.perf_counter() - start
-    metrics = metrics_of(config, data, outputs, module, cache)
+    metrics = metrics_of(config, data, outputs, module, device)
     metrics["timing_s"] = {"features": features_s, "fit": fit_s, "predict": predict_s}
     return module, outputs, metrics
 
@@ -98,17 +101,18 @@ def score_saved_module(module: GatedPatchCore, config: dict, data: DomainData, c
                 accelerator: str = "auto") -> tuple[dict, dict]:
     """(outputs, metrics) of an already fitted (e.g. reloaded) module; needs no train features."""
     start = time.perf_counter()
-    test_grids = item_features(config, data.test, cache, module.core.map_stats)  # as fitted, from the checkpoint
+    device = accelerator_device(accelerator)
+    test_grids = item_features(config, data.test, cache, module.core.map_stats, device)  # as fitted, from the checkpoint
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator)
-    metrics = metrics_of(config, data, outputs, module, cache)
+    metrics = metrics_of(config, data, outputs, module, device)
     metrics["timing_s"] = {"features": features_s, "fit": 0.0, "predict": time.perf_counter() - start}
     return outputs, metrics
 
 
 def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatchCore,
-               cache: FeatureCache | None = None) -> dict:
+               backbone_device: torch.device | None = None) -> dict:
     scores = outputs["scores"].numpy().astype(np.float64)
     scored = outputs["index"].numpy()
     metrics = {"model": config["model_name"], "domain": data.domain, "config": config, "data_root": data.root}
@@ -129,5 +133,5 @@ def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatch
     metrics["test_conditions_from"] = data.condition_sources()
     metrics["split"] = {"seed": data.split.seed, "tune_fraction": data.split.tune_fraction,
                         "n_tune": len(data.split.tune), "n_holdout": len(data.split.holdout)}
-    metrics["devices"] = {"backbone": cache.device if cache else None, **module.devices_used}
+    metrics["devices"] = {"backbone": str(backbone_device) if backbone_device else None, **module.devices_used}
     return metrics

@@ -5,8 +5,14 @@ import logging
 import warnings
 
 import lightning as L
+import torch
 
 QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero")
+
+
+def accelerator_device(accelerator: str = "auto") -> torch.device:
+    """The device a Trainer with this accelerator places modules on (features are extracted there too)."""
+    return torch.device(make_trainer(accelerator).strategy.root_device)
 
 
 def make_trainer(accelerator: str = "auto", progress: bool = False, **kwargs) -> L.Trainer:

@@ -95,6 +95,25 @@ def start_ray(options: SearchOptions):
     return context
 
 
+def fit_space_to_backbone(space, base_config: dict, chosen: str | None) -> None:
+    """Drop searched settings the backbone decides, with a printed note: the taps of a `--backbone` preset (the
+    space's tap choices are for its own backbone), and the input size of a tower whose positional embeddings fix
+    it (open_clip)."""
+    from hdmap.features.backbones import BACKBONES
+
+    fixed = {"backbone.taps"} if chosen else set()
+    entry = BACKBONES.get((base_config.get("backbone") or {}).get("name"))
+    if entry is not None and entry.fixed_size:
+        fixed |= {"image_size", "resize"}
+    dropped = [p.key for p in space.params if p.key in fixed]
+    if dropped:
+        space.params = [p for p in space.params if p.key not in fixed]
+        values = {key: base_config["backbone"]["taps"] if key == "backbone.taps" else base_config[key]
+                  for key in dropped}
+        print(f"[hdmap] backbone {base_config['backbone']['name']}: {', '.join(dropped)} fixed to its preset "
+              f"{values} (the space's choices do not apply to it)", file=sys.stderr)
+
+
 def make_scheduler(space, base_config: dict):
     """ASHA for iterative trainables (they report every epoch), with max_t the most epochs any trial can run;
     None (run every trial to the end) otherwise."""
@@ -156,10 +175,7 @@ def run_search(options: SearchOptions) -> dict:
     metric = options.metric or space.metric
     root = options.data_root or str(ensure_embedded_dataset())
     base_config = space.base_config(real_data=options.data_root is not None, backbone=options.backbone)
-    if options.backbone and any(p.key == "backbone.taps" for p in space.params):
-        space.params = [p for p in space.params if p.key != "backbone.taps"]
-        print(f"[hdmap] --backbone {options.backbone}: backbone.taps fixed to its preset "
-              f"{base_config['backbone']['taps']} (the space's tap choices are for its own backbone)", file=sys.stderr)
+    fit_space_to_backbone(space, base_config, options.backbone)
     kind = kind_of(base_config)
     if options.repeats > 1 and not kind.supports_repeats:
         raise ConfigError(f"--repeats averages reference/coreset seeds of PatchCore trials; {kind.name} trials have "

@@ -53,7 +53,7 @@ class SearchSpace:
         `backbone`)."""
         config = merge(default_config(real_data, self.model_name), {"model_name": self.model_name})
         named = (self.fixed.get("backbone") or {}).get("name")
-        if named in BACKBONES and not backbone and self.model_name != "feclip":
+        if named in BACKBONES and not backbone and "backbone" in config:
             config = merge(config, backbone_settings(named))  # the named backbone's presets for what the space leaves
         config = merge(config, self.fixed)
         if backbone:
