@@ -115,3 +115,34 @@ def test_lfs_stat_is_searched_and_validated():
         assert set(params["feclip.lfs_stat"].values) == {"mean", "abs_mean", "log_energy"}
     with pytest.raises(ConfigError, match="lfs_stat"):
         validate(merge(default_config(model_name="feclip"), {"feclip": {"lfs_stat": "median"}}))
+
+
+def _count_tower_passes(monkeypatch):
+    from hdmap.models.feclip.model import FEClip
+
+    seen, original = [], FEClip._run
+    monkeypatch.setattr(FEClip, "_run", lambda self, images: seen.append(images.shape[0]) or original(self, images))
+    return seen
+
+
+def test_each_test_map_goes_through_the_tower_once_with_the_fewshot_memory(tiny_feclip, domain_c, monkeypatch):
+    """Scores and few-shot distances of a test map come from one pass; references and held-out calibration maps
+    take one pass each."""
+    config = merge(tiny_feclip, {"train": {"source": "none"}, "fewshot": {"shots": 3, "calibration_maps": 4}})
+    module = fit_feclip(config, domain_c, progress=False)
+    seen = _count_tower_passes(monkeypatch)
+    scored = score_feclip(module, config, domain_c)
+    assert len(scored.scores) == len(domain_c.test_maps)
+    assert sum(seen) == len(domain_c.test_maps) + 2 * (3 + 4)  # test maps once; per condition 3 refs + 4 held out
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_fewshot_memory_and_knn_live_on_the_gpu(tiny_feclip, domain_c, monkeypatch):
+    from hdmap.models.memory_bank import MemoryBank
+
+    devices, original = [], MemoryBank.fit
+    monkeypatch.setattr(MemoryBank, "fit", lambda self, patches, *a, **k: devices.append(patches.device.type) or
+                        original(self, patches, *a, **k))
+    config = merge(tiny_feclip, {"train": {"source": "none"}, "fewshot": {"shots": 3}})
+    score_feclip(fit_feclip(config, domain_c, progress=False), config, domain_c)
+    assert devices and set(devices) == {"cuda"}

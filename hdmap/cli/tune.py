@@ -47,6 +47,8 @@ def add_tune(sub) -> None:
     p.add_argument("--name", help="experiment name (default: model_domain_timestamp)")
     p.add_argument("--resume", action="store_true", help="continue the named (or latest) interrupted search")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: run failed trials again")
+    p.add_argument("--max-retries", type=int, default=1,
+                   help="run a failed trial (lost worker node, error) again up to this many times (default 1)")
     p.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 and print its URL")
     p.add_argument("--metric", choices=["accuracy_cv", "accuracy", "auroc"],
                    help="objective on the tune split (default: the space's; accuracy_cv in every shipped space)")
@@ -72,7 +74,8 @@ def options_from(args):
                          space=args.space, num_samples=num_samples, max_concurrent=args.max_concurrent,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          address=args.address, storage=args.storage, name=args.name, resume=args.resume,
-                         retry_failed=args.retry_failed, dashboard=args.dashboard, metric=args.metric,
+                         retry_failed=args.retry_failed, max_retries=args.max_retries, dashboard=args.dashboard,
+                         metric=args.metric,
                          seed=args.seed, cache_dir=args.cache_dir, no_cache=args.no_cache,
                          condition_csv=args.condition_csv, start=args.start, repeats=args.repeats,
                          keep_defaults_within=args.keep_defaults_within,
@@ -82,7 +85,10 @@ def options_from(args):
 
 def print_best(summary: dict) -> None:
     best = summary["best"]
-    print(f"\n{summary['n_trials']} trials, {summary['n_failed']} failed. Experiment: {summary['experiment']}")
+    print(f"\n{summary['n_trials']} trials, {summary['n_failed']} failed, {summary.get('n_retried', 0)} finished "
+          f"after a retry. Experiment: {summary['experiment']}")
+    for where, count in summary.get("placement", {}).items():
+        print(f"  {count} trial(s) ran on {where}")
     for failure in summary["failed"]:
         print(f"  failed trial {failure['trial_id']}: {failure['error']}")
     if not best:
@@ -108,7 +114,8 @@ def print_best(summary: dict) -> None:
     ci = hold.get("intervals") or {}
     print(f"holdout (n={hold['n']}, threshold from tune): accuracy "
           f"{with_console_interval(hold['accuracy'], ci.get('accuracy'))}, "
-          f"AUROC {with_console_interval(hold['auroc'], ci.get('auroc'))}, cold AUROC {100 * hold['by_condition']['cold']['auroc']:.1f} %, "
+          f"AUROC {with_console_interval(hold['auroc'], ci.get('auroc'))}, "
+          f"cold AUROC {100 * hold['by_condition']['cold']['auroc']:.1f} %, "
           f"warm AUROC {100 * hold['by_condition']['warm']['auroc']:.1f} %; "
           f"oracle accuracy {100 * hold['accuracy_oracle']:.1f} % (threshold on holdout, comparison only)")
     print(f"best checkpoint: {best['checkpoint']}")

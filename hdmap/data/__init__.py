@@ -1,1 +1,2 @@
-"""HDMAP data: reading map files, a domain with its split and conditions, transforms, condition statistics (the input preparation), synthetic data."""
+"""HDMAP data: map files, a domain with its split and conditions, transforms, condition statistics (the input
+preparation), synthetic data."""

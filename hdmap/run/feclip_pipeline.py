@@ -98,10 +98,12 @@ def score_feclip(module: FEClipModule, config: dict, data: DomainData, indices=N
     maps, labels = data.test_maps[indices], data.test_labels[indices]
     transform = map_transform(config)
     test = MapBatchDataset(maps, np.zeros_like(maps), labels, transform)
-    predictions = predict_feclip(module, test, config["train"]["batch_size"], during_fit=during_fit)
+    fewshot = bool(config["fewshot"]["shots"])
+    predictions = predict_feclip(module, test, config["train"]["batch_size"], during_fit=during_fit,
+                                 with_tokens=fewshot)  # one pass per test map serves both scores
     result = FEClipScores(indices, predictions["scores"], predictions["maps"])
-    if config["fewshot"]["shots"]:
-        add_fewshot_memory(module, config, data, result, during_fit)
+    if fewshot:
+        add_fewshot_memory(module, config, data, result, predictions["tokens"], during_fit)
     return result
 
 
@@ -153,10 +155,11 @@ def calibration_scale(module: FEClipModule, references: np.ndarray, held_out: np
 
 
 def add_fewshot_memory(module: FEClipModule, config: dict, data: DomainData, result: FEClipScores,
-                       during_fit: bool = False) -> None:
+                       test_tokens: torch.Tensor, during_fit: bool = False) -> None:
     """Variant 2: per condition, a memory of k train references' patch tokens; each test map's nearest-patch
-    distances to the memory of its gated condition (divided by the median on held-out train normals of that
-    condition) are added, times `weight`, to the zero-shot map and score. Sets `result.routed`."""
+    distances (from `test_tokens`, the scoring pass's) to the memory of its gated condition (divided by the median
+    on held-out train normals of that condition) are added, times `weight`, to the zero-shot map and score. Memory
+    and kNN live on the device the model ran on. Sets `result.routed`."""
     settings = config["fewshot"]
     gate = Gate(GateConfig(**settings["gate"]))
     if gate.uses_features:
@@ -168,9 +171,9 @@ def add_fewshot_memory(module: FEClipModule, config: dict, data: DomainData, res
     test_maps = data.test_maps[result.indices]
     known = [data.test_conditions[i] for i in result.indices]
     routed, _ = gate.route(torch.from_numpy(test_maps), None, known)
-    test_tokens = _tokens(module, test_maps, transform, during_fit)
+    routed = routed.to(test_tokens.device)
     side = int(round(test_tokens.shape[1] ** 0.5))
-    distances = torch.zeros(test_tokens.shape[:2])
+    distances = torch.zeros(test_tokens.shape[:2], device=test_tokens.device)
     for code, name in enumerate(CONDITIONS):
         chosen = set(picked[name].tolist())
         held_out = [i for i in np.flatnonzero(names == name) if i not in chosen][:settings["calibration_maps"]]
@@ -183,6 +186,6 @@ def add_fewshot_memory(module: FEClipModule, config: dict, data: DomainData, res
     grid = distances.view(-1, 1, side, side)
     upsampled = torch.nn.functional.interpolate(grid, size=result.maps.shape[-2:], mode="bilinear",
                                                 align_corners=False)[:, 0]
-    result.maps = result.maps + settings["weight"] * upsampled.numpy()
-    result.scores = result.scores + settings["weight"] * distances.max(dim=1).values.numpy()
-    result.routed = routed
+    result.maps = result.maps + settings["weight"] * upsampled.cpu().numpy()
+    result.scores = result.scores + settings["weight"] * distances.max(dim=1).values.cpu().numpy()
+    result.routed = routed.cpu()

@@ -44,22 +44,30 @@ def _predict_batches(module: FEClipModule, dataset: Dataset, batch_size: int, du
     return batches
 
 
-def predict_feclip(module: FEClipModule, dataset: Dataset, batch_size: int = 16, during_fit: bool = False) -> dict:
-    """Image scores, maps resized to the masks, labels, masks and categories of a dataset."""
-    batches = _predict_batches(module, dataset, batch_size, during_fit)
+def predict_feclip(module: FEClipModule, dataset: Dataset, batch_size: int = 16, during_fit: bool = False,
+                   with_tokens: bool = False) -> dict:
+    """Image scores, maps resized to the masks, labels, masks and categories of a dataset (numpy); with
+    `with_tokens` also the adapted patch tokens from the same pass (a tensor on the device the model ran on)."""
+    module.predictions = "both" if with_tokens else "scores"
+    try:
+        batches = _predict_batches(module, dataset, batch_size, during_fit)
+    finally:
+        module.predictions = "scores"
     out = {key: torch.cat([b[key] for b in batches]).numpy() for key in ("scores", "maps", "labels", "masks")}
     out["categories"] = np.array([c for b in batches for c in b["categories"]])
+    if with_tokens:
+        out["tokens"] = torch.cat([b["tokens"] for b in batches])
     return out
 
 
 def predict_tokens(module: FEClipModule, dataset: Dataset, batch_size: int = 32,
                    during_fit: bool = False) -> torch.Tensor:
-    """Adapted patch tokens (N, h*w, D) of a dataset's images, on the accelerator (CPU tensor back)."""
-    module.predict_tokens = True
+    """Adapted patch tokens (N, h*w, D) of a dataset's images, on the device the model ran on."""
+    module.predictions = "tokens"
     try:
         batches = _predict_batches(module, dataset, batch_size, during_fit)
     finally:
-        module.predict_tokens = False
+        module.predictions = "scores"
     return torch.cat([b["tokens"] for b in batches])
 
 

@@ -1,6 +1,7 @@
 """(Gated) PatchCore on one domain: the one fit function and the one score function that `hdmap fit-eval`, the
-Tune trainable and `hdmap eval` all call (through the PatchCore kinds, hdmap/kinds/patchcore.py). Both run through a Lightning Trainer (accelerator=auto) over cached
-features, so the banks and the kNN live on the accelerator when there is one."""
+Tune trainable and `hdmap eval` all call (through the PatchCore kinds, hdmap/kinds/patchcore.py). Both run through
+a Lightning Trainer (accelerator=auto) over cached features extracted on the Trainer's device, so backbone, banks
+and kNN live on the accelerator when there is one."""
 from __future__ import annotations
 
 import time

@@ -35,6 +35,7 @@ class SearchOptions:
     name: str | None = None
     resume: bool = False
     retry_failed: bool = False
+    max_retries: int = 1  # a trial that fails (a lost worker node, an error) runs again this many times
     dashboard: bool = False
     metric: str | None = None  # default: the space's metric
     start: list[str] = field(default_factory=list)  # YAML files of configs tried right after the defaults
@@ -205,7 +206,8 @@ def run_search(options: SearchOptions) -> dict:
                                         metric="objective", mode="max",
                                         reuse_actors=True),  # a worker keeps its imports, maps and backbones
             run_config=tune.RunConfig(name=options.name, storage_path=str(exp_dir.parent),
-                                      failure_config=tune.FailureConfig(max_failures=0, fail_fast=False),
+                                      failure_config=tune.FailureConfig(max_failures=options.max_retries,
+                                                                        fail_fast=False),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       verbose=options.verbose))
     results = tuner.fit()

@@ -5,12 +5,14 @@ from __future__ import annotations
 import json
 import math
 
-import numpy as np
 from pathlib import Path
+
+import numpy as np
 
 from hdmap.atomic_files import atomic_path, write_text_atomic
 from hdmap.jobs.evaluate_checkpoint import evaluate_checkpoint
 from hdmap.tune.importance import EVALUATOR, importances, plot_top_parameters
+from hdmap.tune.retries import earlier_error
 from hdmap.tune.spaces import SearchSpace
 from hdmap.tune.start_points import DEFAULTS_LABEL, label_of
 from hdmap.tune.summary_md import write_summary_md
@@ -32,6 +34,9 @@ def _rows(results, starts: list[dict]) -> tuple[list[dict], list[dict]]:
                          **{k: metrics.get(k) for k in ("tune_accuracy", "tune_accuracy_cv", "tune_auroc",
                                                         "gate_accuracy", "repeats", "objective_sd_seeds")},
                          "seconds": {k: metrics.get(k) for k in ("features_s", "fit_s", "predict_s")},
+                         "placement": {k: metrics.get(k) for k in ("node_id", "host", "device", "gpu_ids",
+                                                                   "placement_note")},
+                         "retried_after": earlier_error(Path(result.path)),
                          "checkpoint": result.checkpoint.path if result.checkpoint else None})
     return done, failed
 
@@ -59,6 +64,16 @@ def verdict(done: list[dict], margin_se: float = 1.0) -> dict:
             "kept_within_margin": kept, "margin_se": margin_se, "best_trial": best["trial_id"],
             "defaults_trial": defaults["trial_id"], "defaults_objective": defaults["objective"],
             "defaults_objective_se": defaults["objective_se"], "gain": gain}
+
+
+def placement_counts(done: list[dict]) -> dict:
+    """Finished trials per host and Ray node (short id)."""
+    counts: dict = {}
+    for row in done:
+        where = row["placement"]
+        key = f"{where.get('host') or '?'} / node {(where.get('node_id') or '?')[:8]} / {where.get('device') or '?'}"
+        counts[key] = counts.get(key, 0) + 1
+    return counts
 
 
 def plot_objective(rows: list[dict], path: Path, metric: str) -> None:
@@ -94,6 +109,8 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
                "status": (f"interrupted after {ended} of {expected} trials; continue with --resume"
                           if interrupted else "finished"), "interrupted": interrupted,
                "n_failed": len(failed), "failed": failed, "best": None,
+               "n_retried": sum(1 for r in done if r["retried_after"]),
+               "placement": placement_counts(done),
                "mean_trial_seconds": {k: float(np.mean([r["seconds"][k] for r in done if r["seconds"][k] is not None]))
                                       for k in ("features_s", "fit_s", "predict_s")} if done else {}}
     versus = verdict(done, getattr(options, "keep_defaults_within", 1.0)) if done else {}

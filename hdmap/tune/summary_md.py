@@ -45,6 +45,19 @@ def versus_lines(versus: dict, metric: str) -> list[str]:
             f"gain holds.", ""]
 
 
+def placement_lines(summary: dict, done: list[dict]) -> list[str]:
+    """Where the finished trials ran (host / Ray node / device), which were retried and why, placement notes."""
+    lines = ["", "## Where trials ran", "", "| host / Ray node / device | finished trials |", "|---|---|"]
+    lines += [f"| {where} | {count} |" for where, count in summary.get("placement", {}).items()]
+    retried = [row for row in done if row.get("retried_after")]
+    if retried:
+        lines += ["", f"{len(retried)} trial(s) finished after a retry (Ray's failure settings: `--max-retries`):", ""]
+        lines += [f"- `{row['trial_id']}` retried after: {row['retried_after']}" for row in retried]
+    notes = sorted({row["placement"].get("placement_note") for row in done} - {None, ""})
+    lines += [f"- note: {note}" for note in notes]
+    return lines
+
+
 def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[dict], metric: str) -> None:
     lines = [f"# Search {Path(summary['experiment']).name}", "",
              f"Objective: tune `{metric}`: {OBJECTIVES.get(metric, metric)}. Each trial also reports the other tune",
@@ -83,6 +96,7 @@ def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[d
                 lines += ["", "![objective against the top parameters](importance.png)"]
         else:
             lines.append("Too few finished trials (or a constant objective) to rank the parameters.")
+    lines += placement_lines(summary, done)
     if failed:
         lines += ["", "## Failed trials", "", "| trial | error |", "|---|---|"]
         lines += [f"| {row['trial_id']} | {row['error'].replace('|', '/')} |" for row in failed]

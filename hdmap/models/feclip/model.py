@@ -69,7 +69,8 @@ def build_clip(config: FEClipConfig) -> nn.Module:
 
 class FEClip(nn.Module):
     """forward(images) -> {'maps' (B, T, h, w), 'map' (B, h, w), 'tap_scores' (B, T), 'cls_score' (B,),
-    'score' (B,) by `image_score`}: probabilities of `damaged`."""
+    'score' (B,) by `image_score`}: probabilities of `damaged`; plus 'patch_tokens' (B, h*w, D), the adapted
+    tokens of the last tap (the few-shot memory's features), from the same pass."""
 
     def __init__(self, config: FEClipConfig | None = None):
         super().__init__()
@@ -136,7 +137,8 @@ class FEClip(nn.Module):
             maps.append(self._probability(self.patch_to_text(patches)).view(-1, side, side))
             scores.append(self._probability(self.visual.ln_post(x[:, 0]) @ self.visual.proj))
         maps, scores = torch.stack(maps, dim=1), torch.stack(scores, dim=1)
-        out = {"maps": maps, "map": maps.mean(dim=1), "tap_scores": scores, "cls_score": scores.mean(dim=1)}
+        out = {"maps": maps, "map": maps.mean(dim=1), "tap_scores": scores, "cls_score": scores.mean(dim=1),
+               "patch_tokens": self.visual.ln_post(tapped[-1][:, 1:])}
         map_max = out["map"].flatten(1).max(dim=1).values
         out["score"] = {"cls": out["cls_score"], "map_max": map_max,
                         "cls+map_max": out["cls_score"] + map_max}[self.config.image_score]

@@ -21,7 +21,9 @@ class FEClipModule(L.LightningModule):
         super().__init__()
         self.save_hyperparameters()
         self.model = FEClip(FEClipConfig(**(model or {})))
-        self.predict_tokens = False  # predict_step returns patch tokens (few-shot memories) instead of scores
+        # what predict_step returns: `scores` (scores, maps, ...), `tokens` (patch tokens only: few-shot memories)
+        # or `both` (one pass serves scores and the few-shot distances of test maps)
+        self.predictions = "scores"
         self._val: list[tuple] = []
 
     def forward(self, images: torch.Tensor) -> dict:
@@ -54,14 +56,18 @@ class FEClipModule(L.LightningModule):
         self.log_dict({"val_image_auroc": image, "val_pixel_auroc": pixel})
 
     def predict_step(self, batch, batch_idx):
-        """Image scores and maps at the masks' size (CPU), on the device Lightning placed the module on."""
-        if self.predict_tokens:
-            return {"tokens": self.model.patch_tokens(batch["image"]).cpu()}
+        """Image scores and maps at the masks' size (CPU), computed on the device Lightning placed the module on;
+        patch tokens (for few-shot memories) stay on that device."""
+        if self.predictions == "tokens":
+            return {"tokens": self.model.patch_tokens(batch["image"])}
         out = self.model(batch["image"])
         maps = F.interpolate(out["map"][:, None], size=batch["mask"].shape[-2:], mode="bilinear",
                              align_corners=False)[:, 0]
-        return {"scores": out["score"].cpu(), "maps": maps.cpu(), "labels": batch["label"].cpu(),
-                "masks": batch["mask"].cpu(), "categories": list(batch.get("category", ["all"] * len(maps)))}
+        result = {"scores": out["score"].cpu(), "maps": maps.cpu(), "labels": batch["label"].cpu(),
+                  "masks": batch["mask"].cpu(), "categories": list(batch.get("category", ["all"] * len(maps)))}
+        if self.predictions == "both":
+            result["tokens"] = out["patch_tokens"]
+        return result
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
         """Keep only what was trained: the frozen CLIP is rebuilt from hparams on load."""
