@@ -55,3 +55,17 @@ def domain_c(synth_root, tmp_path_factory):
 def feature_cache(tmp_path_factory):
     from hdmap.features.cache import FeatureCache
     return FeatureCache(tmp_path_factory.getbasetemp() / "feature_cache", progress=False)
+
+
+# A search space of the tiny random ViT for end-to-end searches (one bad shots value makes trials fail).
+TINY_SPACE = """
+model_name: gated_patchcore
+metric: accuracy
+fixed:
+  backbone: {name: dinov2_vits14, weights: none, taps: [0, 1], model_kwargs: {depth: 2, embed_dim: 24, num_heads: 2}}
+  image_size: 112
+params:
+  model.shots: {choice: [4, 500]}
+  model.bank_mode: {choice: [mixed, gated]}
+  model.coreset_ratio: {uniform: [0.2, 0.5]}
+"""

@@ -10,22 +10,12 @@ from pathlib import Path
 
 import pytest
 
+from conftest import TINY_SPACE
 from hdmap.jobs.checkpoints import CheckpointMismatchError
 from hdmap.jobs.evaluate_checkpoint import evaluate_checkpoint
 from hdmap.tune.runner import SearchOptions, run_search
 
 REPO = Path(__file__).resolve().parents[1]
-TINY_SPACE = """
-model_name: gated_patchcore
-metric: accuracy
-fixed:
-  backbone: {name: dinov2_vits14, weights: none, taps: [0, 1], model_kwargs: {depth: 2, embed_dim: 24, num_heads: 2}}
-  image_size: 112
-params:
-  model.shots: {choice: [4, 500]}
-  model.bank_mode: {choice: [mixed, gated]}
-  model.coreset_ratio: {uniform: [0.2, 0.5]}
-"""
 
 
 @pytest.fixture(scope="module")
