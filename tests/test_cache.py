@@ -50,3 +50,30 @@ def test_disabled_cache_computes_the_same_values(synth_root, tmp_path):
     b = off.features(SPEC, transform, _paths(synth_root, 3))
     assert np.allclose(a[1].astype(np.float32), b[1].astype(np.float32), atol=1e-2)
     assert not (tmp_path / "unused").exists()
+
+
+def test_tap_sets_share_one_entry_and_one_pass_serves_the_prefetched_taps(synth_root, tmp_path):
+    """The key leaves the taps out: a pass with prefetch taps extracts them all; a later tap set is a hit; each tap
+    equals the same tap extracted alone (an independent cache), so sharing changes no number."""
+    paths = _paths(synth_root, 12)
+    tiny = BackboneSpec(**{**SPEC.__dict__, "taps": (1,)})
+    cache = FeatureCache(tmp_path / "shared", progress=False, prefetch_taps=(0, 1))
+    transform = cache.transform_for(tiny, 56, "aspect", "backbone")
+    (tap1,) = cache.features(tiny, transform, paths)
+    assert (cache.misses, cache.hits) == (1, 0)
+    both = cache.features(SPEC, transform, paths)  # taps (0, 1): both from the first pass
+    assert (cache.misses, cache.hits) == (1, 1) and len(list((tmp_path / "shared").glob("*/tap*.npy"))) == 2
+    alone = FeatureCache(tmp_path / "alone", progress=False)
+    (reference0,) = alone.features(BackboneSpec(**{**SPEC.__dict__, "taps": (0,)}), transform, paths)
+    (reference1,) = alone.features(tiny, transform, paths)
+    assert np.array_equal(both[0], reference0) and np.array_equal(both[1], reference1)
+    assert np.array_equal(tap1, reference1)
+
+
+def test_prefetch_skips_taps_of_another_stride(synth_root, tmp_path):
+    """A CNN's taps of another stride need another input size (another key): a pass does not extract them."""
+    cnn = BackboneSpec(name="resnet18", weights="none", taps=(1,))
+    cache = FeatureCache(tmp_path / "cnn", progress=False, prefetch_taps=(1, 2))
+    transform = cache.transform_for(cnn, 64, "aspect", "backbone")
+    cache.features(cnn, transform, _paths(synth_root))
+    assert [p.name for p in (tmp_path / "cnn").glob("*/tap*.npy")] == ["tap1.npy"]

@@ -72,3 +72,12 @@ def test_a_backbone_with_a_fixed_input_size_pins_it_in_searches_and_runs(capsys)
     own = load_space(SPACES / "gated_patchcore_quick.yaml")  # its own EfficientNet: nothing pinned
     fit_space_to_backbone(own, own.base_config(), None)
     assert {"image_size", "backbone.taps"} <= {p.key for p in own.params}
+
+
+def test_a_search_extracts_every_tap_its_space_can_ask_for_in_one_pass():
+    from hdmap.tune.runner import space_taps
+
+    space = load_space(SPACES / "gated_patchcore.yaml")
+    assert space_taps(space, space.base_config(real_data=True)) == (6, 8, 9, 11)
+    quick = load_space(SPACES / "patchcore_quick.yaml")  # no searched taps: the base ones
+    assert space_taps(quick, quick.base_config()) == (2, 3)

@@ -1,8 +1,10 @@
-"""Features computed once per (backbone, weights, taps, transform, files) key, stored fp16 on disk, memory-mapped.
+"""Features computed once per (backbone, weights, transform, input preparation, files) key, one array per tap,
+stored fp16 on disk, memory-mapped. The key leaves the tap set out: every tap of a key comes from the same input, so
+tap sets share an entry, and a pass can also extract the taps a search may ask for later (`prefetch_taps`).
 
-Layout: CACHE/<key>/tap<i>.npy (N, C, h, w) float16 + meta.json (with each file's size and CRC-32, checked on
-every read: a corrupt or truncated entry is recomputed with a warning). Writers hold an exclusive lock on
-CACHE/<key>.lock, so parallel workers (Ray trials) compute a key once and the others wait and then read.
+Layout: CACHE/<key>/tap<t>.npy (N, C, h, w) float16 for backbone tap t + meta.json (each file's size and CRC-32,
+checked on every read: a corrupt or truncated tap is recomputed with a warning). Writers hold an exclusive lock on
+CACHE/<key>.lock, so parallel workers (Ray trials) compute a tap once and the others wait and then read.
 """
 from __future__ import annotations
 
@@ -10,10 +12,9 @@ import fcntl
 import hashlib
 import json
 import os
-import shutil
 import warnings
 import zlib
-from dataclasses import asdict
+from dataclasses import asdict, replace
 from pathlib import Path
 
 import numpy as np
@@ -58,7 +59,8 @@ def normalising(preparation: ConditionStatistics | None) -> ConditionStatistics 
 
 def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str],
               preparation: ConditionStatistics | None = None) -> str:
-    identity = {"backbone": spec.cache_identity(), "transform": asdict(transform), "files": file_fingerprint(paths)}
+    backbone = {k: v for k, v in spec.cache_identity().items() if k != "taps"}  # every tap shares the entry
+    identity = {"backbone": backbone, "transform": asdict(transform), "files": file_fingerprint(paths)}
     if normalising(preparation) is not None:  # maps normalised before the backbone: how, and the train statistics
         identity["prepare"] = preparation.identity()
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()[:24]
@@ -68,8 +70,11 @@ class FeatureCache:
     """Get-or-compute tapped feature grids for a list of map files."""
 
     def __init__(self, root: str | Path | None = None, enabled: bool = True, batch_size: int = 32,
-                 device: str | None = None, progress: bool = True):
+                 device: str | None = None, progress: bool = True, prefetch_taps: tuple[int, ...] = ()):
+        """`prefetch_taps`: taps a pass also extracts when it runs (a search passes every tap its space can ask
+        for), where they come from the same input as the requested ones."""
         self.root = Path(root) if root else default_cache_dir()
+        self.prefetch_taps = tuple(prefetch_taps)
         self.enabled = enabled
         self.batch_size = batch_size
         self.device = device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -107,46 +112,71 @@ class FeatureCache:
         with open(self.root / f"{key}.lock", "w") as lock:
             fcntl.flock(lock, fcntl.LOCK_EX)
             try:
-                arrays = self._read_checked(folder) if (folder / "meta.json").exists() else None
-                if arrays is None:
+                recorded = self._recorded_taps(folder)
+                missing = [t for t in spec.taps if not self._intact(folder, t, recorded)]
+                if missing:
                     self.misses += 1
-                    self._write(folder, spec, transform, paths, prepare, device)
-                    arrays = self._read_checked(folder)
+                    extract = sorted(set(missing) | (self._prefetchable(spec, device) - set(recorded)))
+                    recorded = {t: c for t, c in recorded.items() if t not in extract}
+                    self._write(folder, replace(spec, taps=tuple(extract)), transform, paths, prepare, device,
+                                recorded)
                 else:
                     self.hits += 1
             finally:
                 fcntl.flock(lock, fcntl.LOCK_UN)
-        return arrays
+        return [np.load(folder / f"tap{t}.npy", mmap_mode="r") for t in spec.taps]
 
-    def _read_checked(self, folder: Path) -> list[np.ndarray] | None:
-        """The entry's arrays if every file matches the checksum written with it; else None, with a warning
-        naming the entry (it is then recomputed, never used)."""
+    def _prefetchable(self, spec: BackboneSpec, device: str) -> set[int]:
+        """The prefetch taps that share the requested taps' input: same stride, so the same transform (a ViT's
+        patch size; CNN taps of another stride give another input size and key)."""
+        if not self.prefetch_taps or set(self.prefetch_taps) <= set(spec.taps):
+            return set()
+        union = replace(spec, taps=tuple(sorted(set(spec.taps) | set(self.prefetch_taps))))
+        same_input = self.backbone(union, device).stride == self.backbone(spec, device).stride
+        return set(self.prefetch_taps) if same_input else set()
+
+    @staticmethod
+    def _recorded_taps(folder: Path) -> dict[int, str]:
+        """{tap: checksum} that the entry's meta.json records ({} when there is no readable entry)."""
+        if not (folder / "meta.json").exists():
+            return {}
         try:
-            meta = json.loads((folder / "meta.json").read_text())
-            if "checksums" not in meta:
-                raise ValueError("no checksums: written by an older hdmap")
-            files = [folder / f"tap{i}.npy" for i in range(meta["n_taps"])]
-            if [file_checksum(f) for f in files] != meta["checksums"]:
-                raise ValueError("checksum mismatch")
-            return [np.load(f, mmap_mode="r") for f in files]
-        except (OSError, ValueError, KeyError, json.JSONDecodeError) as error:
+            return {int(t): c for t, c in json.loads((folder / "meta.json").read_text())["taps"].items()}
+        except (OSError, ValueError, KeyError, AttributeError) as error:
             warnings.warn(f"feature cache entry {folder} is corrupt or incomplete ({error}): recomputing it")
-            return None
+            return {}
 
-    def _write(self, folder: Path, spec, transform, paths, prepare, device: str) -> None:
+    @staticmethod
+    def _intact(folder: Path, tap: int, recorded: dict[int, str]) -> bool:
+        """Does the tap's file match the checksum written with it? A file that does not is recomputed, never used,
+        with a warning naming it."""
+        if tap not in recorded:
+            return False
+        file = folder / f"tap{tap}.npy"
+        try:
+            if file_checksum(file) != recorded[tap]:
+                raise ValueError("checksum mismatch")
+            return True
+        except (OSError, ValueError) as error:
+            warnings.warn(f"feature cache entry {file} is corrupt or incomplete ({error}): recomputing it")
+            return False
+
+    def _write(self, folder: Path, spec, transform, paths, prepare, device: str, kept: dict[int, str]) -> None:
+        """Extract `spec.taps` and add them to the entry beside the taps it keeps (`kept`: {tap: checksum})."""
         arrays = self._extract(spec, transform, paths, prepare, device)
-        partial = folder.with_name(folder.name + ".partial")
-        shutil.rmtree(partial, ignore_errors=True)
-        partial.mkdir(parents=True)
-        for i, array in enumerate(arrays):
-            np.save(partial / f"tap{i}.npy", array.astype(np.float16))
-        meta = {"backbone": spec.cache_identity(), "transform": asdict(transform), "n_files": len(paths),
-                "prepare": prepare.identity() if prepare is not None else None,
-                "n_taps": len(arrays), "shapes": [list(a.shape) for a in arrays],
-                "checksums": [file_checksum(partial / f"tap{i}.npy") for i in range(len(arrays))]}
-        (partial / "meta.json").write_text(json.dumps(meta, default=list))
-        shutil.rmtree(folder, ignore_errors=True)
-        os.replace(partial, folder)
+        folder.mkdir(parents=True, exist_ok=True)
+        checksums = {str(t): c for t, c in kept.items()}
+        for tap, array in zip(spec.taps, arrays):
+            partial = folder / f"tap{tap}.partial.npy"
+            np.save(partial, array.astype(np.float16))
+            checksums[str(tap)] = file_checksum(partial)
+            os.replace(partial, folder / f"tap{tap}.npy")
+        meta = {"backbone": {k: v for k, v in spec.cache_identity().items() if k != "taps"},
+                "transform": asdict(transform), "n_files": len(paths),
+                "prepare": prepare.identity() if prepare is not None else None, "taps": checksums}
+        partial_meta = folder / "meta.partial.json"
+        partial_meta.write_text(json.dumps(meta, default=list))
+        os.replace(partial_meta, folder / "meta.json")
 
     def _extract(self, spec, transform, paths, prepare, device: str) -> list[np.ndarray]:
         from rich.progress import Progress

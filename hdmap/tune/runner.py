@@ -126,7 +126,17 @@ def make_scheduler(space, base_config: dict):
     return ASHAScheduler(time_attr="training_iteration", max_t=max(1, max_epochs), grace_period=1, reduction_factor=3)
 
 
-def build_trainable(options: SearchOptions, base_config: dict, metric: str, split_path: Path, root: str):
+def space_taps(space, base_config: dict) -> tuple[int, ...]:
+    """Every backbone tap a trial of this search can ask for: a feature pass extracts them all at once."""
+    taps = set((base_config.get("backbone") or {}).get("taps", []))
+    for param in space.params:
+        if param.key == "backbone.taps":
+            taps |= {t for value in param.values for t in (value if isinstance(value, list) else [value])}
+    return tuple(sorted(taps))
+
+
+def build_trainable(options: SearchOptions, base_config: dict, metric: str, split_path: Path, root: str,
+                    prefetch_taps: tuple[int, ...] = ()):
     from ray import tune
 
     from hdmap.features.cache import default_cache_dir
@@ -140,7 +150,7 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
                                      data_args=data_args, metric=metric,
                                      cache_dir=str(options.cache_dir or default_cache_dir()),
                                      cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)),
-                                     repeats=options.repeats)
+                                     repeats=options.repeats, prefetch_taps=prefetch_taps)
     return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial(options)})
 
 
@@ -192,7 +202,7 @@ def run_search(options: SearchOptions) -> dict:
                                                       "base_config": base_config, "metric": metric,
                                                       "start_points": starts}, indent=2))
     start_ray(options)
-    trainable = build_trainable(options, base_config, metric, split_path, root)
+    trainable = build_trainable(options, base_config, metric, split_path, root, space_taps(space, base_config))
     if options.resume and tune.Tuner.can_restore(str(exp_dir)):
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=options.retry_failed)

@@ -49,7 +49,7 @@ def placement() -> dict:
 
 
 def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str, cache_dir: str | None,
-              cache_enabled: bool = True, threads: int = 1, repeats: int = 1) -> None:
+              cache_enabled: bool = True, threads: int = 1, repeats: int = 1, prefetch_taps: tuple = ()) -> None:
     """Run the trial of the config's kind; each of its reports goes to Tune with a checkpoint of the model and the
     trial's own metrics beside it (the record `hdmap eval` and the summary read)."""
     from ray import tune
@@ -60,7 +60,7 @@ def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: st
         raise RuntimeError(f"not retried: {earlier}")
     torch.set_num_threads(max(1, threads))
     config = full_config(base_config, trial_config)
-    cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=False)
+    cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=False, prefetch_taps=prefetch_taps)
     data = _domain(**data_args)
 
     where = placement()
