@@ -34,7 +34,7 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
     for key, value in update.items():
         where = f"{path}{key}"
         if key not in out and not (path and not base):
-            raise ConfigError(f"unknown config key '{where}'")
+            raise ConfigError(f"unknown config key '{where}' (known here: {sorted(out)})")
         if isinstance(value, dict) and isinstance(out.get(key), dict):
             out[key] = merge(out[key], value, where + ".")
         else:

@@ -23,6 +23,8 @@ def test_a_lost_node_is_told_apart_from_the_trials_own_error(tmp_path):
     assert lost_worker(earlier_error(tmp_path))
     (tmp_path / "error.txt").write_text(OWN)
     assert earlier_error(tmp_path).startswith("ValueError: asked for 500") and not lost_worker(earlier_error(tmp_path))
+    later = (tmp_path / "error.txt").stat().st_mtime + 1
+    assert earlier_error(tmp_path, since=later) is None  # an error of an earlier command: --retry-failed runs it
 
 
 def test_a_trial_that_failed_in_its_own_code_is_not_run_again(tmp_path, monkeypatch):

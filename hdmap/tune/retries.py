@@ -7,10 +7,12 @@ from pathlib import Path
 LOST_WORKER_WORDS = ("died", "terminated", "node was", "heartbeat", "OutOfMemoryError", "killed")
 
 
-def earlier_error(trial_dir: Path) -> str | None:
-    """The error of an earlier attempt of this trial (Ray writes error.txt into the trial folder), or None."""
+def earlier_error(trial_dir: Path, since: float = 0.0) -> str | None:
+    """The error of an earlier attempt of this trial (Ray writes error.txt into the trial folder) written after
+    `since` (a time stamp: the start of this search command, so `--resume --retry-failed` may run it again), or
+    None."""
     error = Path(trial_dir) / "error.txt"
-    if not error.is_file():
+    if not error.is_file() or error.stat().st_mtime < since:
         return None
     lines = [line.strip() for line in error.read_text(errors="replace").splitlines() if line.strip()]
     lost = sorted((line for line in lines if lost_worker(line)), key=lambda line: "node" not in line)  # node first

@@ -150,7 +150,7 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
                                      data_args=data_args, metric=metric,
                                      cache_dir=str(options.cache_dir or default_cache_dir()),
                                      cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)),
-                                     repeats=options.repeats, prefetch_taps=prefetch_taps)
+                                     repeats=options.repeats, prefetch_taps=prefetch_taps, started=time.time())
     return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial(options)})
 
 

@@ -49,13 +49,15 @@ def placement() -> dict:
 
 
 def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str, cache_dir: str | None,
-              cache_enabled: bool = True, threads: int = 1, repeats: int = 1, prefetch_taps: tuple = ()) -> None:
+              cache_enabled: bool = True, threads: int = 1, repeats: int = 1, prefetch_taps: tuple = (),
+              started: float = 0.0) -> None:
     """Run the trial of the config's kind; each of its reports goes to Tune with a checkpoint of the model and the
-    trial's own metrics beside it (the record `hdmap eval` and the summary read)."""
+    trial's own metrics beside it (the record `hdmap eval` and the summary read). A retry (`started`: when this
+    search command began) of a trial that failed in its own code ends at once: it would only fail again."""
     from ray import tune
 
     trial_dir = tune.get_context().get_trial_dir() if tune.get_context() else None
-    earlier = earlier_error(Path(trial_dir)) if trial_dir else None
+    earlier = earlier_error(Path(trial_dir), since=started) if trial_dir else None
     if earlier and not lost_worker(earlier):  # the trial's own error: a second attempt would only repeat it
         raise RuntimeError(f"not retried: {earlier}")
     torch.set_num_threads(max(1, threads))
