@@ -48,7 +48,8 @@ def add_tune(sub) -> None:
     p.add_argument("--resume", action="store_true", help="continue the named (or latest) interrupted search")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: run failed trials again")
     p.add_argument("--max-retries", type=int, default=1,
-                   help="run a failed trial (lost worker node, error) again up to this many times (default 1)")
+                   help="run a trial whose worker or node was lost again, up to this many times (default 1); a "
+                        "trial that failed in its own code is not run again")
     p.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 and print its URL")
     p.add_argument("--metric", choices=["accuracy_cv", "accuracy", "auroc"],
                    help="objective on the tune split (default: the space's; accuracy_cv in every shipped space)")
