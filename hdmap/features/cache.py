@@ -57,10 +57,14 @@ def normalising(preparation: ConditionStatistics | None) -> ConditionStatistics 
     return preparation if preparation is not None and preparation.changes_inputs else None
 
 
+def entry_backbone(spec: BackboneSpec) -> dict:
+    """What an entry depends on of the backbone: all but the taps (every tap of an entry shares its input)."""
+    return {k: v for k, v in spec.cache_identity().items() if k != "taps"}
+
+
 def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str],
               preparation: ConditionStatistics | None = None) -> str:
-    backbone = {k: v for k, v in spec.cache_identity().items() if k != "taps"}  # every tap shares the entry
-    identity = {"backbone": backbone, "transform": asdict(transform), "files": file_fingerprint(paths)}
+    identity = {"backbone": entry_backbone(spec), "transform": asdict(transform), "files": file_fingerprint(paths)}
     if normalising(preparation) is not None:  # maps normalised before the backbone: how, and the train statistics
         identity["prepare"] = preparation.identity()
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()[:24]
@@ -171,7 +175,7 @@ class FeatureCache:
             np.save(partial, array.astype(np.float16))
             checksums[str(tap)] = file_checksum(partial)
             os.replace(partial, folder / f"tap{tap}.npy")
-        meta = {"backbone": {k: v for k, v in spec.cache_identity().items() if k != "taps"},
+        meta = {"backbone": entry_backbone(spec),
                 "transform": asdict(transform), "n_files": len(paths),
                 "prepare": prepare.identity() if prepare is not None else None, "taps": checksums}
         partial_meta = folder / "meta.partial.json"
