@@ -62,7 +62,7 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks/coreset_vs_anomalib.py: anomalib is not installed (pip install -e \".[bench]\")")
         return 1
     from hdmap.data.synthetic_default import embedded_root
-    from hdmap.evaluation.results_file import stamp
+    from hdmap.evaluation.results_file import stamp, write_results
     from hdmap.models.memory_bank import greedy_coreset
 
     patches = reference_patches(args.maps)
@@ -81,9 +81,10 @@ def main(argv: list[str] | None = None) -> int:
               "| selection | seconds | members | coverage (largest patch-to-member distance) |", "|---|---|---|---|"]
     lines += [f"| {name} | {seconds:.1f} | {len(members)} | {coverage(patches, members):.3f} |"
               for name, seconds, members in rows]
-    print("\n".join(lines))
     if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        write_results(args.out, lines)  # printed too
+    else:
+        print("\n".join(lines))
     return 0
 
 

@@ -119,7 +119,7 @@ def main(argv: list[str] | None = None) -> int:
         print("benchmarks/gpu_path.py: no CUDA GPU visible to torch on this machine; run it on a GPU machine")
         return 0
     from hdmap.data.synth import SynthConfig, write_dataset
-    from hdmap.evaluation.results_file import markdown_table, stamp
+    from hdmap.evaluation.results_file import markdown_table, stamp, write_results
 
     with tempfile.TemporaryDirectory() as folder:
         root = Path(folder) / "data"
@@ -133,9 +133,10 @@ def main(argv: list[str] | None = None) -> int:
                  + stamp(str(root), f"dinov2_vits14 (weights {args.weights}), {args.image_size} px", True)
                  + [f"- GPU: {torch.cuda.get_device_name(0)}", ""] + markdown_table(rows, columns)
                  + ["", f"fit-eval devices: {rows[0]['devices']}; search placement: {rows[1]['placement']}"])
-    print("\n".join(lines))
     if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        write_results(args.out, lines)  # printed too
+    else:
+        print("\n".join(lines))
     return 0
 
 

@@ -79,7 +79,7 @@ def main(argv: list[str] | None = None) -> int:
     from hdmap.config import merge
     from hdmap.data.domain import load_domain
     from hdmap.data.synthetic_default import ensure_embedded_dataset
-    from hdmap.evaluation.results_file import stamp
+    from hdmap.evaluation.results_file import stamp, write_results
     from hdmap.features.cache import FeatureCache
     from hdmap.kinds.registry import default_config
 
@@ -103,9 +103,10 @@ def main(argv: list[str] | None = None) -> int:
         lines.append(f"| {label} | {r['bank']} x {r['dim']} | {r['queries']} | {r['wall']:.2f} | "
                      + " | ".join(f"{stages[n]:.2f}" for n in names) + f" | {max(rest, 0.0):.2f} |")
     lines += ["", "Re-weighting calls the kNN search itself: its seconds are also inside the kNN column."]
-    print("\n".join(lines))
     if args.out:
-        Path(args.out).write_text("\n".join(lines) + "\n")
+        write_results(args.out, lines)  # printed too
+    else:
+        print("\n".join(lines))
     return 0
 
 
