@@ -6,6 +6,7 @@ import torch
 
 from hdmap.models.checkpoint_files import lightning_checkpoint
 from hdmap.models.lightning_patchcore import GatedPatchCore
+from hdmap.features.backbones import BackboneSpec
 from hdmap.kinds.patchcore import build_module
 from hdmap.kinds.registry import fit_and_score
 from hdmap.run import patchcore_pipeline
@@ -70,7 +71,8 @@ def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache
                                                                 feature_cache, accelerator="cpu")
     _assert_devices(module, outputs, "cpu", "faiss-cpu")  # fit and predict
     assert metrics["devices"] == {"backbone": "cpu", "banks": "cpu", "knn": "faiss-cpu"}
-    assert next(feature_cache.backbone(build_module(config).backbone_spec, "cpu").parameters()).device.type == "cpu"
+    backbone = feature_cache.backbone(BackboneSpec.from_config(config["backbone"]), "cpu")
+    assert next(backbone.parameters()).device.type == "cpu"
     torch.save(lightning_checkpoint(module), feature_cache.root / "devices.ckpt")
     reloaded = GatedPatchCore.load_from_checkpoint(feature_cache.root / "devices.ckpt", map_location="cpu")
     again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, config, domain_c, feature_cache, "cpu")
@@ -85,7 +87,7 @@ def test_cuda_run_puts_backbone_banks_and_knn_on_the_gpu(tiny_config, domain_c, 
 
     cache = FeatureCache(tmp_path / "cache", progress=False)
     assert cache.device == "cuda" and next(cache.backbone(
-        build_module(tiny_config).backbone_spec).parameters()).device.type == "cuda"
+        BackboneSpec.from_config(tiny_config["backbone"])).parameters()).device.type == "cuda"
     config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0)
     module, outputs, metrics = fit_and_score(config, domain_c, cache)
     built_in_predict = {name: bank._indexes["cuda:0"][1] for name, bank in module.core.banks.items()}

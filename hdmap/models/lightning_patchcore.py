@@ -11,7 +11,6 @@ import lightning as L
 import torch
 
 from hdmap.condition_names import names_of
-from hdmap.features.backbones import BackboneSpec
 from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE
 from hdmap.models.memory_bank import knn_backend
 from hdmap.models.patchcore import GatedPatchCoreModel
@@ -25,7 +24,6 @@ class GatedPatchCore(L.LightningModule):
                  resize: str = "aspect", normalisation: str = "backbone"):
         super().__init__()
         self.save_hyperparameters()
-        self.backbone_spec = BackboneSpec.from_config(backbone or {})
         self.core = GatedPatchCoreModel(PatchCoreConfig(**(model or {})))
         self.automatic_optimization = False
         self.plan: FitPlan | None = None
