@@ -2,11 +2,12 @@
 from __future__ import annotations
 
 from hdmap.config import ConfigError
+from hdmap.kinds.band import BAND
 from hdmap.kinds.feclip import FECLIP
 from hdmap.kinds.kind import ModelKind
 from hdmap.kinds.patchcore import GATED_PATCHCORE, PATCHCORE
 
-KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (GATED_PATCHCORE, PATCHCORE, FECLIP)}
+KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (GATED_PATCHCORE, PATCHCORE, BAND, FECLIP)}
 MODELS = tuple(KINDS)
 DEFAULT_MODEL = GATED_PATCHCORE.name
 
