@@ -21,6 +21,7 @@ from conftest import TINY_BACKBONE
 
 PATCHCORE_SPACES = ["gated_patchcore", "gated_patchcore_quick", "patchcore", "patchcore_quick"]
 FECLIP_SPACES = ["feclip", "feclip_quick"]
+BAND_SPACES = ["band", "band_quick"]
 # The tiny test models stand in for the spaces' real ones; their tap indices stand in for the spaces' taps.
 TINY_VALUES = {"backbone.taps": [[0], [1]], "feclip.taps": [[1], [2]]}
 # Where a setting acts only through another. Gate settings act through the train split (references) and the
@@ -69,6 +70,8 @@ def _active_setting(space, param) -> dict:
 
 def _tiny_base(space) -> dict:
     config = space.base_config()
+    if space.model_name == "band":  # no backbone: the space's own settings on the tiny data
+        return config
     if space.model_name == "feclip":
         return merge(config, {"image_size": 32, "feclip": {**TINY_CLIP, "mix": 0.3},
                               "train": {"epochs": 1, "batch_size": 16, "lr": 3e-3, "linear_lr": 3e-3}})
@@ -109,4 +112,9 @@ def test_patchcore_searched_setting_changes_the_objective(space_name, key, domai
 
 @pytest.mark.parametrize("space_name, key", _cases(FECLIP_SPACES))
 def test_feclip_searched_setting_changes_the_objective(space_name, key, domain_c):
+    _check(space_name, key, domain_c, None)
+
+
+@pytest.mark.parametrize("space_name, key", _cases(BAND_SPACES))
+def test_band_searched_setting_changes_the_objective(space_name, key, domain_c):
     _check(space_name, key, domain_c, None)

@@ -15,6 +15,8 @@ def add_synth(sub) -> None:
     p.add_argument("--warm-gain", type=float, default=1.4)
     p.add_argument("--contrast-scale", type=float, default=1.0, help="scales every domain's (band contrast - 1)")
     p.add_argument("--noise-scale", type=float, default=1.0)
+    p.add_argument("--defect", default="band", choices=["band", "spot", "ridge"],
+                   help="the faults drawn: band (a damaged tooth, the default) or a defect that is not a band")
     p.add_argument("--preview", help="also write a PNG of a few maps per domain")
     p.set_defaults(run=run_synth)
 
@@ -25,7 +27,8 @@ def run_synth(args) -> int:
 
     n_train, n_test = (1000, 1000) if args.full else (args.n_train, args.n_test)
     config = SynthConfig(n_train=n_train, n_test=n_test, seed=args.seed, domains=args.domains,
-                         warm_gain=args.warm_gain, contrast_scale=args.contrast_scale, noise_scale=args.noise_scale)
+                         warm_gain=args.warm_gain, contrast_scale=args.contrast_scale, noise_scale=args.noise_scale,
+                         defect=args.defect)
     write_dataset(args.out, config, progress=lambda d: print(f"domain_{d} written", file=sys.stderr))
     if args.preview:
         plot_domain_samples(args.out, args.domains, args.preview)

@@ -50,6 +50,7 @@ class SynthConfig:
     contrast_scale: float = 1.0
     noise_scale: float = 1.0
     shape: tuple[int, int] = SHAPE
+    defect: str = "band"  # band (a damaged tooth) | spot | ridge: defects that are NOT bands, to test detectors on
     specs: dict = field(default_factory=lambda: dict(DEFAULT_DOMAINS))
 
 
@@ -66,6 +67,7 @@ class DomainGenerator:
         period = g.uniform(5, 9)
         ridge_slope = g.uniform(0.5, 2.5)
         self.ridges = np.exp(-0.5 * (((c - ridge_slope * r) % period) - period / 2) ** 2 / g.uniform(0.5, 0.9) ** 2)
+        self.period, self.ridge_slope = period, ridge_slope
         fr, fc = g.uniform(0.02, 0.12), g.uniform(0.03, 0.15)
         self.wave1 = np.cos(2 * np.pi * (fr * r + fc * c) + g.uniform(0, 2 * np.pi))
         self.wave2_freq = (g.uniform(0.05, 0.2), g.uniform(0.01, 0.06))
@@ -91,6 +93,10 @@ class DomainGenerator:
         image = base * column_gain
         image = image + self.spec.noise * self.config.noise_scale * image.mean() * g.standard_normal(image.shape)
         band = None
+        contrast = (self.spec.contrast_warm if warm else self.spec.contrast_cold)
+        contrast = 1.0 + (contrast - 1.0) * self.config.contrast_scale
+        if fault and self.config.defect != "band":
+            return np.maximum(image, 0.0).astype(np.float32), self._other_defect(image, contrast)
         if fault:
             rows, cols = image.shape
             width = int(g.integers(1, 3))
@@ -101,11 +107,36 @@ class DomainGenerator:
                 length = int(g.integers(int(0.3 * cols), int(0.8 * cols)))
                 start = int(g.integers(0, cols - length))
                 end = start + length
-            contrast = (self.spec.contrast_warm if warm else self.spec.contrast_cold)
-            contrast = 1.0 + (contrast - 1.0) * self.config.contrast_scale
             image[row:row + width, start:end] *= contrast
             band = {"row": row, "width": width, "col_start": start, "col_end": end, "contrast": contrast}
         return np.maximum(image, 0.0).astype(np.float32), band
+
+
+    def _other_defect(self, image: np.ndarray, contrast: float) -> dict:
+        """A defect that is not a band, in place: `spot` (a bright disc of radius 1.5-3 px, contrast^2) or `ridge`
+        (a stretch of 8-16 rows of one meshing ridge missing: divided by contrast^2). Returns its bounding box."""
+        g = self.rng
+        rows, cols = image.shape
+        r, c = self.rc
+        strength = contrast ** 2
+        if self.config.defect == "spot":
+            radius = g.uniform(1.5, 3.0)
+            centre = (g.uniform(3, rows - 3), g.uniform(3, cols - 3))
+            mask = (r - centre[0]) ** 2 + (c - centre[1]) ** 2 <= radius ** 2
+            image[mask] *= strength
+        elif self.config.defect == "ridge":
+            length = int(g.integers(8, 17))
+            top = int(g.integers(0, rows - length + 1))
+            ridge_id = np.floor(np.where(self.ridges > 0.5, c - self.ridge_slope * r, np.nan) / self.period)
+            candidates = np.unique(ridge_id[top:top + length][~np.isnan(ridge_id[top:top + length])])
+            chosen = g.choice(candidates)
+            mask = (ridge_id == chosen) & (r >= top) & (r < top + length)
+            image[mask] /= strength
+        else:
+            raise ValueError(f"unknown synthetic defect {self.config.defect!r}; known: band, spot, ridge")
+        found_rows, found_cols = np.nonzero(mask)
+        return {"row": int(found_rows.min()), "width": int(np.ptp(found_rows) + 1), "col_start": int(found_cols.min()),
+                "col_end": int(found_cols.max() + 1), "contrast": strength}
 
 
 def generate_domain(domain: str, config: SynthConfig) -> dict:

@@ -18,6 +18,7 @@ def synthetic_cache() -> Path:
 
 def synthetic_root(config: SynthConfig) -> Path:
     extra = "" if config.contrast_scale == 1.0 else f"_contrast{config.contrast_scale:g}"
+    extra += "" if config.defect == "band" else f"_{config.defect}"
     return synthetic_cache() / f"seed{config.seed}_train{config.n_train}_test{config.n_test}{extra}_{config.domains}"
 
 

@@ -12,6 +12,7 @@ from hdmap.data.domain import DomainData
 from hdmap.features.backbones import BACKBONES, OFFLINE_BACKBONE, REAL_DATA_BACKBONE, BackboneSpec, build_backbone
 from hdmap.features.cache import FeatureCache
 from hdmap.gating.gates import GateConfig
+from hdmap.kinds import band as band_kind
 from hdmap.kinds.kind import ModelKind, TrialReport, trial_values
 from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore
 from hdmap.models.patchcore_config import PatchCoreConfig
@@ -50,6 +51,7 @@ def validate(config: dict) -> None:
     check_fields("backbone", config["backbone"], BackboneSpec)
     model = dict(config["model"])
     check_fields("model.gate", model.get("gate", {}), GateConfig)
+    band_kind.check_band_settings("model.band", model.get("band", {}))
     check_fields("model", model, PatchCoreConfig)
     build("model", PatchCoreConfig, model)
     build("backbone", BackboneSpec.from_config, config["backbone"])
@@ -70,20 +72,49 @@ def build_module(config: dict) -> GatedPatchCore:
                                          normalisation=config["normalisation"])
 
 
+def band_only(config: dict) -> bool:
+    """Whether this run is the band detector alone (model.fusion=band_only): no backbone, no bank."""
+    return config["model"].get("fusion") == "band_only"
+
+
+BAND_ONLY_NOTE = ("model.fusion=band_only: the band detector alone scored these maps (model.band settings); no "
+                  "backbone ran and the other PatchCore settings of this config were not used")
+
+
+def as_band_run(config: dict) -> dict:
+    """The band kind's run config of a band_only PatchCore config."""
+    return {"model_name": "band", "band": config["model"]["band"], "split": config["split"]}
+
+
+def _band_metrics(config: dict, metrics: dict) -> dict:
+    metrics.update({"model": config["model_name"], "config": config, "band_run": as_band_run(config)})
+    metrics["notes"] = [BAND_ONLY_NOTE] + metrics["notes"]
+    return metrics
+
+
 def fit_and_score(config: dict, data: DomainData, cache: FeatureCache | None = None, progress: bool = False,
                   tune_only: bool = False):
+    if band_only(config):
+        module, outputs, metrics = band_kind.fit_and_score(as_band_run(config), data, tune_only=tune_only)
+        return module, outputs, _band_metrics(config, metrics)
     return patchcore_pipeline.fit_and_score(build_module(config), config, data,
                                             cache or FeatureCache(progress=progress), tune_only=tune_only)
 
 
 def score_saved(path: str | Path, config: dict, data: DomainData, cache_dir: str | None = None,
                 progress: bool = False) -> tuple[dict, dict]:
+    if band_only(config):
+        outputs, metrics = band_kind.score_saved(path, as_band_run(config), data)
+        return outputs, _band_metrics(config, metrics)
     module = MODULES[config["model_name"]].load_from_checkpoint(path, map_location="cpu", weights_only=True)
     return patchcore_pipeline.score_saved_module(module, config, data, FeatureCache(cache_dir, progress=progress))
 
 
 def repeat_seeds(config: dict, repeats: int) -> list[int]:
-    """Reference/coreset seeds of a trial: the config's own seed first, then the next ones."""
+    """Reference/coreset seeds of a trial: the config's own seed first, then the next ones (one: the band
+    detector alone has no seed)."""
+    if band_only(config):
+        return [config["model"]["seed"]]
     return [config["model"]["seed"] + r for r in range(max(1, repeats))]
 
 
@@ -118,6 +149,8 @@ def trial(config: dict, data: DomainData, cache: FeatureCache, metric: str, repe
 
 def preflight(config: dict) -> None:
     """Build the backbone once in the driver: missing weights end the command in one line before Ray starts."""
+    if band_only(config):
+        return
     build_backbone(BackboneSpec.from_config(config["backbone"]))
 
 

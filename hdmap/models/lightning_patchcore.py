@@ -50,7 +50,7 @@ class GatedPatchCore(L.LightningModule):
         """What the fit had to decide (fallbacks, how the gate assigned train) stays with the model."""
         state = checkpoint.get("state_dict", {})
         for key, value in self.state_dict().items():  # checkpoints from before the condition statistics existed
-            if key.startswith("core.map_stats.") and key not in state:
+            if key.startswith(("core.map_stats.", "core.band.", "core.fusion_calibration")) and key not in state:
                 state[key] = value
         saved = checkpoint.get("fit_notes", {})
         self.core.notes = list(saved.get("notes", []))
@@ -63,15 +63,19 @@ class GatedPatchCore(L.LightningModule):
         if self.plan is None:
             raise RuntimeError("call plan_fit(...) before fitting: it chooses the maps the epoch reads")
         self._fit_batches.append({"embedding": self.core.embed(batch["grids"], batch["map"]), "role": batch["role"],
-                                  "code": batch["code"]})
+                                  "code": batch["code"], "map": batch["map"]})
 
     def on_train_epoch_end(self) -> None:
         batches, self._fit_batches = self._fit_batches, []
         embedding = torch.cat([b["embedding"] for b in batches])
         role, code = torch.cat([b["role"] for b in batches]), torch.cat([b["code"] for b in batches])
         self.core.build_banks(embedding[role == REFERENCE], code[role == REFERENCE].cpu().numpy())
-        if (role == CALIBRATION).any():
-            self.core.calibrate(embedding[role == CALIBRATION], code[role == CALIBRATION].cpu().numpy())
+        held_out = role == CALIBRATION
+        if held_out.any() and self.core.config.bank_mode == "soft":
+            self.core.calibrate(embedding[held_out], code[held_out].cpu().numpy())
+        if held_out.any() and self.core.config.fused:
+            maps = torch.cat([b["map"] for b in batches])
+            self.core.calibrate_fusion(embedding[held_out], maps[held_out], code[held_out].cpu().numpy())
 
     def _score_batch(self, batch) -> dict:
         known = names_of(batch["condition"])  # only the oracle gate reads it

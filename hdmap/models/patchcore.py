@@ -15,6 +15,7 @@ from hdmap.condition_names import COLD, CONDITIONS, WARM
 from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.splits import select_references
 from hdmap.gating.gates import Gate
+from hdmap.models.band import BandDetector
 from hdmap.models.embedding import flatten_patches, patch_embedding
 from hdmap.models.memory_bank import MemoryBank
 from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig, fit_input_preparation
@@ -40,6 +41,9 @@ class GatedPatchCoreModel(nn.Module):
         names = ("mixed",) if self.config.bank_mode == "mixed" else CONDITIONS
         self.banks = nn.ModuleDict({name: MemoryBank() for name in names})
         self.register_buffer("calibration", torch.tensor([[0.0, 1.0], [0.0, 1.0]]))  # (bank, [mean, std])
+        self.band = BandDetector(self.config.band)  # fusion's second score (fitted only when fused)
+        # (PatchCore, band) x [mean, std] of the image scores on held-out train normals, for fusion
+        self.register_buffer("fusion_calibration", torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64))
         cfg = self.config
         self.map_stats = ConditionStatistics(cfg.input_norm, cfg.norm_percentile, cfg.gate.percentile, cfg.band_window)
         self.notes: list[str] = []  # what the fit had to decide (fallbacks), for the report
@@ -121,7 +125,36 @@ class GatedPatchCoreModel(nn.Module):
             references, codes = references[keep], codes[keep]
         elif cfg.bank_mode == "soft":
             calibration = self._calibration_maps(assignment.numpy(), set(references.tolist()))
+        if cfg.fused:
+            references, codes, calibration = self._plan_fusion(train_maps, train_truth, references, codes,
+                                                               calibration)
         return FitPlan(references, codes, calibration, assignment.numpy()[calibration])
+
+    def _plan_fusion(self, train_maps: torch.Tensor, train_truth, references, codes, calibration):
+        """Held-out train normals for fusion's standardisation (soft mode's calibration maps when it has them,
+        else 2 x calibration_maps drawn at random outside the references, taken out of an all-of-train bank);
+        the band detector is fitted on every other train map."""
+        cfg = self.config
+        if not len(calibration):
+            wanted = 2 * cfg.calibration_maps
+            pool = np.arange(len(train_maps)) if cfg.shots is None else np.setdiff1d(np.arange(len(train_maps)),
+                                                                                     references)
+            if len(pool) < wanted or (cfg.shots is None and len(pool) - wanted < 2):
+                raise ValueError(f"model.fusion={cfg.fusion} holds out {wanted} train maps (2 x "
+                                 f"model.calibration_maps) to standardise the two scores, but only {len(pool)} lie "
+                                 f"outside the references: lower model.calibration_maps or model.shots")
+            calibration = np.sort(np.random.default_rng(cfg.seed).choice(pool, wanted, replace=False))
+            keep = ~np.isin(references, calibration)
+            references, codes = references[keep], codes[keep]
+        others = np.setdiff1d(np.arange(len(train_maps)), calibration)
+        self.band.fit(train_maps[others].cpu().numpy(),
+                      None if train_truth is None else [train_truth[i] for i in others])
+        self.notes += self.band.notes
+        self.notes.append(f"fusion {cfg.fusion}" + (f" (band weight {cfg.fusion_weight})" if cfg.fusion == "sum"
+                                                    else "") +
+                          f": PatchCore and band scores standardised on {len(calibration)} held-out train normals; "
+                          f"the band detector fitted on the other {len(others)} train maps")
+        return references, codes, calibration
 
     def gate_separation(self, train_maps: torch.Tensor, train_global_features: torch.Tensor | None,
                         assignment: torch.Tensor) -> tuple[bool, str]:
@@ -184,6 +217,16 @@ class GatedPatchCoreModel(nn.Module):
             values.append(torch.stack([scores.mean(), scores.std().clamp_min(1e-6)]))
         self.calibration = torch.stack(values).to(self.calibration)
 
+    @torch.no_grad()
+    def calibrate_fusion(self, calibration_embedding: torch.Tensor, maps: torch.Tensor, codes) -> None:
+        """Mean and std of PatchCore's image score and of the band score on the held-out train normals; each map
+        goes to the bank of its train assignment."""
+        route = torch.as_tensor(np.asarray(codes), device=calibration_embedding.device).long()
+        patchcore = self._combine(calibration_embedding, route, route.double())[0].double()
+        band = self.band.score(maps)["scores"].to(patchcore.device)
+        self.fusion_calibration = torch.stack([torch.stack([v.mean(), v.std().clamp_min(1e-9)])
+                                               for v in (patchcore, band)]).to(self.fusion_calibration)
+
     def fit(self, train_grids: list, train_maps, train_truth: list[str] | None = None) -> "GatedPatchCoreModel":
         """All of fitting in one call (tests, notebooks): plan, embed the chosen maps, banks, calibration."""
         plan = self.plan_fit(train_maps, fit_input_preparation(self.config, train_maps),
@@ -192,8 +235,11 @@ class GatedPatchCoreModel(nn.Module):
         self.build_banks(self.embed(_select(train_grids, plan.references), maps[plan.references]),
                          plan.reference_codes)
         if len(plan.calibration):
-            self.calibrate(self.embed(_select(train_grids, plan.calibration), maps[plan.calibration]),
-                           plan.calibration_codes)
+            embedding = self.embed(_select(train_grids, plan.calibration), maps[plan.calibration])
+            if self.config.bank_mode == "soft":
+                self.calibrate(embedding, plan.calibration_codes)
+            if self.config.fused:
+                self.calibrate_fusion(embedding, maps[plan.calibration], plan.calibration_codes)
         return self
 
     # --- scoring --------------------------------------------------------------------------------------------
@@ -222,7 +268,18 @@ class GatedPatchCoreModel(nn.Module):
         maps = maps.to(device).float()
         route, p_warm = self.gate.route(maps, self.global_features(grids), known)
         scores, patch_maps = self._combine(self.embed(grids, maps), route, p_warm)
+        if self.config.fused:
+            scores = self.fuse(scores, self.band.score(maps, known)["scores"].to(device))
         return {"scores": scores, "patch_maps": patch_maps, "route": route, "p_warm": p_warm.float()}
+
+    def fuse(self, patchcore: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+        """The fused image score of PatchCore's and the band detector's scores (standardised on held-out train)."""
+        (pc_mean, pc_std), (band_mean, band_std) = self.fusion_calibration
+        z_patchcore, z_band = (patchcore.double() - pc_mean) / pc_std, (band.double() - band_mean) / band_std
+        if self.config.fusion == "max":
+            return torch.maximum(z_patchcore, z_band)
+        weight = self.config.fusion_weight
+        return (1 - weight) * z_patchcore + weight * z_band
 
     def _combine(self, embedding, route, p_warm):
         mode = self.config.bank_mode

@@ -2,14 +2,20 @@
 preparation (the condition statistics these settings use)."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 
 import numpy as np
 
+from hdmap.config import plain
 from hdmap.data.condition_statistics import INPUT_NORMS, ConditionStatistics
 from hdmap.gating.gates import GateConfig
+from hdmap.models.band import BandConfig
 
 BANK_MODES = ("mixed", "gated", "soft")
+# none: PatchCore's image score as it is. sum / max: PatchCore's and the band detector's image scores, each
+# standardised on held-out train normals, as (1 - fusion_weight) z_patchcore + fusion_weight z_band or the larger z.
+# band_only: the band kind alone (hdmap/kinds/band.py): no backbone pass, the PatchCore settings unused.
+FUSIONS = ("none", "sum", "max", "band_only")
 
 
 @dataclass
@@ -42,15 +48,21 @@ class PatchCoreConfig:
     band_weight: float = 2.0  # weight of the band-descriptor channel appended to the embedding; 0 = off
     band_window: float = 0.25  # horizontal window of the band descriptor, as a fraction of the columns
     gate_fallback: bool = True  # a gate whose train split is not clearly bimodal falls back to one mixed bank
+    fusion: str = "none"  # none | sum | max | band_only (FUSIONS above)
+    fusion_weight: float = 0.5  # weight of the band z in fusion=sum
+    band: BandConfig = field(default_factory=BandConfig)  # the band detector of fusion (and of band_only)
     seed: int = 0
     gate: GateConfig = field(default_factory=GateConfig)
 
     def __post_init__(self):
         if isinstance(self.gate, dict):
             self.gate = GateConfig(**self.gate)
+        if isinstance(self.band, dict):
+            self.band = BandConfig(**self.band)
         self.context_ks = tuple(self.context_ks) if not isinstance(self.context_ks, int) else (self.context_ks,)
         checks = {"input_norm": INPUT_NORMS, "bank_mode": BANK_MODES, "reference_sampling": ("per_condition", "uniform"),
-                  "distance": ("l2", "cosine"), "image_score": ("max", "top"), "soft_combine": ("min", "posterior")}
+                  "distance": ("l2", "cosine"), "image_score": ("max", "top"), "soft_combine": ("min", "posterior"),
+                  "fusion": FUSIONS}
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
@@ -59,6 +71,8 @@ class PatchCoreConfig:
         if self.band_weight < 0 or not 0 < self.band_window <= 1:
             raise ValueError(f"band_weight must be >= 0 and band_window in (0, 1], got {self.band_weight}, "
                              f"{self.band_window}")
+        if not 0 <= self.fusion_weight <= 1:
+            raise ValueError(f"fusion_weight must lie in [0, 1], got {self.fusion_weight}")
         if self.shots is not None and self.shots < 1:
             raise ValueError(f"shots must be >= 1 or None (all of train), got {self.shots}")
 
@@ -69,10 +83,13 @@ class PatchCoreConfig:
             return None
         return ConditionStatistics(self.input_norm, self.norm_percentile, self.gate.percentile, self.band_window)
 
+    @property
+    def fused(self) -> bool:
+        """Whether the image score fuses PatchCore's with the band detector's (sum or max)."""
+        return self.fusion in ("sum", "max")
+
     def to_dict(self) -> dict:
-        out = asdict(self)
-        out["context_ks"] = list(self.context_ks)
-        return out
+        return plain(self)
 
 
 

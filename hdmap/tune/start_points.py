@@ -15,6 +15,7 @@ from hdmap.kinds.registry import validate
 from hdmap.tune.spaces import Param, SearchSpace, _active, _encode, decode
 
 DEFAULTS_LABEL = "defaults"
+BAND_ONLY_LABEL = "band detector alone (defaults)"
 
 
 def value_at(config: dict, key: str):
@@ -107,6 +108,7 @@ def start_points(space: SearchSpace, base_config: dict, start_files: list[str] =
     merged onto the defaults. A start config may set only what the space searches (else a trial could not
     reproduce it): any other difference from the defaults is an error naming the key."""
     starts = [{"label": DEFAULTS_LABEL, "point": project(space, base_config, DEFAULTS_LABEL)}]
+    starts += band_only_start(space, base_config)
     searched = {p.key for p in space.params}
     for path in start_files:
         for number, settings in enumerate(read_start_file(path), 1):
@@ -122,6 +124,17 @@ def start_points(space: SearchSpace, base_config: dict, start_files: list[str] =
                                       f"{space.source}: a trial cannot set it (set it in the space's fixed part)")
             starts.append({"label": label, "point": project(space, config, label)})
     return starts
+
+
+def band_only_start(space: SearchSpace, base_config: dict) -> list[dict]:
+    """The band detector alone with its defaults, right after the defaults, where the space can reach it
+    (model.fusion offers band_only) and the defaults are not it: seconds of CPU, and a search then always compares
+    PatchCore's defaults with the backbone-free baseline it must beat."""
+    fusion = next((p for p in space.params if p.key == "model.fusion"), None)
+    if fusion is None or "band_only" not in fusion.values or base_config["model"].get("fusion") == "band_only":
+        return []
+    config = merge(base_config, {"model": {"fusion": "band_only"}})
+    return [{"label": BAND_ONLY_LABEL, "point": project(space, config, BAND_ONLY_LABEL)}]
 
 
 def label_of(config: dict, starts: list[dict]) -> str | None:
