@@ -202,3 +202,31 @@ def test_a_search_over_model_fusion_starts_with_the_defaults_then_the_band_detec
         assert band_point["model.fusion"] == "band_only" and "image_size" not in band_point  # no backbone settings
     band_space = load_space(SPACES_DIR / "band_quick.yaml")
     assert [s["label"] for s in start_points(band_space, band_space.base_config())] == [DEFAULTS_LABEL]
+
+
+@pytest.mark.parametrize("config", [default_config(model_name="band"),
+                                    merge(default_config(), {"model": {"fusion": "band_only"}})],
+                         ids=["band kind", "band_only PatchCore config"])
+def test_the_tune_trainable_runs_the_band_detector_and_saves_an_evaluable_checkpoint(config, domain_c, tmp_path,
+                                                                                      monkeypatch):
+    from ray import tune
+
+    from hdmap.jobs.evaluate_checkpoint import evaluate_checkpoint
+    from hdmap.tune import trainables
+
+    reports = []
+
+    def report(values, checkpoint=None):
+        folder = tmp_path / f"checkpoint_{len(reports)}"
+        import shutil
+        shutil.copytree(checkpoint.path, folder)
+        reports.append((values, folder))
+
+    monkeypatch.setattr(tune, "report", report)
+    monkeypatch.setattr(trainables, "_domain", lambda **kwargs: domain_c)
+    trainables.trainable({}, config, {}, "auroc", str(tmp_path / "cache"))
+    values, folder = reports[0]
+    assert values["features_s"] == 0.0 and values["feature_cache_hits"] == 0
+    assert not (tmp_path / "cache").exists() or not any((tmp_path / "cache").rglob("*.npy"))  # no features
+    metrics = evaluate_checkpoint(folder)
+    assert metrics["tune"]["auroc"] == pytest.approx(values["tune_auroc"])

@@ -19,11 +19,18 @@ def test_shipped_spaces_parse(name):
 def test_conditional_parameters_only_when_active():
     space = load_space(SPACES / "gated_patchcore.yaml")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
-    seen = []
+    seen, fusions = [], []
     for _ in range(40):
         trial = study.ask()
         suggest(trial, space)
         params = trial.params
+        fusions.append(params["model.fusion"])
+        assert ("model.band.runs" in params) == (params["model.fusion"] != "none")
+        assert ("model.fusion_weight" in params) == (params["model.fusion"] == "sum")
+        if params["model.fusion"] == "band_only":  # the band detector alone: no PatchCore or backbone setting
+            assert not any(key.startswith(("model.gate", "image_size", "backbone", "model.shots")) for key in params)
+            study.tell(trial, 0.5)
+            continue
         seen.append(params["model.gate.kind"])
         assert ("model.gate.percentile" in params) == (params["model.gate.kind"] == "intensity")
         assert ("model.soft_combine" in params) == (params["model.bank_mode"] == "soft")
@@ -31,6 +38,7 @@ def test_conditional_parameters_only_when_active():
         assert isinstance(overrides["model"]["context_ks"], list)  # JSON-encoded lists come back as lists
         study.tell(trial, 0.5)
     assert {"intensity", "feature", "discover"} <= set(seen)
+    assert set(fusions) == {"none", "sum", "max", "band_only"}
 
 
 def _write(tmp_path, text):

@@ -8,7 +8,7 @@ from hdmap.config import ConfigError, merge
 from hdmap.kinds.registry import default_config, validate
 from hdmap.tune.importance import importances
 from hdmap.tune.spaces import load_space, trial_overrides
-from hdmap.tune.start_points import DEFAULTS_LABEL, label_of, project, start_points
+from hdmap.tune.start_points import BAND_ONLY_LABEL, DEFAULTS_LABEL, label_of, project, start_points
 from hdmap.tune.summary import rank_key, verdict
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
@@ -56,11 +56,11 @@ def test_start_files_follow_the_defaults_and_may_set_only_searched_keys(tmp_path
     good = tmp_path / "good.yaml"
     good.write_text("- {model.shots: 16, model.bank_mode: gated}\n- model: {image_score: max}\n")
     starts = start_points(space, base, [str(good)])
-    assert [s["label"] for s in starts] == [DEFAULTS_LABEL, "good.yaml#1", "good.yaml#2"]
-    assert starts[1]["point"]["model.shots"] == 16 and starts[1]["point"]["model.bank_mode"] == "gated"
-    assert "model.top_fraction" not in starts[2]["point"]  # inactive once image_score is max
-    assert label_of(starts[1]["point"], starts) == "good.yaml#1"
-    assert label_of({**starts[1]["point"], "model.shots": 8}, starts) is None
+    assert [s["label"] for s in starts] == [DEFAULTS_LABEL, BAND_ONLY_LABEL, "good.yaml#1", "good.yaml#2"]
+    assert starts[2]["point"]["model.shots"] == 16 and starts[2]["point"]["model.bank_mode"] == "gated"
+    assert "model.top_fraction" not in starts[3]["point"]  # inactive once image_score is max
+    assert label_of(starts[2]["point"], starts) == "good.yaml#1"
+    assert label_of({**starts[2]["point"], "model.shots": 8}, starts) is None
     bad = tmp_path / "bad.yaml"
     bad.write_text("model.distance: cosine\n")  # not searched by the quick space
     with pytest.raises(ConfigError, match="model.distance"):

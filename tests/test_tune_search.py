@@ -146,3 +146,25 @@ def _check_warm_start(run_dir: Path, summary: dict) -> None:
     assert "95 % CI" in text and "| defaults |" in text and "| start.yaml#1 |" in text
     assert "Which settings mattered" in text
     assert summary["best"]["holdout"]["intervals"]["auroc"] is not None
+
+
+@pytest.mark.slow  # two Ray searches: ~3 min on 2 idle cores; tests/test_band.py covers the trainable without Ray
+def test_a_band_search_and_a_band_only_start_run_without_a_backbone(synth_root, tmp_path):
+    """`hdmap tune --model band` (its packaged space) and a PatchCore space whose model.fusion offers band_only:
+    the band detector alone is the second trial, needs no features, and its checkpoint reloads to its tune AUROC."""
+    summary = run_search(SearchOptions(data_root=str(synth_root), domain="C", model="band", num_samples=3,
+                                       storage=str(tmp_path / "runs"), name="band", cache_dir=str(tmp_path / "cache"),
+                                       max_concurrent=2, verbose=0))
+    assert summary["n_trials"] == 3 and summary["n_failed"] == 0 and summary["best"]["holdout"]["auroc"] is not None
+    fused_space = tmp_path / "fused.yaml"
+    fused_space.write_text(TINY_SPACE + "  model.fusion: {choice: [none, band_only]}\n")
+    summary = run_search(_options(synth_root, fused_space, tmp_path, num_samples=2, name="fused"))
+    assert summary["n_trials"] == 2 and summary["n_failed"] == 0
+    band_trials = [p.parent for p in (tmp_path / "runs" / "fused").glob("*/params.json")
+                   if json.loads(p.read_text()).get("model.fusion") == "band_only"]
+    assert len(band_trials) == 1
+    result = [json.loads(line) for line in (band_trials[0] / "result.json").read_text().splitlines() if line][-1]
+    assert result["features_s"] == 0.0 and result["feature_cache_hits"] == 0
+    metrics = evaluate_checkpoint(next(band_trials[0].glob("checkpoint_*")))
+    assert metrics["tune"]["auroc"] == pytest.approx(result["tune_auroc"])
+    assert "no backbone ran" in metrics["notes"][0]
