@@ -96,7 +96,8 @@ class DomainGenerator:
         contrast = (self.spec.contrast_warm if warm else self.spec.contrast_cold)
         contrast = 1.0 + (contrast - 1.0) * self.config.contrast_scale
         if fault and self.config.defect != "band":
-            return np.maximum(image, 0.0).astype(np.float32), self._other_defect(image, contrast)
+            defect = self._other_defect(image, contrast)  # in place, before the map is returned
+            return np.maximum(image, 0.0).astype(np.float32), defect
         if fault:
             rows, cols = image.shape
             width = int(g.integers(1, 3))

@@ -18,8 +18,8 @@ from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore
 from hdmap.models.patchcore_config import PatchCoreConfig
 from hdmap.run import patchcore_pipeline
 
-# The maps as they are, no band channel.
-RAW_INPUTS = {"input_norm": "none", "band_weight": 0.0}
+# The maps as they are: no band channel, no band score.
+RAW_INPUTS = {"input_norm": "none", "band_weight": 0.0, "fusion": "none"}
 # Plain PatchCore (the baseline) and the studies of H1-H3: raw maps and PatchCore's own image score (the largest
 # patch distance); steps 1-3 ask their question on these, step 6 varies the inputs, the shots curve the score.
 BASELINE_MODEL = {**RAW_INPUTS, "image_score": "max"}

@@ -41,7 +41,7 @@ class BandConfig:
     percentile: float = 50.0  # transform=percentile: each map divided by this percentile of itself
     detrend: str = "column_profile"  # each map's column profile | the condition's train mean map | neighbour_lines
     compare_neighbours: bool = False  # a run's mean minus the mean of the same run in the two neighbouring lines
-    runs: tuple[float, ...] = (1.0, 0.5, 0.25)  # run lengths of the matched filter, as fractions of a line
+    runs: tuple[float, ...] = (0.5, 0.25)  # run lengths of the matched filter, as fractions of a line
     polarity: str = "bright"  # bright | dark | both (|statistic|)
     centre_scale: str = "mean_std"  # normalisation of a line statistic on train: mean_std | median_mad (robust)
     per_condition: bool = False  # line statistics per gate-assigned condition (cold / warm) instead of pooled

@@ -22,6 +22,9 @@ from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig, fit_input_pr
 from hdmap.statistics import held_out_projection, is_bimodal
 
 
+MIN_FUSION_MAPS = 4  # held-out train maps fusion needs at least, for a mean and a standard deviation
+
+
 def _as_tensor(array) -> torch.Tensor:
     return array if isinstance(array, torch.Tensor) else torch.from_numpy(np.array(array))  # copy: memmaps are read-only
 
@@ -131,18 +134,19 @@ class GatedPatchCoreModel(nn.Module):
         return FitPlan(references, codes, calibration, assignment.numpy()[calibration])
 
     def _plan_fusion(self, train_maps: torch.Tensor, train_truth, references, codes, calibration):
-        """Held-out train normals for fusion's standardisation (soft mode's calibration maps when it has them,
-        else 2 x calibration_maps drawn at random outside the references, taken out of an all-of-train bank);
-        the band detector is fitted on every other train map."""
+        """Held-out train normals for fusion's standardisation: soft mode's calibration maps when it has them, else
+        2 x calibration_maps drawn at random outside the references (from an all-of-train bank: at most a quarter
+        of train, taken out of the bank). The band detector is fitted on every other train map."""
         cfg = self.config
         if not len(calibration):
-            wanted = 2 * cfg.calibration_maps
-            pool = np.arange(len(train_maps)) if cfg.shots is None else np.setdiff1d(np.arange(len(train_maps)),
-                                                                                     references)
-            if len(pool) < wanted or (cfg.shots is None and len(pool) - wanted < 2):
-                raise ValueError(f"model.fusion={cfg.fusion} holds out {wanted} train maps (2 x "
-                                 f"model.calibration_maps) to standardise the two scores, but only {len(pool)} lie "
-                                 f"outside the references: lower model.calibration_maps or model.shots")
+            everything = np.arange(len(train_maps))
+            pool = everything if cfg.shots is None else np.setdiff1d(everything, references)
+            wanted = min(2 * cfg.calibration_maps, len(pool) // 4 if cfg.shots is None else len(pool))
+            if wanted < MIN_FUSION_MAPS:
+                raise ValueError(f"model.fusion={cfg.fusion} standardises the two scores on held-out train maps "
+                                 f"(2 x model.calibration_maps = {2 * cfg.calibration_maps}), but only "
+                                 f"{len(pool)} train maps lie outside the references: lower model.shots, or use "
+                                 f"model.fusion=none")
             calibration = np.sort(np.random.default_rng(cfg.seed).choice(pool, wanted, replace=False))
             keep = ~np.isin(references, calibration)
             references, codes = references[keep], codes[keep]

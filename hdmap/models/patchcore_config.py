@@ -48,7 +48,9 @@ class PatchCoreConfig:
     band_weight: float = 2.0  # weight of the band-descriptor channel appended to the embedding; 0 = off
     band_window: float = 0.25  # horizontal window of the band descriptor, as a fraction of the columns
     gate_fallback: bool = True  # a gate whose train split is not clearly bimodal falls back to one mixed bank
-    fusion: str = "none"  # none | sum | max | band_only (FUSIONS above)
+    # Default max: the best mean tune AUROC of none / sum / max on eight synthetic sets, six with band faults and two
+    # with defects that are not bands (experiments/results/band_vs_patchcore.md)
+    fusion: str = "max"  # none | sum | max | band_only (FUSIONS above)
     fusion_weight: float = 0.5  # weight of the band z in fusion=sum
     band: BandConfig = field(default_factory=BandConfig)  # the band detector of fusion (and of band_only)
     seed: int = 0
