@@ -111,7 +111,10 @@ def test_no_option_reads_test_maps_at_fit_time(option, tiny_config, synth_root, 
         fitted.append((module.core.state_dict(), outputs))
     (first, out_a), (second, out_b) = fitted
     assert first.keys() == second.keys()
-    assert all(torch.equal(first[k], second[k]) for k in first), option
+    same = {k: torch.equal(first[k], second[k]) or (first[k].is_floating_point() and  # unfitted NaN buffers too
+                                                    torch.allclose(first[k], second[k], 0, 0, equal_nan=True))
+            for k in first}
+    assert all(same.values()), (option, [k for k, equal in same.items() if not equal])
     assert not torch.equal(out_a["scores"], out_b["scores"])  # the test maps did differ
 
 

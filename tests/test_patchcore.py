@@ -66,7 +66,7 @@ def _assert_devices(module, outputs, device: str, knn: str):
 
 
 def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache):
-    config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0)
+    config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0, fusion="max")
     module, outputs, metrics = patchcore_pipeline.fit_and_score(build_module(config), config, domain_c,
                                                                 feature_cache, accelerator="cpu")
     _assert_devices(module, outputs, "cpu", "faiss-cpu")  # fit and predict
@@ -88,7 +88,7 @@ def test_cuda_run_puts_backbone_banks_and_knn_on_the_gpu(tiny_config, domain_c, 
     cache = FeatureCache(tmp_path / "cache", progress=False)
     assert cache.device == "cuda" and next(cache.backbone(
         BackboneSpec.from_config(tiny_config["backbone"])).parameters()).device.type == "cuda"
-    config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0)
+    config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0, fusion="max")
     module, outputs, metrics = fit_and_score(config, domain_c, cache)
     built_in_predict = {name: bank._indexes["cuda:0"][1] for name, bank in module.core.banks.items()}
     module.cuda()  # Lightning hands the module back on the CPU after predict; the banks follow it
