@@ -111,8 +111,9 @@ def test_bank_size_follows_coreset_ratio(tiny_config, domain_c, feature_cache):
     assert len(module.core.banks["mixed"]) == round(0.25 * 8 * patches_per_map)
 
 
-def test_too_few_references_names_condition(tiny_config, domain_c, feature_cache):
-    with pytest.raises(ValueError, match="references of condition '(cold|warm)'"):
+def test_too_few_references_names_the_setting_the_limit_and_the_condition(tiny_config, domain_c, feature_cache):
+    with pytest.raises(ValueError, match=r"model.shots=500 is more than this data holds \(at most \d+ per condition\)"
+                                         r".*references of condition '(cold|warm)'"):
         fit_and_score(_config(tiny_config, bank_mode="gated", shots=500), domain_c, feature_cache)
 
 

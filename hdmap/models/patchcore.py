@@ -84,7 +84,14 @@ class GatedPatchCoreModel(nn.Module):
         cfg = self.config
         names = np.array(CONDITIONS)[assignment.numpy()]
         per_condition = names if cfg.reference_sampling == "per_condition" else None
-        picked = select_references(len(names), cfg.shots, cfg.seed, per_condition, CONDITIONS)
+        try:
+            picked = select_references(len(names), cfg.shots, cfg.seed, per_condition, CONDITIONS)
+        except ValueError as error:  # name the setting and the most this data can hold
+            most = (min(int((names == c).sum()) for c in CONDITIONS) if per_condition is not None
+                    else len(names) // 2)
+            raise ValueError(f"model.shots={cfg.shots} is more than this data holds (at most {most} "
+                             f"{'per condition' if per_condition is not None else 'per half of train'}): "
+                             f"{error}") from error
         return picked, assignment.numpy()[picked]
 
     def plan_fit(self, train_maps, statistics: ConditionStatistics | None = None,
