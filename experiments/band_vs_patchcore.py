@@ -106,6 +106,31 @@ def difference(paired: dict | None) -> str:
     return f"{100 * r['difference']:+.1f} [{100 * low:+.1f}, {100 * high:+.1f}]"
 
 
+def plot(results: list[dict], path: Path) -> str:
+    """Holdout AUROC with its 95 % interval per set and detector (bars), written to `path`."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(max(6.0, 1.3 * len(results)), 3.8))
+    width = 0.8 / len(DETECTORS)
+    for k, name in enumerate(DETECTORS):
+        values = [100 * r["metrics"][name]["holdout"]["auroc"] for r in results]
+        low = [v - 100 * r["metrics"][name]["holdout"]["intervals"]["auroc"][0] for v, r in zip(values, results)]
+        high = [100 * r["metrics"][name]["holdout"]["intervals"]["auroc"][1] - v for v, r in zip(values, results)]
+        ax.bar([i + (k - 1.5) * width for i in range(len(results))], values, width, yerr=[low, high], capsize=2,
+               label=name)
+    ax.set_xticks(range(len(results)), [r["label"].replace(" seed ", "\nseed ") for r in results], fontsize=7)
+    ax.set_ylim(40, 101)
+    ax.set_ylabel("holdout AUROC % (95 % CI)")
+    ax.legend(fontsize=7, ncol=4, loc="lower left")
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+    return path.name
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--data-root", help="your data (domain C); default: the synthetic study sets")
@@ -176,7 +201,8 @@ def main() -> None:
                          "fit + predict s": m["timing_s"]["fit"] + m["timing_s"]["predict"],
                          "features s": m["timing_s"]["features"]})
     lines += markdown_table(rows, list(rows[0]))
-    lines += ["", "Mean tune AUROC over the sets: " + ", ".join(f"{n} {pct(v):.1f} %" for n, v in tune_means.items())
+    picture = plot(results, Path(args.out).with_suffix(".png"))
+    lines += ["", f"![holdout AUROC per set]({picture})", "", "Mean tune AUROC over the sets: " + ", ".join(f"{n} {pct(v):.1f} %" for n, v in tune_means.items())
               + f". The fusion of the PatchCore defaults chosen on tune (best mean tune AUROC of PatchCore alone, fused "
               f"sum and fused max): **{fusion_pick}**.", "",
               "Sets drawn with one data seed share their train maps (the contrast and the defect change only the "
