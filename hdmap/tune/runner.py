@@ -111,8 +111,10 @@ def fit_space_to_backbone(space, base_config: dict, chosen: str | None) -> None:
         space.params = [p for p in space.params if p.key not in fixed]
         values = {key: base_config["backbone"]["taps"] if key == "backbone.taps" else base_config[key]
                   for key in dropped}
-        print(f"[hdmap] backbone {base_config['backbone']['name']}: {', '.join(dropped)} fixed to its preset "
-              f"{values} (the space's choices do not apply to it)", file=sys.stderr)
+        note = (f"backbone {base_config['backbone']['name']}: {', '.join(dropped)} fixed to its preset {values} (the "
+                f"space's choices do not apply to it)")
+        space.notes.append(note)
+        print(f"[hdmap] {note}", file=sys.stderr)
 
 
 def make_scheduler(space, base_config: dict):
@@ -171,6 +173,7 @@ def run_search(options: SearchOptions) -> dict:
 
     from hdmap.data.synthetic_default import ensure_embedded_dataset
     from hdmap.data.domain import load_domain
+    from hdmap.tune.data_fit import fit_space_to_data
     from hdmap.tune.spaces import optuna_search
 
     if options.resume:
@@ -191,16 +194,19 @@ def run_search(options: SearchOptions) -> dict:
     if options.repeats > 1 and not kind.supports_repeats:
         raise ConfigError(f"--repeats averages reference/coreset seeds of PatchCore trials; {kind.name} trials have "
                           f"none (search their seed setting instead)")
+    split_path = exp_dir / "split.json"
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    data = load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed,
+                       options.condition_csv, condition_csv_partial=options.condition_csv_partial,
+                       ignore_other_files=options.ignore_other_files)
+    fit_space_to_data(space, base_config, data)  # no trial is spent on a choice this data cannot hold
     starts = start_points(space, base_config, options.start)
     if kind.preflight:  # e.g. build the backbone: missing weights end the command in one line before Ray starts
         kind.preflight(base_config)
-    split_path = exp_dir / "split.json"
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed, options.condition_csv,
-                condition_csv_partial=options.condition_csv_partial, ignore_other_files=options.ignore_other_files)
     write_text_atomic(exp_dir / RUN_FILE, json.dumps({"options": asdict(options), "data_root": root,
                                                       "base_config": base_config, "metric": metric,
-                                                      "start_points": starts}, indent=2))
+                                                      "start_points": starts, "space_notes": space.notes},
+                                                     indent=2))
     start_ray(options)
     trainable = build_trainable(options, base_config, metric, split_path, root, space_taps(space, base_config))
     if options.resume and tune.Tuner.can_restore(str(exp_dir)):

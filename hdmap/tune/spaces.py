@@ -46,6 +46,7 @@ class SearchSpace:
     fixed: dict
     params: list[Param]
     source: str = ""
+    notes: list[str] = field(default_factory=list)  # what fitting the space to the backbone and the data dropped
 
     def base_config(self, real_data: bool = False, backbone: str | None = None) -> dict:
         """Defaults of the space's model (with `backbone`'s presets when given, else the presets of the backbone the

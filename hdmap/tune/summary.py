@@ -126,6 +126,7 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
                            "threshold": holdout["tune"]["threshold"], "full_config": holdout["config"],
                            "start": best["start"], "tune": holdout["tune"]}
         plot_objective(done, exp_dir / "objective_vs_trial.png", metric)
+    summary["space_notes"] = list(space.notes) if space is not None else []
     if space is not None:
         summary["importance"] = {"evaluator": EVALUATOR, "values": importances(space, done)}
         summary["importance"]["plot"] = plot_top_parameters(done, summary["importance"]["values"],

@@ -75,6 +75,9 @@ def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[d
                   f"{pct(hold['accuracy_oracle'])} % (threshold on holdout, for comparison only).", ""]
         lines += holdout_lines(hold) + ["", f"Checkpoint: `{best['checkpoint']}`", "",
                                         "![objective vs trial](objective_vs_trial.png)", ""]
+    if summary.get("space_notes"):
+        lines += ["## The search space, fitted to the backbone and the data", ""]
+        lines += [f"- {note}" for note in summary["space_notes"]] + [""]
     keys = sorted({k for row in done for k in row["config"]})
     lines += [f"## Trials ({len(done)} finished, {len(failed)} failed)", "",
               f"| rank | trial | start | tune {metric} % ± se | tune acc % | tune acc_cv % | tune AUROC % | "

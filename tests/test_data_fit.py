@@ -1,0 +1,94 @@
+"""A search space fitted to the data it searches (hdmap/tune/data_fit.py): the shots the gate's split cannot hold are
+dropped with a note before Ray starts, the largest kept value fits (soft banks and fusion included) and one more
+does not, and a space left with no choice is exit 2 naming the setting."""
+import copy
+
+import pytest
+
+from hdmap.cli.main import main
+from hdmap.config import ConfigError, merge
+from hdmap.data.domain import load_domain
+from hdmap.data.synth import SynthConfig, write_dataset
+from hdmap.kinds.registry import fit_and_score, validate
+from hdmap.tune.data_fit import fit_space_to_data
+from hdmap.tune.runner import SPACES_DIR
+from hdmap.tune.spaces import load_space
+
+from conftest import TINY_BACKBONE
+
+
+@pytest.fixture(scope="module")
+def hundred_maps(tmp_path_factory):
+    """100 train maps (the gate splits them about 55 / 45), 10 + 10 test maps."""
+    root = tmp_path_factory.mktemp("hundred")
+    write_dataset(root, SynthConfig(n_train=100, n_test=10, seed=7, domains="C"))
+    return root
+
+
+def test_the_quick_space_drops_the_shots_the_gate_cannot_hold(hundred_maps):
+    data = load_domain(str(hundred_maps), "C")
+    space = load_space(SPACES_DIR / "gated_patchcore_quick.yaml")
+    notes = fit_space_to_data(space, space.base_config(), data)
+    shots = next(p for p in space.params if p.key == "model.shots")
+    assert shots.values == [8, 16, 32, None] and len(notes) == 1 and space.notes == notes
+    assert "'model.shots' dropped [64]" in notes[0] and "cold" in notes[0] and "warm" in notes[0]
+    untouched = load_space(SPACES_DIR / "gated_patchcore_quick.yaml")  # 200 maps hold 64: nothing dropped
+    embedded = load_domain(str(hundred_maps), "C")
+    embedded.train_maps = embedded.train_maps.repeat(2, axis=0)
+    embedded.train = embedded.train * 2
+    assert fit_space_to_data(untouched, untouched.base_config(), embedded) == []
+
+
+def test_the_largest_kept_shots_fit_with_soft_banks_and_fusion_and_one_more_does_not(hundred_maps, tmp_path):
+    from hdmap.features.cache import FeatureCache
+
+    data = load_domain(str(hundred_maps), "C", tmp_path / "split.json")
+    space = load_space(SPACES_DIR / "gated_patchcore_quick.yaml")
+    note = fit_space_to_data(space, space.base_config(), data)[0]
+    most = int(note.split("at most ")[1].split(" ")[0])
+    base = merge(space.base_config(), {"backbone": TINY_BACKBONE, "image_size": 112,
+                                       "model": {"bank_mode": "soft", "fusion": "max", "coreset_ratio": 0.5,
+                                                 "gate_fallback": False, "calibration_maps": 2}})
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    fit_and_score(validate(merge(base, {"model": {"shots": most}})), data, cache, tune_only=True)
+    with pytest.raises(ValueError, match="soft mode needs >= 2 held-out|model.shots"):
+        fit_and_score(validate(merge(base, {"model": {"shots": most + 3}})), data, cache, tune_only=True)
+
+
+def test_a_range_is_clipped_and_a_space_with_no_choice_left_is_an_error_naming_the_setting(hundred_maps, tmp_path,
+                                                                                           capsys):
+    data = load_domain(str(hundred_maps), "C")
+    ranged = tmp_path / "ranged.yaml"
+    ranged.write_text("model_name: gated_patchcore\nparams:\n  model.shots: {int: [4, 80]}\n")
+    space = load_space(ranged)
+    fit_space_to_data(space, space.base_config(), data)
+    assert space.params[0].values[0] == 4 and space.params[0].values[1] < 50
+    impossible = tmp_path / "impossible.yaml"
+    impossible.write_text("model_name: gated_patchcore\nparams:\n  model.shots: {choice: [64, 128]}\n")
+    space = load_space(impossible)
+    with pytest.raises(ConfigError, match="'model.shots': no choice this data can hold: at most"):
+        fit_space_to_data(space, space.base_config(), data)
+    code = main(["tune", "--data-root", str(hundred_maps), "--space", str(impossible), "--num-samples", "2",
+                 "--storage", str(tmp_path / "runs"), "--backbone", "tf_efficientnet_lite0"])
+    assert code == 2 and "parameter 'model.shots': no choice this data can hold" in capsys.readouterr().err
+
+
+def test_few_shot_feclip_shots_are_fitted_to_its_gate(hundred_maps, tmp_path):
+    data = load_domain(str(hundred_maps), "C")
+    space = load_space(SPACES_DIR / "feclip.yaml")
+    few = next(p for p in space.params if p.key == "fewshot.shots")
+    few.values = [0, 4, 16, 90]
+    notes = fit_space_to_data(space, copy.deepcopy(space.base_config()), data)
+    assert few.values == [0, 4, 16] and "'fewshot.shots' dropped [90]" in notes[0]
+
+
+@pytest.mark.slow  # Ray and the offline EfficientNet-Lite0 on 100 train maps: ~3 min on 2 cores
+def test_the_shipped_quick_space_on_100_train_maps_runs_every_trial(hundred_maps, tmp_path):
+    from hdmap.tune.runner import SearchOptions, run_search
+
+    summary = run_search(SearchOptions(data_root=str(hundred_maps), space=str(SPACES_DIR / "gated_patchcore_quick.yaml"),
+                                       num_samples=2, storage=str(tmp_path / "runs"), name="hundred",
+                                       cache_dir=str(tmp_path / "cache"), verbose=0))
+    assert summary["n_trials"] == 2 and summary["n_failed"] == 0
+    text = (tmp_path / "runs" / "hundred" / "summary.md").read_text()
+    assert "'model.shots' dropped [64]" in text and "assigns" in text
