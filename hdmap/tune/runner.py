@@ -194,15 +194,17 @@ def run_search(options: SearchOptions) -> dict:
     if options.repeats > 1 and not kind.supports_repeats:
         raise ConfigError(f"--repeats averages reference/coreset seeds of PatchCore trials; {kind.name} trials have "
                           f"none (search their seed setting instead)")
-    split_path = exp_dir / "split.json"
-    exp_dir.mkdir(parents=True, exist_ok=True)
-    data = load_domain(root, options.domain, split_path, options.tune_fraction, options.split_seed,
-                       options.condition_csv, condition_csv_partial=options.condition_csv_partial,
+    split_path = exp_dir / "split.json"  # a resumed search keeps its split; a new one is saved once checks pass
+    data = load_domain(root, options.domain, split_path if split_path.exists() else None, options.tune_fraction,
+                       options.split_seed, options.condition_csv, condition_csv_partial=options.condition_csv_partial,
                        ignore_other_files=options.ignore_other_files)
     fit_space_to_data(space, base_config, data)  # no trial is spent on a choice this data cannot hold
     starts = start_points(space, base_config, options.start)
     if kind.preflight:  # e.g. build the backbone: missing weights end the command in one line before Ray starts
         kind.preflight(base_config)
+    exp_dir.mkdir(parents=True, exist_ok=True)
+    if not split_path.exists():
+        data.split.save(split_path)
     write_text_atomic(exp_dir / RUN_FILE, json.dumps({"options": asdict(options), "data_root": root,
                                                       "base_config": base_config, "metric": metric,
                                                       "start_points": starts, "space_notes": space.notes},
