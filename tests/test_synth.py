@@ -1,6 +1,7 @@
 import csv
 
 import numpy as np
+import pytest
 
 from hdmap.data.map_files import discover_domain, read_map
 from hdmap.data.synth import SynthConfig, generate_domain
@@ -73,3 +74,22 @@ def test_fault_band_rows_are_brighter(synth_root):
 def test_test_may_exceed_one(synth_root):
     items = discover_domain(synth_root, "A")
     assert max(read_map(i.path).max() for i in items["test"]) > 1.0
+
+
+@pytest.mark.parametrize("defect", ["spot", "ridge"])
+def test_defects_that_are_not_bands_change_only_their_box_by_their_contrast(defect):
+    from hdmap.data.synth import DomainGenerator, SynthConfig
+
+    faulty, twin = (DomainGenerator("C", SynthConfig(defect=defect)) for _ in range(2))
+    for _ in range(5):  # the twin draws the same map without its defect (the defect's draws come last)
+        image, box = faulty.draw("cold", True)
+        normal, _ = twin.draw("cold", False)
+        twin.rng.bit_generator.state = faulty.rng.bit_generator.state  # resynchronise after the defect's draws
+        changed = np.argwhere(image != normal)
+        assert len(changed) > 0
+        rows, cols = changed[:, 0], changed[:, 1]
+        assert rows.min() >= box["row"] and rows.max() < box["row"] + box["width"]
+        assert cols.min() >= box["col_start"] and cols.max() < box["col_end"]
+        ratio = image[image != normal] / normal[image != normal]
+        expected = box["contrast"] if defect == "spot" else 1 / box["contrast"]
+        assert np.allclose(ratio[normal[image != normal] > 0.05], expected, rtol=1e-3)
