@@ -16,7 +16,7 @@ import torch
 
 from hdmap.condition_names import COLD, CONDITIONS, WARM, codes_of
 from hdmap.resizable_buffers import ResizableBuffers
-from hdmap.statistics import fit_gmm, gmm_posterior, map_percentile, two_means, two_means_1d
+from hdmap.statistics import fit_gmm, gmm_posterior, is_bimodal, map_percentile, two_means, two_means_1d
 
 GATE_KINDS = ("oracle", "intensity", "feature", "discover")
 
@@ -36,6 +36,11 @@ class GateConfig:
             raise ValueError(f"discover_on must be 'intensity' or 'features', got {self.discover_on!r}")
         if not 0 < self.percentile <= 100:
             raise ValueError(f"gate percentile must lie in (0, 100], got {self.percentile}")
+
+    @property
+    def uses_features(self) -> bool:
+        """Whether this gate reads global (backbone) features; else maps or known conditions suffice."""
+        return self.kind == "feature" or (self.kind == "discover" and self.discover_on == "features")
 
 
 
@@ -57,7 +62,14 @@ class Gate(ResizableBuffers):
     @property
     def uses_features(self) -> bool:
         """Whether this gate reads global features (else maps or known conditions suffice)."""
-        return self.config.kind == "feature" or (self.config.kind == "discover" and self.config.discover_on == "features")
+        return self.config.uses_features
+
+    def intensity_split_is_clear(self, maps: torch.Tensor, assignment: torch.Tensor) -> tuple[bool, str]:
+        """(is the train split clearly bimodal?, why) for a gate that does not read features: known conditions
+        always are; otherwise the intensity percentile it routes by must be bimodal (`is_bimodal`)."""
+        if self.train_source == "known conditions":
+            return True, "known conditions"
+        return is_bimodal(map_percentile(maps.float().cpu(), self.config.percentile), assignment.cpu())
 
     def _stats(self, maps: torch.Tensor) -> torch.Tensor:
         return torch.stack([maps.flatten(1).float().mean(1), map_percentile(maps, self.config.percentile)], 1)

@@ -18,7 +18,6 @@ from torch import nn
 from hdmap.condition_names import CONDITIONS
 from hdmap.gating.gates import Gate, GateConfig
 from hdmap.resizable_buffers import ResizableBuffers
-from hdmap.statistics import is_bimodal, map_percentile
 
 DIRECTIONS = ("rows", "columns", "both")
 TRANSFORMS = ("log", "linear", "percentile")
@@ -26,7 +25,6 @@ DETRENDS = ("column_profile", "train_mean", "neighbour_lines")
 POLARITIES = ("bright", "dark", "both")
 CENTRES = ("mean_std", "median_mad")
 IMAGE_SCORES = ("max", "top")
-MAP_GATES = ("intensity", "discover", "oracle")  # gates that need no backbone features
 MIN_PER_CONDITION = 8  # train maps a condition needs for its own line statistics
 
 
@@ -64,11 +62,10 @@ class BandConfig:
             raise ValueError(f"percentile must lie in (0, 100], got {self.percentile}")
         if self.top_k < 1:
             raise ValueError(f"top_k must be >= 1, got {self.top_k}")
-        if self.per_condition and self.gate.kind not in MAP_GATES:
-            raise ValueError(f"gate.kind {self.gate.kind!r} reads backbone features; the band detector has none "
-                             f"(use one of {MAP_GATES})")
-        if self.gate.kind == "discover" and self.gate.discover_on != "intensity":
-            raise ValueError("the band detector's discover gate works on intensity only (gate.discover_on)")
+        if self.gate.uses_features and (self.per_condition or self.gate.kind == "discover"):
+            raise ValueError(f"gate.kind {self.gate.kind!r} (discover_on {self.gate.discover_on!r}) reads backbone "
+                             f"features; the band detector has none (a gate on intensity: intensity, discover on "
+                             f"intensity, oracle)")
 
 
 def transform_maps(maps: torch.Tensor, config: BandConfig) -> torch.Tensor:
@@ -171,7 +168,7 @@ class BandDetector(ResizableBuffers):
         if self.uses_gate:
             assigned = self.gate.assign_train(maps.float(), None, train_truth).cpu().long()
             counts = {name: int((assigned == c).sum()) for c, name in enumerate(CONDITIONS)}
-            bimodal, why = self._separation(maps, assigned)
+            bimodal, why = self.gate.intensity_split_is_clear(maps, assigned)
             if min(counts.values()) < MIN_PER_CONDITION or not bimodal:
                 self.notes.append(f"band detector: gate '{self.config.gate.kind}' did not split train into two "
                                   f"clear conditions of >= {MIN_PER_CONDITION} maps ({why}; counts {counts}): "
@@ -190,14 +187,6 @@ class BandDetector(ResizableBuffers):
         self.pooled.fill_(pooled)
         self.fitted.fill_(True)
         return self
-
-    def _separation(self, maps: torch.Tensor, assigned: torch.Tensor) -> tuple[bool, str]:
-        """Known conditions always split; a fitted gate must split the intensity it routes by bimodally."""
-        if self.gate.train_source == "known conditions":
-            return True, "known conditions"
-        if len(torch.unique(assigned)) < 2:
-            return False, "one condition only"
-        return is_bimodal(map_percentile(maps.float(), self.config.gate.percentile), assigned)
 
     def _centre_scale(self, stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.centre_scale == "median_mad":

@@ -172,15 +172,13 @@ class GatedPatchCoreModel(nn.Module):
         """Is the gate's train split clearly bimodal? Known conditions always are; intensity gates are judged on
         the intensity percentile they route by, feature gates on half of the maps projected onto the line between
         the two groups' means fitted on the other half (Ashman's D > 2, smaller group >= 5 %)."""
-        if self.gate.train_source == "known conditions":
-            return True, "known conditions"
-        if self.gate.uses_features and train_global_features is not None:
+        if self.gate.uses_features and train_global_features is not None and \
+                self.gate.train_source != "known conditions":
             held_out = held_out_projection(train_global_features, assignment, self.config.seed)
             if held_out is None:
                 return False, "one half of train holds a single condition"
             return is_bimodal(*held_out)
-        values = torch.quantile(train_maps.flatten(1).float().cpu(), self.config.gate.percentile / 100, dim=1)
-        return is_bimodal(values, assignment)
+        return self.gate.intensity_split_is_clear(train_maps, assignment)
 
     def _fall_back_to_mixed(self) -> None:
         cfg = self.config

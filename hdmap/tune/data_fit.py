@@ -16,7 +16,6 @@ from hdmap.config import ConfigError
 from hdmap.gating.gates import Gate, GateConfig
 from hdmap.tune.spaces import Param, SearchSpace
 
-MAP_GATES = ("intensity", "discover", "oracle")  # gates that split train on the maps themselves
 HELD_OUT = 2  # train maps per condition soft banks (calibration) and fusion (standardisation) hold out at least
 
 
@@ -39,9 +38,7 @@ def smallest_condition(train_maps: np.ndarray, truth: list[str], gates: list[Gat
     fewest, which = len(train_maps), ""
     maps = torch.from_numpy(np.asarray(train_maps, dtype=np.float32))
     for config in gates:
-        kind = config.kind if config.kind in MAP_GATES else "intensity"
-        if kind == "discover" and config.discover_on != "intensity":
-            kind = "intensity"
+        kind = "intensity" if config.uses_features else config.kind
         assignment = Gate(GateConfig(kind=kind, percentile=config.percentile)).assign_train(maps, None, truth)
         counts = {name: int((assignment == code).sum()) for code, name in enumerate(CONDITIONS)}
         if min(counts.values()) < fewest:
