@@ -44,3 +44,22 @@ def protocol_metrics(scores, labels, conditions, tune_idx, holdout_idx) -> dict:
             "intervals": holdout_intervals(hs, hl, hc, threshold),
         },
     }
+
+
+TUNE_ONLY = "tune maps only (a search trial; holdout is scored for the best trial)"
+
+
+def scored_blocks(scores, scored, labels, conditions, split) -> dict:
+    """The metrics.json blocks of a run that scored the test maps `scored` (indices): tune and holdout when it
+    scored all of them (`protocol_metrics` on `split`), else, a search trial, the tune block of those maps only."""
+    labels = np.asarray(labels)
+    if len(scored) == len(labels):
+        return protocol_metrics(scores, labels, conditions, split.tune, split.holdout)
+    return {"tune": tune_metrics(scores, labels[scored], [conditions[i] for i in scored]), "holdout": None,
+            "scored": TUNE_ONLY}
+
+
+def split_summary(split) -> dict:
+    """The `split` block of metrics.json: seed, tune fraction and sizes of a TestSplit."""
+    return {"seed": split.seed, "tune_fraction": split.tune_fraction, "n_tune": len(split.tune),
+            "n_holdout": len(split.holdout)}

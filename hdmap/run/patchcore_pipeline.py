@@ -11,7 +11,7 @@ import torch
 
 from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.domain import DomainData
-from hdmap.evaluation.protocol import protocol_metrics, tune_metrics
+from hdmap.evaluation.protocol import scored_blocks, split_summary
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
 from hdmap.features.feature_datamodule import FeatureDataModule
@@ -123,16 +123,9 @@ def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatch
     accuracy = gate_accuracy(outputs["route"], [data.test_conditions[i] for i in scored]) if kind else None
     metrics["gate"] = {"kind": kind, "accuracy": accuracy,
                        "train_assignment": module.core.gate.train_source or None if kind else None}
-    if len(scored) == len(data.test_labels):
-        metrics.update(protocol_metrics(scores, data.test_labels, data.test_conditions, data.split.tune,
-                                        data.split.holdout))
-    else:  # a trial: tune maps only
-        metrics.update({"tune": tune_metrics(scores, data.test_labels[scored],
-                                                [data.test_conditions[i] for i in scored]), "holdout": None,
-                        "scored": "tune maps only (a search trial; holdout is scored for the best trial)"})
+    metrics.update(scored_blocks(scores, scored, data.test_labels, data.test_conditions, data.split))
     metrics["notes"] = list(data.notes) + list(module.core.notes)
     metrics["test_conditions_from"] = data.condition_sources()
-    metrics["split"] = {"seed": data.split.seed, "tune_fraction": data.split.tune_fraction,
-                        "n_tune": len(data.split.tune), "n_holdout": len(data.split.holdout)}
+    metrics["split"] = split_summary(data.split)
     metrics["devices"] = {"backbone": str(backbone_device) if backbone_device else None, **module.devices_used}
     return metrics
