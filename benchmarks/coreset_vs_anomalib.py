@@ -63,7 +63,7 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     from hdmap.data.synthetic_default import embedded_root
     from hdmap.evaluation.results_file import stamp, write_results
-    from hdmap.models.memory_bank import greedy_coreset
+    from hdmap.models.coreset import greedy_coreset
 
     patches = reference_patches(args.maps)
     torch.set_num_threads(args.threads)

@@ -2,7 +2,8 @@ import numpy as np
 import pytest
 import torch
 
-from hdmap.models.memory_bank import EmptyBankError, MemoryBank, greedy_coreset, knn
+from hdmap.models.coreset import greedy_coreset
+from hdmap.models.memory_bank import EmptyBankError, MemoryBank, knn
 
 
 def test_coreset_size_and_determinism():
@@ -92,7 +93,7 @@ def test_tags_follow_coreset_members():
 
 def test_greedy_order_is_resumable_and_the_store_serves_every_ratio(tmp_path):
     from hdmap.models.coreset_store import CoresetStore
-    from hdmap.models.memory_bank import GreedyOrder, greedy_coreset
+    from hdmap.models.coreset import GreedyOrder, greedy_coreset
 
     features = torch.randn(600, 48, generator=torch.Generator().manual_seed(0))
     direct = {ratio: greedy_coreset(features, ratio, seed=3) for ratio in (0.05, 0.2)}
@@ -110,7 +111,7 @@ def test_greedy_order_is_resumable_and_the_store_serves_every_ratio(tmp_path):
 
 
 def test_greedy_order_keeps_the_features_device():
-    from hdmap.models.memory_bank import GreedyOrder
+    from hdmap.models.coreset import GreedyOrder
 
     features = torch.randn(50, 8)
     assert GreedyOrder(features).extend(5).device == features.device

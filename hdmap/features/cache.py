@@ -25,6 +25,7 @@ from hdmap.data.errors import HDMAPFileError
 from hdmap.data.map_files import read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.features.backbones import Backbone, BackboneSpec, build_backbone
+from hdmap.progress import StageProgress
 
 
 _BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers reused across trials keep them
@@ -183,13 +184,10 @@ class FeatureCache:
         os.replace(partial_meta, folder / "meta.json")
 
     def _extract(self, spec, transform, paths, prepare, device: str) -> list[np.ndarray]:
-        from rich.progress import Progress
-
         backbone = self.backbone(spec, device)
         outputs: list[list[np.ndarray]] = [[] for _ in spec.taps]
         first_shape = None
-        with Progress(disable=not self.progress, transient=True) as bar:
-            task = bar.add_task(f"features {spec.name}", total=len(paths))
+        with StageProgress(f"features {spec.name}", len(paths), "maps", enabled=self.progress) as progress:
             for start in range(0, len(paths), self.batch_size):
                 chunk = paths[start:start + self.batch_size]
                 maps = [read_map(p) for p in chunk]
@@ -202,5 +200,5 @@ class FeatureCache:
                 x = transform.batch(maps).to(device)
                 for tap, grid in enumerate(backbone(x)):
                     outputs[tap].append(grid.float().cpu().numpy())
-                bar.advance(task, len(chunk))
+                progress.advance(len(chunk))
         return [np.concatenate(o) for o in outputs]

@@ -11,11 +11,11 @@ from pathlib import Path
 
 import torch
 
-from hdmap.models.memory_bank import GreedyOrder
+from hdmap.models.coreset import GreedyOrder
 
 
 def features_digest(features: torch.Tensor, seed: int, projection_dim: int | None) -> str:
-    digest = hashlib.sha1(f"{tuple(features.shape)}|{seed}|{projection_dim}".encode())
+    digest = hashlib.sha1(f"v2|{tuple(features.shape)}|{seed}|{projection_dim}".encode())  # v2: addmv picks
     digest.update(features.detach().float().contiguous().cpu().numpy().tobytes())
     return digest.hexdigest()[:24]
 
@@ -49,7 +49,8 @@ class CoresetStore:
         self.root = Path(root)
         self.hits = self.misses = 0
 
-    def coreset(self, features: torch.Tensor, size: int, seed: int, projection_dim: int | None) -> torch.Tensor:
+    def coreset(self, features: torch.Tensor, size: int, seed: int, projection_dim: int | None,
+                progress=None) -> torch.Tensor:
         key = features_digest(features, seed, projection_dim)
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / f"{key}.pt"
@@ -65,7 +66,9 @@ class CoresetStore:
                     self.hits += 1
                     return order.extend(size)
                 self.misses += 1
-                chosen = order.extend(size)
+                if progress is not None:
+                    progress.advance(len(order.order))  # picks read from the store
+                chosen = order.extend(size, progress)
                 partial = path.with_suffix(".partial")
                 state = order.state()
                 state["checksum"] = state_checksum(state)

@@ -1,4 +1,5 @@
-"""Memory bank of normal patch features: greedy k-center coreset, exact kNN on the bank's device, PatchCore scoring.
+"""Memory bank of normal patch features: a coreset of them (hdmap/models/coreset.py), exact kNN on the bank's device,
+PatchCore scoring.
 
 kNN backends, chosen by where the bank lives: a faiss GPU index (CUDA bank, GPU faiss installed), torch on CUDA
 (CUDA bank, no GPU faiss), a faiss CPU index (CPU bank, faiss installed), torch on CPU (no faiss at all).
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import torch
 
+from hdmap.models.coreset import greedy_coreset
 from hdmap.resizable_buffers import ResizableBuffers
 
 try:
@@ -26,65 +28,6 @@ _GPU_RESOURCES: dict[int, object] = {}  # CUDA device index -> the process's one
 
 class EmptyBankError(RuntimeError):
     """Scoring against a bank that holds no features."""
-
-
-class GreedyOrder:
-    """Greedy k-center selection that can be resumed: the first m picks of a longer run are exactly the picks of
-    a run of length m, so one order serves every coreset ratio (a cache keeps it between trials).
-
-    Distances are squared L2 on a seeded random projection to `projection_dim` (None: full dimension), computed
-    as |x|^2 - 2 x.c + |c|^2 (a matrix-vector product per pick), on the features' device."""
-
-    def __init__(self, features: torch.Tensor, seed: int = 0, projection_dim: int | None = 128):
-        generator = torch.Generator().manual_seed(seed)
-        x = features.detach().float()
-        if projection_dim and projection_dim < x.shape[1]:
-            projection = torch.randn(x.shape[1], projection_dim, generator=generator) / projection_dim ** 0.5
-            x = x @ projection.to(x.device)
-        self.x, self.norms = x, (x * x).sum(dim=1)
-        self.order = torch.randint(len(x), (1,), generator=generator).to(x.device)
-        self.nearest = self._distances(int(self.order[0]))
-
-    def _distances(self, member: int) -> torch.Tensor:
-        return (self.norms - 2 * (self.x @ self.x[member]) + self.norms[member]).clamp_min_(0)
-
-    def extend(self, size: int) -> torch.Tensor:
-        """The first `size` picks (computing the missing ones)."""
-        size = min(size, len(self.x))
-        if size > len(self.order):
-            picks = [self.order]
-            for _ in range(size - len(self.order)):
-                pick = torch.argmax(self.nearest)
-                picks.append(pick[None])
-                self.nearest = torch.minimum(self.nearest, self._distances(int(pick)))
-            self.order = torch.cat(picks)
-        return self.order[:size]
-
-    def state(self) -> dict:
-        return {"order": self.order.cpu(), "nearest": self.nearest.cpu()}
-
-    def restore(self, state: dict) -> "GreedyOrder":
-        self.order, self.nearest = state["order"].to(self.x.device), state["nearest"].to(self.x.device)
-        return self
-
-
-def coreset_size(n: int, ratio: float) -> int:
-    if not 0.0 < ratio <= 1.0:
-        raise ValueError(f"coreset ratio must lie in (0, 1], got {ratio}")
-    return max(1, int(round(ratio * n)))
-
-
-def greedy_coreset(features: torch.Tensor, ratio: float, seed: int = 0, projection_dim: int | None = 128,
-                   store=None) -> torch.Tensor:
-    """Indices (on the features' device) of a greedy k-center coreset with round(ratio * N) members (at least 1).
-    `store` (a CoresetStore) reuses and extends the greedy order computed for the same features before."""
-    n = features.shape[0]
-    size = coreset_size(n, ratio)
-    if size >= n:
-        return torch.arange(n, device=features.device)
-    if store is None:
-        return GreedyOrder(features, seed, projection_dim).extend(size)
-    return store.coreset(features, size, seed, projection_dim)
 
 
 def gpu_faiss_available() -> bool:
@@ -182,12 +125,14 @@ class MemoryBank(ResizableBuffers):
         self._members_changed()
 
     def fit(self, patches: torch.Tensor, coreset_ratio: float = 0.1, seed: int = 0,
-            projection_dim: int | None = 128, tags: torch.Tensor | None = None, store=None) -> "MemoryBank":
-        """Keep a coreset of `patches` (on their device); `tags` (one int per patch) follow the chosen members.
-        `store` (a CoresetStore) caches the greedy order between fits of the same patches."""
+            projection_dim: int | None = 128, tags: torch.Tensor | None = None, store=None,
+            bank_size: int | None = None, method: str = "greedy") -> "MemoryBank":
+        """Keep a coreset of `patches` (on their device): `bank_size` members, or `coreset_ratio` of them, chosen by
+        `method` (hdmap/models/coreset.py); `tags` (one int per patch) follow the chosen members. `store` (a
+        CoresetStore) caches the greedy order between fits of the same patches."""
         if patches.shape[0] == 0:
             raise EmptyBankError("no reference patches to build a memory bank from")
-        chosen = greedy_coreset(patches, coreset_ratio, seed, projection_dim, store)
+        chosen = greedy_coreset(patches, coreset_ratio, seed, projection_dim, store, bank_size, method)
         self.features = patches[chosen].detach().float().contiguous()
         self.member_tags = (tags.to(patches.device)[chosen].clone() if tags is not None
                             else torch.full((len(chosen),), -1, device=patches.device))

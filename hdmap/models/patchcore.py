@@ -207,7 +207,8 @@ class GatedPatchCoreModel(nn.Module):
             per_map = reference_embedding.shape[2] * reference_embedding.shape[3]
             tags = codes.repeat_interleave(per_map)  # condition of the reference of each patch
             self.banks["mixed"].fit(flatten_patches(reference_embedding), cfg.coreset_ratio, cfg.seed,
-                                    cfg.projection_dim, tags=tags, store=self.coreset_store)
+                                    cfg.projection_dim, tags=tags, store=self.coreset_store, bank_size=cfg.bank_size,
+                                    method=cfg.coreset_method)
             return
         for code, name in enumerate(CONDITIONS):
             members = reference_embedding[codes == code]
@@ -215,7 +216,7 @@ class GatedPatchCoreModel(nn.Module):
                 raise ValueError(f"no references for the {name} bank (reference counts: "
                                  f"cold {int((codes == COLD).sum())}, warm {int((codes == WARM).sum())})")
             self.banks[name].fit(flatten_patches(members), cfg.coreset_ratio, cfg.seed, cfg.projection_dim,
-                                 store=self.coreset_store)
+                                 store=self.coreset_store, bank_size=cfg.bank_size, method=cfg.coreset_method)
 
     def calibrate(self, calibration_embedding: torch.Tensor, codes) -> None:
         """z-score statistics (mean, std) of each bank's image scores on held-out train normals of its condition."""

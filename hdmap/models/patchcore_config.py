@@ -10,6 +10,7 @@ from hdmap.config import plain
 from hdmap.data.condition_statistics import INPUT_NORMS, ConditionStatistics
 from hdmap.gating.gates import GateConfig
 from hdmap.models.band import BandConfig
+from hdmap.models.coreset import CORESET_METHODS
 
 BANK_MODES = ("mixed", "gated", "soft")
 # none: PatchCore's image score as it is. sum / max: PatchCore's and the band detector's image scores, each
@@ -32,7 +33,9 @@ class PatchCoreConfig:
     local_pool: int = 3
     pool_include_pad: bool = True  # local average counts zero padding (PatchCore reference behaviour)
     context_ks: tuple[int, ...] = (0, 2)  # horizontal-context k values; (0,) = off
-    coreset_ratio: float = 0.1
+    coreset_ratio: float = 0.1  # members per bank as a share of its patches, when bank_size is None
+    bank_size: int | None = None  # members per bank in patches (at most all of them); None: coreset_ratio
+    coreset_method: str = "greedy"  # greedy (exact) | composable (hdmap/models/coreset.py)
     projection_dim: int | None = 128
     reweight_k: int = 9  # PatchCore neighbourhood re-weighting; 1 = off
     distance: str = "l2"  # l2 | cosine (L2 on unit vectors)
@@ -64,7 +67,7 @@ class PatchCoreConfig:
         self.context_ks = tuple(self.context_ks) if not isinstance(self.context_ks, int) else (self.context_ks,)
         checks = {"input_norm": INPUT_NORMS, "bank_mode": BANK_MODES, "reference_sampling": ("per_condition", "uniform"),
                   "distance": ("l2", "cosine"), "image_score": ("max", "top"), "soft_combine": ("min", "posterior"),
-                  "fusion": FUSIONS}
+                  "fusion": FUSIONS, "coreset_method": CORESET_METHODS}
         for key, allowed in checks.items():
             if getattr(self, key) not in allowed:
                 raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
@@ -75,6 +78,8 @@ class PatchCoreConfig:
                              f"{self.band_window}")
         if not 0 <= self.fusion_weight <= 1:
             raise ValueError(f"fusion_weight must lie in [0, 1], got {self.fusion_weight}")
+        if self.bank_size is not None and self.bank_size < 1:
+            raise ValueError(f"bank_size must be >= 1 patch or None (coreset_ratio), got {self.bank_size}")
         if self.shots is not None and self.shots < 1:
             raise ValueError(f"shots must be >= 1 or None (all of train), got {self.shots}")
 

@@ -7,6 +7,8 @@ import warnings
 import lightning as L
 import torch
 
+from hdmap.progress import StageProgress
+
 QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero")
 
 
@@ -15,8 +17,39 @@ def accelerator_device(accelerator: str = "auto") -> torch.device:
     return torch.device(make_trainer(accelerator).strategy.root_device)
 
 
+class StageLines(L.Callback):
+    """Progress of each fit epoch (PatchCore: embedding the references) and of predict, as `StageProgress` prints it: lines in a
+    log once a stage runs a few seconds, a bar on a terminal."""
+
+    def __init__(self):
+        self.progress: StageProgress | None = None
+
+    def _start(self, stage: str, total) -> None:
+        self.progress = StageProgress(stage, int(sum(total) if isinstance(total, list) else total), "batches")
+        self.progress.__enter__()
+
+    def _advance(self, *args, **kwargs) -> None:
+        if self.progress is not None:
+            self.progress.advance()
+
+    def _end(self, *args, **kwargs) -> None:
+        if self.progress is not None:
+            self.progress.__exit__(None, None, None)
+            self.progress = None
+
+    def on_train_epoch_start(self, trainer, pl_module) -> None:
+        self._start(f"fit epoch {trainer.current_epoch + 1}/{trainer.max_epochs}", trainer.num_training_batches)
+
+    def on_predict_epoch_start(self, trainer, pl_module) -> None:
+        self._start("predict", trainer.num_predict_batches)
+
+    on_train_batch_end = on_predict_batch_end = _advance
+    on_train_epoch_end = on_predict_epoch_end = _end
+
+
 def make_trainer(accelerator: str = "auto", progress: bool = False, **kwargs) -> L.Trainer:
-    """A single-device Trainer with no logger, no checkpoint callback and no sanity check."""
+    """A single-device Trainer with no logger, no checkpoint callback and no sanity check; without Lightning's own
+    bar (`progress`), `StageLines` reports the long stages."""
     for name in QUIET_LOGGERS:  # "GPU available: ..." banners on every trial drown the search's output
         logging.getLogger(name).setLevel(logging.WARNING)
     warnings.filterwarnings("ignore", message=".*does not have many workers.*")
@@ -26,4 +59,5 @@ def make_trainer(accelerator: str = "auto", progress: bool = False, **kwargs) ->
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")  # frozen CLIP
     return L.Trainer(accelerator=accelerator, devices=1, max_epochs=kwargs.pop("max_epochs", 1), logger=False,
                      enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
-                     num_sanity_val_steps=0, **kwargs)
+                     num_sanity_val_steps=0, callbacks=kwargs.pop("callbacks", []) + ([] if progress else [StageLines()]),
+                     **kwargs)

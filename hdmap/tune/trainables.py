@@ -62,7 +62,7 @@ def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: st
         raise RuntimeError(f"not retried: {earlier}")
     torch.set_num_threads(max(1, threads))
     config = full_config(base_config, trial_config)
-    cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=False, prefetch_taps=prefetch_taps)
+    cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=True, prefetch_taps=prefetch_taps)  # lines in its log
     data = _domain(**data_args)
 
     where = placement()

@@ -1,0 +1,89 @@
+import pytest
+import torch
+
+from hdmap.models import coreset
+from hdmap.models.coreset import GreedyOrder, composable_greedy, coreset_size, greedy_coreset
+from hdmap.models.memory_bank import KnnIndex, MemoryBank
+
+
+def _clusters(n_per: int = 400, seed: int = 0) -> torch.Tensor:
+    generator = torch.Generator().manual_seed(seed)
+    centres = torch.randn(12, 16, generator=generator) * 20
+    spread = torch.rand(12, 1, generator=generator) * 3 + 0.5  # clusters of different widths
+    return torch.cat([c + s * torch.randn(n_per, 16, generator=generator) for c, s in zip(centres, spread)])
+
+
+def _coverage(x: torch.Tensor, members: torch.Tensor) -> float:
+    return float(KnnIndex(x[members]).search(x, 1)[0].max())
+
+
+def test_bank_size_is_counted_in_patches_and_overrides_the_ratio():
+    assert coreset_size(1000, 0.1) == 100 and coreset_size(1000, 0.1, bank_size=37) == 37
+    assert coreset_size(20, 0.1, bank_size=37) == 20  # never more than there are
+    with pytest.raises(ValueError, match="bank_size"):
+        coreset_size(100, 0.1, bank_size=0)
+    x = torch.randn(500, 8)
+    assert len(MemoryBank().fit(x, bank_size=37, method="composable")) == 37
+    assert len(MemoryBank().fit(x, coreset_ratio=0.5, bank_size=37)) == 37
+
+
+def test_composable_greedy_is_seeded_unique_and_covers_like_exact_greedy(monkeypatch):
+    monkeypatch.setattr(coreset, "CHUNK_PATCHES", 512)
+    x = _clusters()
+    size = 100
+    exact = greedy_coreset(x, 1.0, bank_size=size, method="greedy", projection_dim=None)
+    composable = composable_greedy(x, size, seed=0, projection_dim=None, chunk=512)
+    assert len(set(composable.tolist())) == size
+    assert torch.equal(composable, composable_greedy(x, size, seed=0, projection_dim=None, chunk=512))
+    assert not torch.equal(composable, composable_greedy(x, size, seed=1, projection_dim=None, chunk=512))
+    random = torch.randperm(len(x), generator=torch.Generator().manual_seed(0))[:size]
+    assert _coverage(x, composable) <= 1.15 * _coverage(x, exact)  # 1.05 on seeds 0-2
+    assert _coverage(x, composable) < 0.9 * _coverage(x, random)  # 0.79  # k-center, not a random sample
+
+
+def test_composable_greedy_never_reads_all_patches_in_a_pick(monkeypatch):
+    sizes = []
+    original = GreedyOrder.__init__
+
+    def recording(self, features, *args, **kwargs):
+        sizes.append(len(features))
+        original(self, features, *args, **kwargs)
+
+    monkeypatch.setattr(GreedyOrder, "__init__", recording)
+    x = torch.randn(6000, 8)
+    chosen = greedy_coreset(x, 1.0, bank_size=50, method="composable")
+    assert len(chosen) == 50
+    # chunks of at most CHUNK_PATCHES, then the union of their picks (about 4 x 50): never all 6000 at once
+    assert max(sizes) <= coreset.CHUNK_PATCHES and sizes[-1] <= coreset.UNION_FACTOR * 50 + len(sizes)
+    sizes.clear()
+    greedy_coreset(x, 1.0, bank_size=50, method="greedy")
+    assert sizes == [6000]  # exact greedy reads every patch each pick
+
+
+def test_composable_greedy_on_few_patches_is_exact_greedy():
+    x = torch.randn(300, 8)  # 4 x 100 >= 300: no chunking pays off
+    assert torch.equal(greedy_coreset(x, 1.0, bank_size=100, method="composable"),
+                       greedy_coreset(x, 1.0, bank_size=100, method="greedy"))
+
+
+def test_the_store_caches_the_second_stage(tmp_path):
+    from hdmap.models.coreset_store import CoresetStore
+
+    x = torch.randn(5000, 8, generator=torch.Generator().manual_seed(2))
+    store = CoresetStore(tmp_path)
+    first = greedy_coreset(x, 1.0, bank_size=40, method="composable", store=store)
+    again = greedy_coreset(x, 1.0, bank_size=40, method="composable", store=store)
+    assert torch.equal(first, again) and torch.equal(first, greedy_coreset(x, 1.0, bank_size=40, method="composable"))
+    assert (store.misses, store.hits) == (1, 1)
+
+
+def test_an_unknown_method_is_named():
+    with pytest.raises(ValueError, match="coreset method.*'kmeans'"):
+        greedy_coreset(torch.randn(10, 2), 0.5, method="kmeans")
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
+def test_composable_greedy_on_the_gpu_matches_the_cpu_choice_in_size_and_device():
+    x = torch.randn(20000, 16)
+    chosen = greedy_coreset(x.cuda(), 1.0, bank_size=100, method="composable")
+    assert chosen.device.type == "cuda" and len(set(chosen.tolist())) == 100
