@@ -39,7 +39,7 @@ def tiny_config():
     from hdmap.kinds.registry import default_config
     from hdmap.kinds.patchcore import BASELINE_MODEL
     return merge(default_config(), {"backbone": TINY_BACKBONE, "image_size": 112,
-                                     "model": {"shots": 4, "coreset_ratio": 0.5, "calibration_maps": 6,
+                                     "model": {"shots": 4, "coreset_ratio": 0.5, "bank_size": None, "calibration_maps": 6,
                                                **BASELINE_MODEL}})
 
 

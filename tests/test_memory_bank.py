@@ -213,3 +213,17 @@ def test_the_gpu_index_survives_a_move_to_the_cpu_and_back():
     assert memory.index().device.type == "cpu"
     memory.cuda()
     assert memory.index() is gpu_index  # Lightning's teardown moved it away; the GPU index was kept
+
+
+def test_cpu_threads_bound_torch_and_faiss_alike():
+    import faiss
+
+    from hdmap.models.memory_bank import set_cpu_threads
+
+    before = torch.get_num_threads(), faiss.omp_get_max_threads()
+    try:
+        set_cpu_threads(1)
+        assert torch.get_num_threads() == 1 and faiss.omp_get_max_threads() == 1
+    finally:
+        torch.set_num_threads(before[0])
+        faiss.omp_set_num_threads(before[1])

@@ -111,6 +111,24 @@ def test_bank_size_follows_coreset_ratio(tiny_config, domain_c, feature_cache):
     assert len(module.core.banks["mixed"]) == round(0.25 * 8 * patches_per_map)
 
 
+def test_bank_size_in_patches_overrides_the_ratio(tiny_config, domain_c, feature_cache):
+    config = _config(tiny_config, bank_mode="mixed", coreset_ratio=0.25, bank_size=37, coreset_method="composable")
+    module, _, _ = fit_and_score(config, domain_c, feature_cache)
+    assert len(module.core.banks["mixed"]) == 37
+
+
+def test_a_fit_in_a_log_prints_progress_lines(tiny_config, domain_c, feature_cache, capsys, monkeypatch):
+    from hdmap import progress
+
+    monkeypatch.setattr(progress, "FIRST_LINE_S", 0.0)  # every stage counts as long
+    config = _config(tiny_config, bank_mode="mixed", coreset_ratio=0.25, seed=7)  # a seed no stored order has
+    fit_and_score(config, domain_c, feature_cache)
+    log = capsys.readouterr().err  # not a terminal: lines, no bar
+    for stage in ("fit epoch 1/1", "coreset (greedy)", "predict"):
+        assert f"[hdmap] {stage}: " in log and any(line.startswith(f"[hdmap] {stage}: ") and "done in" in line
+                                                   for line in log.splitlines()), stage
+
+
 def test_too_few_references_names_the_setting_the_limit_and_the_condition(tiny_config, domain_c, feature_cache):
     with pytest.raises(ValueError, match=r"model.shots=500 is more than this data holds \(at most \d+ per condition\)"
                                          r".*references of condition '(cold|warm)'"):

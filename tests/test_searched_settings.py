@@ -23,7 +23,7 @@ PATCHCORE_SPACES = ["gated_patchcore", "gated_patchcore_quick", "patchcore", "pa
 FECLIP_SPACES = ["feclip", "feclip_quick"]
 BAND_SPACES = ["band", "band_quick"]
 # The tiny test models stand in for the spaces' real ones; their tap indices stand in for the spaces' taps.
-TINY_VALUES = {"backbone.taps": [[0], [1]], "feclip.taps": [[1], [2]]}
+TINY_VALUES = {"backbone.taps": [[0], [1]], "feclip.taps": [[1], [2]], "model.bank_size": [20, 60]}
 # Where a setting acts only through another. Gate settings act through the train split (references) and the
 # gate posterior of soft banks; on well separated conditions every gate splits and routes alike, so they are
 # checked on maps whose warm gain (1.08) makes the conditions overlap, with the non-bimodal fallback off.
@@ -76,7 +76,8 @@ def _tiny_base(space) -> dict:
         return merge(config, {"image_size": 32, "feclip": {**TINY_CLIP, "mix": 0.3},
                               "train": {"epochs": 1, "batch_size": 16, "lr": 3e-3, "linear_lr": 3e-3}})
     config["backbone"] = dict(TINY_BACKBONE)
-    return merge(config, {"image_size": 112, "model": {"shots": 4, "coreset_ratio": 0.5, "calibration_maps": 6}})
+    return merge(config, {"image_size": 112, "model": {"shots": 4, "coreset_ratio": 0.5, "bank_size": None,
+                                                              "calibration_maps": 6}})
 
 
 _SCORES: dict[str, torch.Tensor] = {}

@@ -30,6 +30,15 @@ class EmptyBankError(RuntimeError):
     """Scoring against a bank that holds no features."""
 
 
+def set_cpu_threads(threads: int) -> None:
+    """The CPU threads of torch and of faiss (which has its own OpenMP pool): a trial given n CPUs uses n, so two
+    trials on two cores do not over-subscribe them."""
+    threads = max(1, int(threads))
+    torch.set_num_threads(threads)
+    if faiss is not None:
+        faiss.omp_set_num_threads(threads)
+
+
 def gpu_faiss_available() -> bool:
     return faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
 

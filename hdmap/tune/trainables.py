@@ -18,6 +18,7 @@ from hdmap.data.domain import load_domain
 from hdmap.features.cache import FeatureCache
 from hdmap.jobs.checkpoints import save_checkpoint
 from hdmap.kinds.registry import kind_of, validate
+from hdmap.models.memory_bank import set_cpu_threads
 from hdmap.tune.retries import earlier_error, lost_worker
 from hdmap.tune.spaces import trial_overrides
 
@@ -60,7 +61,7 @@ def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: st
     earlier = earlier_error(Path(trial_dir), since=started) if trial_dir else None
     if earlier and not lost_worker(earlier):  # the trial's own error: a second attempt would only repeat it
         raise RuntimeError(f"not retried: {earlier}")
-    torch.set_num_threads(max(1, threads))
+    set_cpu_threads(threads)
     config = full_config(base_config, trial_config)
     cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=True, prefetch_taps=prefetch_taps)  # lines in its log
     data = _domain(**data_args)
