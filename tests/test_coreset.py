@@ -87,3 +87,12 @@ def test_composable_greedy_on_the_gpu_matches_the_cpu_choice_in_size_and_device(
     x = torch.randn(20000, 16)
     chosen = greedy_coreset(x.cuda(), 1.0, bank_size=100, method="composable")
     assert chosen.device.type == "cuda" and len(set(chosen.tolist())) == 100
+
+
+def test_the_settings_refuse_a_bad_method_or_bank_size_by_name():
+    from hdmap.models.patchcore_config import PatchCoreConfig
+
+    with pytest.raises(ValueError, match="coreset_method must be one of"):
+        PatchCoreConfig(coreset_method="kmeans")
+    with pytest.raises(ValueError, match="bank_size must be >= 1"):
+        PatchCoreConfig(bank_size=0)

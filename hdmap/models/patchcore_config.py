@@ -33,10 +33,15 @@ class PatchCoreConfig:
     local_pool: int = 3
     pool_include_pad: bool = True  # local average counts zero padding (PatchCore reference behaviour)
     context_ks: tuple[int, ...] = (0, 2)  # horizontal-context k values; (0,) = off
+    # members per bank in patches (at most all of them; None: coreset_ratio of them), chosen by composable greedy (cost
+    # linear in the train maps; exact greedy's is quadratic): the smallest bank whose mean tune AUROC was within 0.5
+    # points of the best candidate, exact greedy included (benchmarks/results/coreset_candidates.md)
+    bank_size: int | None = 10000
+    coreset_method: str = "composable"  # composable | greedy (exact) (hdmap/models/coreset.py)
     coreset_ratio: float = 0.1  # members per bank as a share of its patches, when bank_size is None
-    bank_size: int | None = None  # members per bank in patches (at most all of them); None: coreset_ratio
-    coreset_method: str = "greedy"  # greedy (exact) | composable (hdmap/models/coreset.py)
-    projection_dim: int | None = 128
+    # the coreset's distances on a seeded random projection: 64 covers as 128 does and reads half the bytes a pick
+    # (benchmarks/results/coreset_candidates.md)
+    projection_dim: int | None = 64
     reweight_k: int = 9  # PatchCore neighbourhood re-weighting; 1 = off
     distance: str = "l2"  # l2 | cosine (L2 on unit vectors)
     image_score: str = "top"  # max | top (mean of the top_fraction largest patch distances)
