@@ -24,7 +24,7 @@ fixed:
   image_size: {image_size}
 params:
   model.bank_mode: {{choice: [mixed, gated]}}
-  model.coreset_ratio: {{loguniform: [0.01, 0.1]}}
+  model.bank_size: {{choice: [2500, 10000]}}
   model.image_score: {{choice: [max, top]}}
 """
 

@@ -36,7 +36,8 @@ def batches(x: torch.Tensor, size: int = 32):
 def run_ours(refs, test, args) -> tuple[np.ndarray, float, float]:
     backbone = build_backbone(BackboneSpec(taps=TAPS))
     config = PatchCoreConfig(bank_mode="mixed", shots=None, reference_sampling="uniform",
-                             coreset_ratio=args.coreset_ratio, reweight_k=args.k, context_ks=(0,), seed=0)
+                             coreset_ratio=args.coreset_ratio, bank_size=None, coreset_method="greedy",
+                             projection_dim=128, reweight_k=args.k, context_ks=(0,), seed=0)  # anomalib's ratio
     model = GatedPatchCoreModel(config)
     start = time.perf_counter()
     with torch.no_grad():

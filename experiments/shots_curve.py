@@ -44,7 +44,9 @@ def variants(shots: list[str], scores_at: list[str]) -> list[dict]:
 
 def model_update(variant: dict) -> dict:
     update = {"shots": None if variant["shots"] == "all" else int(variant["shots"]),
-              "coreset_ratio": variant["coreset"], "image_score": variant["image_score"]}
+              "coreset_ratio": variant["coreset"], "image_score": variant["image_score"],
+              # the curve's coreset is a share of the patches, by exact greedy (as it ran on 2026-11-29)
+              "bank_size": None, "coreset_method": "greedy", "projection_dim": 128}
     if variant["top_fraction"] is not None:
         update["top_fraction"] = variant["top_fraction"]
     return update
