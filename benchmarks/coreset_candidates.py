@@ -155,10 +155,7 @@ def main(argv: list[str] | None = None) -> int:
         lines += markdown_table(detection_rows(args.data_root, args.sizes, cache_dir),
                                 ["data", "selection", "bank size", "tune AUROC %", "holdout AUROC %", "features s", "fit s",
                                  "predict s"])
-    if args.out:
-        write_results(args.out, lines)
-    else:
-        print("\n".join(lines))
+    write_results(args.out, lines)  # printed too
     return 0
 
 

@@ -113,10 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += summary + [""]
     lines += markdown_table(tables, ["setting", "train maps", "bank", "features s", "fit s", "predict s",
                                      "fit + predict s", "(fit + predict) / cold features", "holdout AUROC %"])
-    if args.out:
-        write_results(args.out, lines)
-    else:
-        print("\n".join(lines))
+    write_results(args.out, lines)  # printed too
     return 0
 
 

@@ -37,7 +37,10 @@ def markdown_table(rows: list[dict], columns: list[str]) -> list[str]:
 
 
 def write_results(path, lines: list[str]) -> None:
-    """Write a generated results file (creating its folder) and print it."""
+    """Write a generated results file (creating its folder) and print it; only print it when `path` is None."""
+    if path is None:
+        print("\n".join(lines))
+        return
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     write_text_atomic(path, "\n".join(lines) + "\n")
