@@ -25,6 +25,13 @@ class StageProgress:
         self._bar = self._task = None
 
     def __enter__(self) -> "StageProgress":
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.finish()
+
+    def start(self) -> "StageProgress":
+        """Start the clock (and the bar); `with StageProgress(...)` calls it, as it calls `finish` at the end."""
         self.started = self.next_line = self.clock()
         self.next_line += FIRST_LINE_S
         if self.live:
@@ -54,7 +61,7 @@ class StageProgress:
         print(f"[hdmap] {text}", file=self.stream, flush=True)
         self.lines += 1
 
-    def __exit__(self, *exc) -> None:
+    def finish(self) -> None:
         if self._bar is not None:
             self._bar.stop()
         elif self.lines:  # a stage that said it was running also says when it ended

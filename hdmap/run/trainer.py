@@ -18,15 +18,14 @@ def accelerator_device(accelerator: str = "auto") -> torch.device:
 
 
 class StageLines(L.Callback):
-    """Progress of each fit epoch (PatchCore: embedding the references) and of predict, as `StageProgress` prints it: lines in a
-    log once a stage runs a few seconds, a bar on a terminal."""
+    """Progress of each fit epoch (PatchCore: embedding the references) and of predict, as `StageProgress` prints
+    it: lines in a log once a stage runs a few seconds, a bar on a terminal."""
 
     def __init__(self):
         self.progress: StageProgress | None = None
 
     def _start(self, stage: str, total) -> None:
-        self.progress = StageProgress(stage, int(sum(total) if isinstance(total, list) else total), "batches")
-        self.progress.__enter__()
+        self.progress = StageProgress(stage, int(sum(total) if isinstance(total, list) else total), "batches").start()
 
     def _advance(self, *args, **kwargs) -> None:
         if self.progress is not None:
@@ -34,7 +33,7 @@ class StageLines(L.Callback):
 
     def _end(self, *args, **kwargs) -> None:
         if self.progress is not None:
-            self.progress.__exit__(None, None, None)
+            self.progress.finish()
             self.progress = None
 
     def on_train_epoch_start(self, trainer, pl_module) -> None:
