@@ -61,7 +61,9 @@ def _assert_devices(module, outputs, device: str, knn: str):
     for bank in module.core.banks.values():
         assert bank.index().backend == knn and bank.index().device.type == device
         assert all(i.device.type == device for _, i in bank._indexes.values())
-    assert module.devices_used == {"banks": str(module.core.calibration.device), "knn": knn}
+    assert {k: module.devices_used[k] for k in ("banks", "knn")} == {"banks": str(module.core.calibration.device),
+                                                                     "knn": knn}
+    assert module.devices_used["knn_reason"]  # metrics.json says why this kNN ran
     assert all(value.device.type == "cpu" for value in outputs.values())  # outputs always come back to the CPU
 
 
@@ -70,7 +72,7 @@ def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache
     module, outputs, metrics = patchcore_pipeline.fit_and_score(build_module(config), config, domain_c,
                                                                 feature_cache, accelerator="cpu")
     _assert_devices(module, outputs, "cpu", "faiss-cpu")  # fit and predict
-    assert metrics["devices"] == {"backbone": "cpu", "banks": "cpu", "knn": "faiss-cpu"}
+    assert metrics["devices"] == {"backbone": "cpu", "banks": "cpu", "knn": "faiss-cpu", "knn_reason": "faiss installed"}
     backbone = feature_cache.backbone(BackboneSpec.from_config(config["backbone"]), "cpu")
     assert next(backbone.parameters()).device.type == "cpu"
     torch.save(lightning_checkpoint(module), feature_cache.root / "devices.ckpt")
@@ -83,7 +85,7 @@ def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA GPU")
 def test_cuda_run_puts_backbone_banks_and_knn_on_the_gpu(tiny_config, domain_c, tmp_path):
     from hdmap.features.cache import FeatureCache
-    from hdmap.models.memory_bank import gpu_faiss_available
+    from hdmap.models.memory_bank import knn_backend
 
     cache = FeatureCache(tmp_path / "cache", progress=False)
     assert cache.device == "cuda" and next(cache.backbone(
@@ -92,14 +94,14 @@ def test_cuda_run_puts_backbone_banks_and_knn_on_the_gpu(tiny_config, domain_c, 
     module, outputs, metrics = fit_and_score(config, domain_c, cache)
     built_in_predict = {name: bank._indexes["cuda:0"][1] for name, bank in module.core.banks.items()}
     module.cuda()  # Lightning hands the module back on the CPU after predict; the banks follow it
-    _assert_devices(module, outputs, "cuda", "faiss-gpu" if gpu_faiss_available() else "torch")
+    _assert_devices(module, outputs, "cuda", knn_backend("cuda:0"))
     assert all(bank.index() is built_in_predict[name] for name, bank in module.core.banks.items())  # not rebuilt
     assert metrics["devices"]["banks"].startswith("cuda") and metrics["devices"]["backbone"].startswith("cuda")
     torch.save(lightning_checkpoint(module), tmp_path / "devices.ckpt")
     reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "devices.ckpt", map_location="cpu")
     again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, config, domain_c, cache)
     reloaded.cuda()
-    _assert_devices(reloaded, again, "cuda", "faiss-gpu" if gpu_faiss_available() else "torch")  # eval
+    _assert_devices(reloaded, again, "cuda", knn_backend("cuda:0"))  # eval
     assert eval_metrics["devices"] == metrics["devices"]
 
 

@@ -12,7 +12,7 @@ import torch
 
 from hdmap.condition_names import names_of
 from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE
-from hdmap.models.memory_bank import knn_backend
+from hdmap.models.knn_choice import knn_choice
 from hdmap.models.patchcore import GatedPatchCoreModel
 from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig
 
@@ -81,7 +81,8 @@ class GatedPatchCore(L.LightningModule):
         known = names_of(batch["condition"])  # only the oracle gate reads it
         out = self.core.score_batch(batch["grids"], batch["map"], known)
         bank = next(iter(self.core.banks.values())).features
-        self.devices_used = {"banks": str(bank.device), "knn": knn_backend(bank.device)}
+        choice = knn_choice(bank.device)
+        self.devices_used = {"banks": str(bank.device), "knn": choice.backend, "knn_reason": choice.reason}
         out = {key: value.cpu() for key, value in out.items()}
         out.update({key: batch[key].cpu() for key in ("label", "index", "condition") if key in batch})
         return out

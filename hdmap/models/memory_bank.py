@@ -1,8 +1,8 @@
 """Memory bank of normal patch features: a coreset of them (hdmap/models/coreset.py), exact kNN on the bank's device,
 PatchCore scoring.
 
-kNN backends, chosen by where the bank lives: a faiss GPU index (CUDA bank, GPU faiss installed), torch on CUDA
-(CUDA bank, no GPU faiss), a faiss CPU index (CPU bank, faiss installed), torch on CPU (no faiss at all).
+kNN backends (hdmap/models/knn_choice.py decides, and says why): faiss GPU where the installed build serves the
+device's compute capability, else torch on CUDA; a faiss CPU index where faiss is installed, else torch on CPU.
 All are exact L2 searches on torch tensors where they live (faiss through faiss.contrib.torch_utils: no copy
 to the host and back). A bank keeps one index per device for its current contents, so the index built on the GPU
 survives Lightning moving the module back to the CPU after fit and predict; every GPU index of a process shares
@@ -13,13 +13,8 @@ from __future__ import annotations
 import torch
 
 from hdmap.models.coreset import greedy_coreset
+from hdmap.models.knn_choice import faiss, knn_choice
 from hdmap.resizable_buffers import ResizableBuffers
-
-try:
-    import faiss
-    import faiss.contrib.torch_utils  # noqa: F401 - faiss indexes then take and return torch tensors
-except ImportError:  # the base install works without faiss (torch kNN); extras `cpu` / `gpu` add it
-    faiss = None
 
 TORCH_KNN_BLOCK = 1 << 24  # query x bank distances computed per block (64 MiB of float32)
 GPU_TEMP_MEMORY = 256 << 20  # faiss GPU scratch memory per device (its default takes a share of the whole GPU)
@@ -39,16 +34,9 @@ def set_cpu_threads(threads: int) -> None:
         faiss.omp_set_num_threads(threads)
 
 
-def gpu_faiss_available() -> bool:
-    return faiss is not None and hasattr(faiss, "StandardGpuResources") and faiss.get_num_gpus() > 0
-
-
 def knn_backend(device: torch.device | str) -> str:
-    """Which exact kNN runs for a bank on `device`: faiss-gpu, faiss-cpu or torch."""
-    device = torch.device(device)
-    if device.type == "cuda":
-        return "faiss-gpu" if gpu_faiss_available() else "torch"
-    return "faiss-cpu" if faiss is not None and device.type == "cpu" else "torch"
+    """Which exact kNN runs for a bank on `device`: faiss-gpu, faiss-cpu or torch (knn_choice says why)."""
+    return knn_choice(device).backend
 
 
 def gpu_resources(device_index: int):
