@@ -1,5 +1,6 @@
 import pytest
 import torch
+from torch.overrides import TorchFunctionMode
 
 from hdmap.models import coreset
 from hdmap.models.coreset import GreedyOrder, composable_greedy, coreset_size, greedy_coreset
@@ -96,3 +97,49 @@ def test_the_settings_refuse_a_bad_method_or_bank_size_by_name():
         PatchCoreConfig(coreset_method="kmeans")
     with pytest.raises(ValueError, match="bank_size must be >= 1"):
         PatchCoreConfig(bank_size=0)
+
+
+class HostSyncs(TorchFunctionMode):
+    """Counts the tensor calls that, on a GPU, make the host wait for the device (a value read back, a shape that
+    depends on values, a copy to the host); on the CPU the same calls are the equivalent to count."""
+
+    SYNCING = {"item", "tolist", "numpy", "__int__", "__bool__", "__float__", "__index__", "cpu", "nonzero",
+               "unique", "masked_select", "argwhere"}
+
+    def __init__(self):
+        super().__init__()
+        self.calls: list[tuple[str, int]] = []
+
+    def __torch_function__(self, func, types, args=(), kwargs=None):
+        name = getattr(func, "__name__", str(func))
+        if name in self.SYNCING:
+            first = args[0] if args and isinstance(args[0], torch.Tensor) else None
+            self.calls.append((name, first.numel() if first is not None else 0))
+        return func(*args, **(kwargs or {}))
+
+
+def test_the_pick_loops_never_read_a_value_back_to_the_host():
+    features = torch.randn(3000, 32)
+    order = GreedyOrder(features, seed=0, projection_dim=16)
+    with HostSyncs() as syncs:
+        picks = order.extend(300)
+    assert syncs.calls == [] and len(picks) == 300
+    with HostSyncs() as syncs:
+        chosen = composable_greedy(torch.randn(6000, 32), 100, chunk=1000)
+    assert syncs.calls == [] and len(chosen) == 100
+
+
+def test_the_store_key_reads_two_numbers_back_not_the_bank():
+    from hdmap.models.coreset_store import features_digest
+
+    features = torch.randn(5000, 48)
+    with HostSyncs() as syncs:
+        key = features_digest(features, 0, 64)
+    assert syncs.calls == [("tolist", 2)]  # the two 64-bit sums; the bank itself never leaves its device
+    nudged = features.clone()
+    nudged[4321, 17] = torch.nextafter(nudged[4321, 17], torch.tensor(float("inf")))  # one ulp
+    swapped = features.clone()
+    swapped[[0, 1]] = swapped[[1, 0]]
+    keys = {key, features_digest(nudged, 0, 64), features_digest(swapped, 0, 64), features_digest(features, 1, 64),
+            features_digest(features[:4999], 0, 64)}
+    assert len(keys) == 5 and features_digest(features.clone(), 0, 64) == key

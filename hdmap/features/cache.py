@@ -3,12 +3,13 @@ stored fp16 on disk, memory-mapped. The key leaves the tap set out: every tap of
 tap sets share an entry, and a pass can also extract the taps a search may ask for later (`prefetch_taps`).
 
 Layout: CACHE/<key>/tap<t>.npy (N, C, h, w) float16 for backbone tap t + meta.json (each file's size and CRC-32,
-checked on every read: a corrupt or truncated tap is recomputed with a warning). Writers hold an exclusive lock on
-CACHE/<key>.lock, so parallel workers (Ray trials) compute a tap once and the others wait and then read.
+checked once per file version and process: a corrupt or truncated tap is recomputed with a warning). Readers share
+CACHE/<key>.lock; a writer holds it alone (hdmap/file_lock.py: a heartbeat, and a named error instead of a hang when a
+holder died), so parallel workers (Ray trials) compute a tap once and the others wait and then read. Files are
+written under names unique to their writer and renamed into place.
 """
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import json
 import os
@@ -20,15 +21,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from hdmap.atomic_files import unique_partial, write_text_atomic
 from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.errors import HDMAPFileError
 from hdmap.data.map_files import read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.features.backbones import Backbone, BackboneSpec, build_backbone
+from hdmap.file_lock import locked
 from hdmap.progress import StageProgress
 
 
 _BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers reused across trials keep them
+_VERIFIED: set[tuple[str, int, int, str]] = set()  # (file, size, mtime_ns, checksum) this process has checked
 
 
 def default_cache_dir() -> Path:
@@ -114,9 +118,14 @@ class FeatureCache:
         key = cache_key(spec, transform, paths, prepare)
         folder = self.root / key
         self.root.mkdir(parents=True, exist_ok=True)
-        with open(self.root / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            try:
+        lock = self.root / f"{key}.lock"
+        with locked(lock, shared=True):  # the common case, a hit: readers do not wait for each other
+            recorded = self._recorded_taps(folder, quiet=True)
+            hit = all(self._intact(folder, t, recorded, quiet=True) for t in spec.taps)
+        if hit:
+            self.hits += 1
+        else:
+            with locked(lock):
                 recorded = self._recorded_taps(folder)
                 missing = [t for t in spec.taps if not self._intact(folder, t, recorded)]
                 if missing:
@@ -126,9 +135,7 @@ class FeatureCache:
                     self._write(folder, replace(spec, taps=tuple(extract)), transform, paths, prepare, device,
                                 recorded)
                 else:
-                    self.hits += 1
-            finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                    self.hits += 1  # another worker wrote it while this one waited
         return [np.load(folder / f"tap{t}.npy", mmap_mode="r") for t in spec.taps]
 
     def _prefetchable(self, spec: BackboneSpec, device: str) -> set[int]:
@@ -141,29 +148,37 @@ class FeatureCache:
         return set(self.prefetch_taps) if same_input else set()
 
     @staticmethod
-    def _recorded_taps(folder: Path) -> dict[int, str]:
-        """{tap: checksum} that the entry's meta.json records ({} when there is no readable entry)."""
+    def _recorded_taps(folder: Path, quiet: bool = False) -> dict[int, str]:
+        """{tap: checksum} that the entry's meta.json records ({} when there is no readable entry). `quiet`: the
+        readers' first look; the writer's second look under the exclusive lock warns."""
         if not (folder / "meta.json").exists():
             return {}
         try:
             return {int(t): c for t, c in json.loads((folder / "meta.json").read_text())["taps"].items()}
         except (OSError, ValueError, KeyError, AttributeError) as error:
-            warnings.warn(f"feature cache entry {folder} is corrupt or incomplete ({error}): recomputing it")
+            if not quiet:
+                warnings.warn(f"feature cache entry {folder} is corrupt or incomplete ({error}): recomputing it")
             return {}
 
     @staticmethod
-    def _intact(folder: Path, tap: int, recorded: dict[int, str]) -> bool:
-        """Does the tap's file match the checksum written with it? A file that does not is recomputed, never used,
-        with a warning naming it."""
+    def _intact(folder: Path, tap: int, recorded: dict[int, str], quiet: bool = False) -> bool:
+        """Does the tap's file match the checksum written with it? Checked once per file version (size, mtime) and
+        process. A file that does not is recomputed, never used, with a warning naming it."""
         if tap not in recorded:
             return False
         file = folder / f"tap{tap}.npy"
         try:
+            stat = file.stat()
+            seen = (str(file), stat.st_size, stat.st_mtime_ns, recorded[tap])
+            if seen in _VERIFIED:
+                return True
             if file_checksum(file) != recorded[tap]:
                 raise ValueError("checksum mismatch")
+            _VERIFIED.add(seen)
             return True
         except (OSError, ValueError) as error:
-            warnings.warn(f"feature cache entry {file} is corrupt or incomplete ({error}): recomputing it")
+            if not quiet:
+                warnings.warn(f"feature cache entry {file} is corrupt or incomplete ({error}): recomputing it")
             return False
 
     def _write(self, folder: Path, spec, transform, paths, prepare, device: str, kept: dict[int, str]) -> None:
@@ -172,16 +187,19 @@ class FeatureCache:
         folder.mkdir(parents=True, exist_ok=True)
         checksums = {str(t): c for t, c in kept.items()}
         for tap, array in zip(spec.taps, arrays):
-            partial = folder / f"tap{tap}.partial.npy"
-            np.save(partial, array.astype(np.float16))
-            checksums[str(tap)] = file_checksum(partial)
-            os.replace(partial, folder / f"tap{tap}.npy")
+            target, partial = folder / f"tap{tap}.npy", unique_partial(folder / f"tap{tap}.npy")
+            try:
+                np.save(partial, array.astype(np.float16))
+                checksums[str(tap)] = file_checksum(partial)
+                os.replace(partial, target)
+            finally:
+                partial.unlink(missing_ok=True)  # nothing half-written left behind (a full disk)
+            stat = target.stat()
+            _VERIFIED.add((str(target), stat.st_size, stat.st_mtime_ns, checksums[str(tap)]))
         meta = {"backbone": entry_backbone(spec),
                 "transform": asdict(transform), "n_files": len(paths),
                 "prepare": prepare.identity() if prepare is not None else None, "taps": checksums}
-        partial_meta = folder / "meta.partial.json"
-        partial_meta.write_text(json.dumps(meta, default=list))
-        os.replace(partial_meta, folder / "meta.json")
+        write_text_atomic(folder / "meta.json", json.dumps(meta, default=list))
 
     def _extract(self, spec, transform, paths, prepare, device: str) -> list[np.ndarray]:
         backbone = self.backbone(spec, device)

@@ -1,9 +1,9 @@
-"""Greedy coreset orders kept on disk between fits (Tune trials): keyed by the exact bytes of the patch
-features plus seed and projection, so a hit is always the same computation; a longer order serves every
-smaller coreset ratio as its prefix. Each entry carries a checksum, checked when read."""
+"""Greedy coreset orders kept on disk between fits (Tune trials): keyed by a digest of the exact bits of the patch
+features (computed where they live: no copy of the bank to the host) plus seed and projection, so a hit is always
+the same computation; a longer order serves every smaller bank as its prefix. Each entry carries a checksum, checked
+when read; writers hold the entry's lock (hdmap/file_lock.py) and write under a name of their own."""
 from __future__ import annotations
 
-import fcntl
 import hashlib
 import os
 import warnings
@@ -11,12 +11,43 @@ from pathlib import Path
 
 import torch
 
+from hdmap.atomic_files import unique_partial
+from hdmap.file_lock import locked
 from hdmap.models.coreset import GreedyOrder
+
+DIGEST_ROWS = 4096  # rows hashed at a time (4096 x D int64 of scratch)
+_MIX = (-7046029254386353131, -4658895280553007687, 7640891576956012809, -2919222853218017547)  # odd 64-bit constants
+
+
+def _index_coefficients(n: int, salt: int, device) -> torch.Tensor:
+    """A fixed pseudo-random odd int64 per index (a multiply-xorshift mix of the index): the same on every device."""
+    x = torch.arange(n, dtype=torch.int64, device=device) * _MIX[salt] + _MIX[(salt + 1) % 4]
+    x = x ^ (x >> 31)
+    x = x * _MIX[(salt + 2) % 4]
+    return (x ^ (x >> 29)) | 1
+
+
+def bits_digest(features: torch.Tensor) -> tuple[int, int]:
+    """Two 64-bit linear hashes, sum over i, j of bits[i, j] * r_i * c_j (mod 2^64), of the float32 bit patterns,
+    computed on the features' device in blocks of rows; only the two sums reach the host. Any one changed value
+    changes both (odd coefficients)."""
+    x = features.detach().float().contiguous()
+    bits = x.view(torch.int32)
+    n, d = bits.shape
+    sums = []
+    for salt in (0, 2):
+        columns, rows = _index_coefficients(d, salt, x.device), _index_coefficients(n, salt + 1, x.device)
+        total = torch.zeros((), dtype=torch.int64, device=x.device)
+        for start in range(0, n, DIGEST_ROWS):
+            block = bits[start:start + DIGEST_ROWS].long()
+            total += ((block * columns).sum(dim=1) * rows[start:start + DIGEST_ROWS]).sum()
+        sums.append(total)
+    first, second = torch.stack(sums).tolist()  # the one host sync
+    return first, second
 
 
 def features_digest(features: torch.Tensor, seed: int, projection_dim: int | None) -> str:
-    digest = hashlib.sha1(f"v2|{tuple(features.shape)}|{seed}|{projection_dim}".encode())  # v2: addmv picks
-    digest.update(features.detach().float().contiguous().cpu().numpy().tobytes())
+    digest = hashlib.sha1(f"v3|{tuple(features.shape)}|{seed}|{projection_dim}|{bits_digest(features)}".encode())
     return digest.hexdigest()[:24]
 
 
@@ -54,26 +85,25 @@ class CoresetStore:
         key = features_digest(features, seed, projection_dim)
         self.root.mkdir(parents=True, exist_ok=True)
         path = self.root / f"{key}.pt"
-        with open(self.root / f"{key}.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)  # parallel trials on the same features compute once
+        with locked(self.root / f"{key}.lock"):  # parallel trials on the same features compute once
+            order = GreedyOrder(features, seed, projection_dim)
+            if path.exists():
+                stored = read_checked(path, len(features))
+                if stored is not None:
+                    order.restore(stored)
+            if len(order.order) >= size:
+                self.hits += 1
+                return order.extend(size)
+            self.misses += 1
+            if progress is not None:
+                progress.advance(len(order.order))  # picks read from the store
+            chosen = order.extend(size, progress)
+            partial = unique_partial(path)
+            state = order.state()
+            state["checksum"] = state_checksum(state)
             try:
-                order = GreedyOrder(features, seed, projection_dim)
-                if path.exists():
-                    stored = read_checked(path, len(features))
-                    if stored is not None:
-                        order.restore(stored)
-                if len(order.order) >= size:
-                    self.hits += 1
-                    return order.extend(size)
-                self.misses += 1
-                if progress is not None:
-                    progress.advance(len(order.order))  # picks read from the store
-                chosen = order.extend(size, progress)
-                partial = path.with_suffix(".partial")
-                state = order.state()
-                state["checksum"] = state_checksum(state)
                 torch.save(state, partial)
                 os.replace(partial, path)
-                return chosen
             finally:
-                fcntl.flock(lock, fcntl.LOCK_UN)
+                partial.unlink(missing_ok=True)
+            return chosen

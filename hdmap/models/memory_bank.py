@@ -19,6 +19,7 @@ from hdmap.resizable_buffers import ResizableBuffers
 TORCH_KNN_BLOCK = 1 << 24  # query x bank distances computed per block (64 MiB of float32)
 GPU_TEMP_MEMORY = 256 << 20  # faiss GPU scratch memory per device (its default takes a share of the whole GPU)
 _GPU_RESOURCES: dict[int, object] = {}  # CUDA device index -> the process's one faiss StandardGpuResources
+_FAISS_GPU_INDEX_BYTES = [0]  # the largest bank a faiss GPU index of this process copied into faiss's own memory
 
 
 class EmptyBankError(RuntimeError):
@@ -37,6 +38,11 @@ def set_cpu_threads(threads: int) -> None:
 def knn_backend(device: torch.device | str) -> str:
     """Which exact kNN runs for a bank on `device`: faiss-gpu, faiss-cpu or torch (knn_choice says why)."""
     return knn_choice(device).backend
+
+
+def faiss_gpu_scratch_bytes() -> int:
+    """GPU memory faiss holds outside torch's allocator: its scratch per device plus the largest index's copy."""
+    return GPU_TEMP_MEMORY * len(_GPU_RESOURCES) + _FAISS_GPU_INDEX_BYTES[0]
 
 
 def gpu_resources(device_index: int):
@@ -64,6 +70,7 @@ class KnnIndex:
             config = faiss.GpuIndexFlatConfig()
             config.device = self.device.index or 0
             self._faiss = faiss.GpuIndexFlatL2(gpu_resources(config.device), self.vectors.shape[1], config)
+            _FAISS_GPU_INDEX_BYTES[0] = max(_FAISS_GPU_INDEX_BYTES[0], self.vectors.numel() * 4)
         if self._faiss is not None:
             self.vectors = self.vectors.contiguous()
             self._faiss.add(self.vectors)  # a torch tensor on its own device

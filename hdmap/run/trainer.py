@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import warnings
 
 import lightning as L
@@ -10,6 +11,12 @@ import torch
 from hdmap.progress import StageProgress
 
 QUIET_LOGGERS = ("lightning.pytorch", "lightning.fabric", "lightning.pytorch.utilities.rank_zero")
+ACCELERATOR_ENV = "HDMAP_ACCELERATOR"  # cpu | gpu: what `auto` means in this process (a Tune trial sets it)
+
+
+def resolved(accelerator: str) -> str:
+    """`auto` as this process's HDMAP_ACCELERATOR says (a trial's own GPUs, or none), else Lightning's `auto`."""
+    return os.environ.get(ACCELERATOR_ENV) or "auto" if accelerator == "auto" else accelerator
 
 
 def accelerator_device(accelerator: str = "auto") -> torch.device:
@@ -56,7 +63,7 @@ def make_trainer(accelerator: str = "auto", progress: bool = False, **kwargs) ->
     warnings.filterwarnings("ignore", message=r".*isinstance\(treespec, LeafSpec\).*")  # inside Lightning 2.6
     warnings.filterwarnings("ignore", message=r".*You defined a `validation_step` but have no `val_dataloader`.*")
     warnings.filterwarnings("ignore", message=r".*module\(s\) in eval mode at the start of training.*")  # frozen CLIP
-    return L.Trainer(accelerator=accelerator, devices=1, max_epochs=kwargs.pop("max_epochs", 1), logger=False,
+    return L.Trainer(accelerator=resolved(accelerator), devices=1, max_epochs=kwargs.pop("max_epochs", 1), logger=False,
                      enable_checkpointing=False, enable_progress_bar=progress, enable_model_summary=False,
                      num_sanity_val_steps=0, callbacks=kwargs.pop("callbacks", []) + ([] if progress else [StageLines()]),
                      **kwargs)
