@@ -6,6 +6,20 @@ import tifffile
 
 from hdmap.data.synth import SynthConfig, write_dataset
 
+DEVICE_ENV = ("CUDA_VISIBLE_DEVICES", "HDMAP_ACCELERATOR")  # a trial run in-process sets them (trial_devices.py)
+
+
+@pytest.fixture(autouse=True)
+def _device_env_restored(monkeypatch):
+    """A test that runs a trial in this process leaves the GPUs visible to the tests after it."""
+    import os
+
+    for name in DEVICE_ENV:
+        if name in os.environ:
+            monkeypatch.setenv(name, os.environ[name])
+        else:
+            monkeypatch.delenv(name, raising=False)
+
 
 @pytest.fixture(scope="session")
 def synth_root(tmp_path_factory):

@@ -108,16 +108,26 @@ def test_a_search_on_two_nodes_uses_both_reloads_its_best_and_survives_losing_a_
     assert "finished after a retry" in (exp_dir / "summary.md").read_text()
 
 
+def _ran_where_ray_put_it(placement: dict) -> bool:
+    """On a GPU its torch saw (a GPU machine), or on the CPU with the note (this CPU machine, or a declared GPU id the
+    machine does not have)."""
+    if placement["device"] == "cuda":
+        return bool(placement["gpu_name"]) and placement["visible_devices"] == placement["gpu_ids"]
+    return "torch sees no CUDA" in placement["placement_note"]
+
+
 @pytest.mark.slow
-def test_two_declared_gpus_take_four_half_gpu_trials_at_once_and_cpu_torch_says_so(synth_root, tmp_path):
-    """Ray is told of 2 GPUs on this CPU machine: --gpus-per-trial 0.5 lets 4 trials hold GPU shares at once,
-    and each trial, whose torch sees no CUDA, runs on the CPU and notes it."""
+def test_auto_shares_two_declared_gpus_over_four_trials_and_a_0_gpu_search_hides_them(synth_root, tmp_path):
+    """Ray is told of 2 GPUs: `--gpus-per-trial auto` with 4 concurrent trials gives each half a GPU, so 4 trials
+    hold shares of both GPUs at once; each trial runs where Ray put it (here: torch sees no CUDA, so on the CPU,
+    noted). A search with 0 GPUs per trial on the same cluster hides every GPU from its trials."""
     import ray
 
     from hdmap.tune.runner import SearchOptions, run_search
 
     ray.shutdown()
-    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING",
+             runtime_env={"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}})
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE)
     lowest = [2.0]
@@ -130,11 +140,14 @@ def test_two_declared_gpus_take_four_half_gpu_trials_at_once_and_cpu_torch_says_
 
     watcher = threading.Thread(target=watch)
     watcher.start()
+    common = dict(data_root=str(synth_root), space=str(space), storage=str(tmp_path / "runs"),
+                  cache_dir=str(tmp_path / "cache"), verbose=0)
     try:
-        summary = run_search(SearchOptions(data_root=str(synth_root), space=str(space), num_samples=4,
-                                           max_concurrent=4, cpus_per_trial=0.5, gpus_per_trial=0.5,
-                                           storage=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"),
-                                           name="gpus", verbose=0))
+        summary = run_search(SearchOptions(num_samples=4, max_concurrent=4, cpus_per_trial=0.5, gpus_per_trial="auto",
+                                           name="gpus", **common))
+        done.set()
+        hidden = run_search(SearchOptions(num_samples=2, max_concurrent=2, cpus_per_trial=0.5, gpus_per_trial=0,
+                                          name="no_gpus", **common))
     finally:
         done.set()
         watcher.join()
@@ -143,5 +156,9 @@ def test_two_declared_gpus_take_four_half_gpu_trials_at_once_and_cpu_torch_says_
     assert lowest[0] == 0.0  # 4 x 0.5 of the 2 GPUs taken at the same time
     placements = _placements(tmp_path / "runs" / "gpus")
     assert sorted(p["gpu_ids"] for p in placements) == ["0", "0", "1", "1"]  # two trials per GPU
-    assert all(p["device"] == "cpu" and "torch sees no CUDA" in p["placement_note"] for p in placements)
-    assert "torch sees no CUDA: it ran on the CPU" in (tmp_path / "runs" / "gpus" / "summary.md").read_text()
+    assert all(p["gpu_share"] in (0.0, 0.5) and _ran_where_ray_put_it(p) for p in placements)
+    if any(p["device"] == "cpu" for p in placements):
+        assert "torch sees no CUDA: it ran on the CPU" in (tmp_path / "runs" / "gpus" / "summary.md").read_text()
+    assert hidden["n_trials"] == 2 and hidden["n_failed"] == 0
+    for placement in _placements(tmp_path / "runs" / "no_gpus"):
+        assert placement["gpu_ids"] == "" and placement["visible_devices"] == "" and placement["device"] == "cpu"

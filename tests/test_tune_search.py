@@ -106,6 +106,14 @@ def test_search_survives_failing_trials_and_eval_reproduces_the_trial(synth_root
     trial_dir = Path(best["checkpoint"]).parents[1]
     reported = [json.loads(line) for line in (trial_dir / "result.json").read_text().splitlines() if line.strip()][-1]
     saved = json.loads((Path(best["checkpoint"]).parent / "trial_metrics.json").read_text())
+    import torch
+    if torch.cuda.is_available():  # `auto`: the trials share the machine's GPUs and ran on them
+        assert saved["placement"]["device"] == "cuda" and saved["placement"]["gpu_ids"]
+        assert saved["peak_memory"]["device"] == "cuda" and saved["peak_memory"]["peak_reserved_bytes"] > 0
+    else:  # no GPU in this cluster: `auto` gave the trials none, and each hid every GPU from itself
+        assert saved["placement"]["visible_devices"] == "" and saved["placement"]["device"] == "cpu"
+        assert saved["peak_memory"]["device"] == "cpu" and saved["peak_memory"]["peak_rss_bytes"] > 0
+    assert "Peak memory per trial" in (run_dir / "summary.md").read_text()
     import runpy
     monkeypatch.setattr(sys, "argv", ["eval_best.py", str(run_dir), "--out", str(tmp_path / "eval"),
                                       "--cache-dir", str(tmp_path / "cache")])

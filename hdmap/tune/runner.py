@@ -17,6 +17,7 @@ from hdmap.tune.start_points import start_points
 
 SPACES_DIR = Path(search_spaces.__file__).resolve().parent  # package data: works from an installed package
 RUN_FILE = "hdmap_search.json"
+OWN_ERRORS_DIR = "trial_errors"  # the trials' own errors, where every node reads them (hdmap/tune/retries.py)
 
 
 @dataclass
@@ -29,7 +30,7 @@ class SearchOptions:
     num_samples: int = 12
     max_concurrent: int = 2
     cpus_per_trial: float = 1.0
-    gpus_per_trial: float | str = "auto"  # auto: 1/max_concurrent of a GPU when CUDA is visible, else 0
+    gpus_per_trial: float | str = "auto"  # auto: the cluster's GPUs shared by max_concurrent trials (at most 1 each)
     address: str | None = None
     storage: str = "runs/tune"
     name: str | None = None
@@ -85,7 +86,10 @@ def start_ray(options: SearchOptions):
     if ray.is_initialized():
         return None
     kwargs = {"include_dashboard": options.dashboard, "log_to_driver": options.verbose > 0,
-              "configure_logging": True, "logging_level": "WARNING"}
+              "configure_logging": True, "logging_level": "WARNING",
+              # Ray 2.60 leaves every GPU visible to a task given none; this restores hiding them (the trial also
+              # hides them itself: hdmap/tune/trial_devices.py)
+              "runtime_env": {"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}}
     if options.dashboard:
         kwargs.update(dashboard_host="127.0.0.1")
     context = ray.init(address=options.address, **kwargs)
@@ -144,6 +148,11 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
     from hdmap.features.cache import default_cache_dir
     from hdmap.tune.trainables import trainable
 
+    share = gpus_per_trial(options)
+    if options.gpus_per_trial == "auto":
+        print(f"[hdmap] --gpus-per-trial auto: {share:g} GPU per trial ({options.max_concurrent} concurrent trials on "
+              f"the cluster's {ray_gpus():g} GPU(s))", file=sys.stderr)
+
     data_args = {"root": root, "domain": options.domain, "split_path": str(split_path),
                  "tune_fraction": options.tune_fraction, "split_seed": options.split_seed,
                  "condition_csv": options.condition_csv, "condition_csv_partial": options.condition_csv_partial,
@@ -152,18 +161,31 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
                                      data_args=data_args, metric=metric,
                                      cache_dir=str(options.cache_dir or default_cache_dir()),
                                      cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)),
-                                     repeats=options.repeats, prefetch_taps=prefetch_taps, started=time.time())
-    return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": gpus_per_trial(options)})
+                                     repeats=options.repeats, prefetch_taps=prefetch_taps, started=time.time(),
+                                     errors_dir=str(experiment_dir(options) / OWN_ERRORS_DIR), gpu_share=share)
+    return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": share})
 
 
-def gpus_per_trial(options: SearchOptions) -> float:
-    """The GPU share of a trial: a number as given; `auto` = an equal share of one GPU for each concurrent trial
-    when this process sees CUDA, else 0 (a trial given no GPU runs on the CPU and never touches CUDA)."""
+def gpus_per_trial(options: SearchOptions, cluster_gpus: float | None = None) -> float:
+    """The GPU share of a trial: a number as given; `auto` = the cluster's GPUs (Ray's count, not what this
+    process's CUDA sees: a CPU-only head may drive GPU workers) split over the concurrent trials in shares 1/k that
+    pack whole GPUs, at most one GPU a trial; 0 on a cluster without GPUs (a trial given no GPU hides them and runs
+    on the CPU)."""
     if options.gpus_per_trial != "auto":
         return float(options.gpus_per_trial)
-    import torch
+    if cluster_gpus is None:
+        cluster_gpus = ray_gpus()
+    if cluster_gpus <= 0:
+        return 0.0
+    import math
 
-    return 1.0 / max(1, options.max_concurrent) if torch.cuda.is_available() else 0.0
+    return 1.0 / math.ceil(max(1, options.max_concurrent) / cluster_gpus)  # shares that pack: 3 trials, 2 GPUs: 1/2
+
+
+def ray_gpus() -> float:
+    import ray
+
+    return float(ray.cluster_resources().get("GPU", 0.0)) if ray.is_initialized() else 0.0
 
 
 def run_search(options: SearchOptions) -> dict:

@@ -35,7 +35,10 @@ def _rows(results, starts: list[dict]) -> tuple[list[dict], list[dict]]:
                                                         "gate_accuracy", "repeats", "objective_sd_seeds")},
                          "seconds": {k: metrics.get(k) for k in ("features_s", "fit_s", "predict_s")},
                          "placement": {k: metrics.get(k) for k in ("node_id", "host", "device", "gpu_ids",
+                                                                   "gpu_name", "gpu_share", "visible_devices",
                                                                    "placement_note")},
+                         "peak_memory": {k[len("memory_"):]: v for k, v in metrics.items()
+                                         if k.startswith("memory_")},
                          "retried_after": earlier_error(Path(result.path)),
                          "checkpoint": result.checkpoint.path if result.checkpoint else None})
     return done, failed
@@ -66,12 +69,23 @@ def verdict(done: list[dict], margin_se: float = 1.0) -> dict:
             "defaults_objective_se": defaults["objective_se"], "gain": gain}
 
 
+def peak_bytes(row: dict) -> int | None:
+    """A finished trial's peak memory: GPU (torch's peak reserved + faiss's own) or CPU (peak resident set)."""
+    memory = row.get("peak_memory") or {}
+    if memory.get("device") == "cuda":
+        return int(memory.get("peak_reserved_bytes", 0)) + int(memory.get("faiss_scratch_bytes", 0))
+    return memory.get("peak_rss_bytes")
+
+
 def placement_counts(done: list[dict]) -> dict:
     """Finished trials per host and Ray node (short id)."""
     counts: dict = {}
     for row in done:
         where = row["placement"]
-        key = f"{where.get('host') or '?'} / node {(where.get('node_id') or '?')[:8]} / {where.get('device') or '?'}"
+        device = where.get("device") or "?"
+        if device == "cuda":
+            device = f"cuda (GPU {where.get('gpu_ids') or '?'}: {where.get('gpu_name') or '?'})"
+        key = f"{where.get('host') or '?'} / node {(where.get('node_id') or '?')[:8]} / {device}"
         counts[key] = counts.get(key, 0) + 1
     return counts
 
@@ -111,6 +125,7 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
                "n_failed": len(failed), "failed": failed, "best": None,
                "n_retried": sum(1 for r in done if r["retried_after"]),
                "placement": placement_counts(done),
+               "peak_memory_bytes": max((peak_bytes(r) for r in done), default=None),
                "mean_trial_seconds": {k: float(np.mean([r["seconds"][k] for r in done if r["seconds"][k] is not None]))
                                       for k in ("features_s", "fit_s", "predict_s")} if done else {}}
     versus = verdict(done, getattr(options, "keep_defaults_within", 1.0)) if done else {}

@@ -55,6 +55,23 @@ def placement_lines(summary: dict, done: list[dict]) -> list[str]:
         lines += [f"- `{row['trial_id']}` retried after: {row['retried_after']}" for row in retried]
     notes = sorted({row["placement"].get("placement_note") for row in done} - {None, ""})
     lines += [f"- note: {note}" for note in notes]
+    return lines + memory_lines(done)
+
+
+def memory_lines(done: list[dict]) -> list[str]:
+    """Each finished trial's peak memory: on a GPU torch's peak reserved plus faiss's own (the CUDA context, about
+    0.5 GiB a process, comes on top); on the CPU the process's peak resident set (a reused worker's whole life)."""
+    from hdmap.tune.summary import peak_bytes
+
+    rows = [(row, peak_bytes(row)) for row in done if peak_bytes(row) is not None]
+    if not rows:
+        return []
+    lines = ["", "Peak memory per trial (GPU: torch reserved + faiss; CPU: peak resident set of the worker):", "",
+             "| trial | device | GPU ids (share) | peak GiB |", "|---|---|---|---|"]
+    for row, peak in rows:
+        where = row["placement"]
+        gpus = f"{where.get('gpu_ids')} ({where.get('gpu_share') or 0:g})" if where.get("device") == "cuda" else "-"
+        lines.append(f"| `{row['trial_id']}` | {where.get('device')} | {gpus} | {peak / 2 ** 30:.2f} |")
     return lines
 
 

@@ -7,9 +7,7 @@ reused by every trial and worker), and the domain's maps are read once per worke
 from __future__ import annotations
 
 import functools
-import socket
 import tempfile
-from pathlib import Path
 
 import torch
 
@@ -19,8 +17,10 @@ from hdmap.features.cache import FeatureCache
 from hdmap.jobs.checkpoints import save_checkpoint
 from hdmap.kinds.registry import kind_of, validate
 from hdmap.models.memory_bank import set_cpu_threads
-from hdmap.tune.retries import earlier_error, lost_worker
+from hdmap.tune.retries import OwnErrors
 from hdmap.tune.spaces import trial_overrides
+from hdmap.tune.trial_devices import (TrialGpuMemoryError, assigned_gpu_ids, confine, gpu_memory_message,
+                                      peak_memory, reset_peak_memory)
 
 
 @functools.lru_cache(maxsize=4)
@@ -34,44 +34,53 @@ def full_config(base_config: dict, trial_config: dict) -> dict:
     return validate(merge(base_config, trial_overrides(trial_config)))
 
 
-def placement() -> dict:
-    """Where this trial runs: Ray node id and host, and the device its torch sees (a trial given no GPU, or on a
-    machine whose torch has no CUDA, runs on the CPU and says so)."""
-    import ray
-
-    gpu_ids = ray.get_runtime_context().get_accelerator_ids().get("GPU", []) if ray.is_initialized() else []
-    device = "cuda" if torch.cuda.is_available() else "cpu"
-    note = ""
-    if gpu_ids and device == "cpu":
-        note = f"Ray gave this trial GPU {','.join(map(str, gpu_ids))} but torch sees no CUDA: it ran on the CPU"
-    return {"node_id": ray.get_runtime_context().get_node_id() if ray.is_initialized() else "",
-            "host": socket.gethostname(), "device": device, "gpu_ids": ",".join(map(str, gpu_ids)),
-            "placement_note": note}
-
-
 def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str, cache_dir: str | None,
               cache_enabled: bool = True, threads: int = 1, repeats: int = 1, prefetch_taps: tuple = (),
-              started: float = 0.0) -> None:
-    """Run the trial of the config's kind; each of its reports goes to Tune with a checkpoint of the model and the
-    trial's own metrics beside it (the record `hdmap eval` and the summary read). A retry (`started`: when this
-    search command began) of a trial that failed in its own code ends at once: it would only fail again."""
+              started: float = 0.0, errors_dir: str | None = None, gpu_share: float = 0.0) -> None:
+    """Run the trial of the config's kind on exactly the GPUs Ray gave it; each of its reports goes to Tune with a
+    checkpoint of the model and the trial's own metrics beside it (the record `hdmap eval` and the summary read).
+    An error of the trial's own code is recorded in the experiment's storage (`errors_dir`), so a retry of it (one
+    after `started`, when this search command began) ends at once: it would only fail again."""
     from ray import tune
 
-    trial_dir = tune.get_context().get_trial_dir() if tune.get_context() else None
-    earlier = earlier_error(Path(trial_dir), since=started) if trial_dir else None
-    if earlier and not lost_worker(earlier):  # the trial's own error: a second attempt would only repeat it
+    context = tune.get_context()
+    trial_id = context.get_trial_id() if context else None
+    errors = OwnErrors(errors_dir) if errors_dir and trial_id else None
+    earlier = errors.earlier(trial_id, since=started) if errors else None
+    if earlier:
         raise RuntimeError(f"not retried: {earlier}")
+    where = confine(assigned_gpu_ids(), gpu_share)  # before anything in this trial touches CUDA
+    try:
+        _run_trial(trial_config, base_config, data_args, metric, cache_dir, cache_enabled, threads, repeats,
+                   prefetch_taps, where)
+    except torch.cuda.OutOfMemoryError as error:
+        message = gpu_memory_message(error, where)
+        if errors:
+            errors.write(trial_id, f"TrialGpuMemoryError: {message}")
+        raise TrialGpuMemoryError(message) from None
+    except Exception as error:
+        if errors:
+            errors.write(trial_id, f"{type(error).__name__}: {error}")
+        raise
+
+
+def _run_trial(trial_config: dict, base_config: dict, data_args: dict, metric: str, cache_dir: str | None,
+               cache_enabled: bool, threads: int, repeats: int, prefetch_taps: tuple, where: dict) -> None:
+    from ray import tune
+
     set_cpu_threads(threads)
     config = full_config(base_config, trial_config)
-    cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=True, prefetch_taps=prefetch_taps)  # lines in its log
+    cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=True, prefetch_taps=prefetch_taps,
+                         device="cuda" if where["device"] == "cuda" else "cpu")  # lines in its log
     data = _domain(**data_args)
-
-    where = placement()
+    reset_peak_memory(where)
 
     def report(module, metrics: dict, values: dict) -> None:
+        memory = peak_memory(where)
         with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(folder, module, config, data, {**metrics, "placement": where})
-            tune.report({**values, **where}, checkpoint=tune.Checkpoint.from_directory(folder))
+            save_checkpoint(folder, module, config, data, {**metrics, "placement": where, "peak_memory": memory})
+            tune.report({**values, **where, **{f"memory_{k}": v for k, v in memory.items()}},
+                        checkpoint=tune.Checkpoint.from_directory(folder))
 
     if where["placement_note"]:
         print(f"[hdmap] {where['placement_note']}", flush=True)
