@@ -8,10 +8,12 @@ feature cache, so a checkpoint holds banks, gate and statistics only.
 from __future__ import annotations
 
 import lightning as L
+import numpy as np
 import torch
 
 from hdmap.condition_names import names_of
 from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE
+from hdmap.models.fit_embeddings import FitEmbeddings
 from hdmap.models.knn_choice import knn_choice
 from hdmap.models.patchcore import GatedPatchCoreModel
 from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig
@@ -28,7 +30,7 @@ class GatedPatchCore(L.LightningModule):
         self.automatic_optimization = False
         self.plan: FitPlan | None = None
         self.devices_used: dict[str, str] = {}  # where banks and kNN ran (reported in metrics.json)
-        self._fit_batches: list[dict] = []
+        self._fit: FitEmbeddings | None = None
 
     def plan_fit(self, train_maps, statistics=None, train_global_features=None,
                  train_truth: list[str] | None = None) -> FitPlan:
@@ -57,25 +59,29 @@ class GatedPatchCore(L.LightningModule):
         self.core.gate.train_source = saved.get("gate_train_source", "")
 
     def on_train_epoch_start(self) -> None:
-        self._fit_batches = []
-
-    def training_step(self, batch, batch_idx):
         if self.plan is None:
             raise RuntimeError("call plan_fit(...) before fitting: it chooses the maps the epoch reads")
-        self._fit_batches.append({"embedding": self.core.embed(batch["grids"], batch["map"]), "role": batch["role"],
-                                  "code": batch["code"], "map": batch["map"]})
+        plan = self.plan  # the datamodule reads these maps in this order (FeatureDataModule.use_for_fit)
+        roles = np.r_[np.full(len(plan.references), REFERENCE), np.full(len(plan.calibration), CALIBRATION)]
+        codes = np.r_[plan.reference_codes, plan.calibration_codes]
+        self._fit = FitEmbeddings(roles, codes, by_code=self.core.config.bank_mode != "mixed")
+
+    def training_step(self, batch, batch_idx):
+        if self._fit is None:
+            raise RuntimeError("call plan_fit(...) before fitting: it chooses the maps the epoch reads")
+        self._fit.add(self.core.embed(batch["grids"], batch["map"]), batch["map"])
 
     def on_train_epoch_end(self) -> None:
-        batches, self._fit_batches = self._fit_batches, []
-        embedding = torch.cat([b["embedding"] for b in batches])
-        role, code = torch.cat([b["role"] for b in batches]), torch.cat([b["code"] for b in batches])
-        self.core.build_banks(embedding[role == REFERENCE], code[role == REFERENCE].cpu().numpy())
-        held_out = role == CALIBRATION
-        if held_out.any() and self.core.config.bank_mode == "soft":
-            self.core.calibrate(embedding[held_out], code[held_out].cpu().numpy())
-        if held_out.any() and self.core.config.fused:
-            maps = torch.cat([b["map"] for b in batches])
-            self.core.calibrate_fusion(embedding[held_out], maps[held_out], code[held_out].cpu().numpy())
+        """Banks from the one buffer of the references' embeddings (each bank's patches a slice of it, no copy), then
+        soft-mode and fusion calibration on the held-out maps."""
+        fit, self._fit = self._fit, None
+        fit.check_complete()
+        self.core.build_banks(*fit.references())
+        embedding, maps, codes = fit.calibration()
+        if len(codes) and self.core.config.bank_mode == "soft":
+            self.core.calibrate(embedding, codes)
+        if len(codes) and self.core.config.fused:
+            self.core.calibrate_fusion(embedding, maps, codes)
 
     def _score_batch(self, batch) -> dict:
         known = names_of(batch["condition"])  # only the oracle gate reads it

@@ -199,23 +199,28 @@ class GatedPatchCoreModel(nn.Module):
             picked += held_out
         return np.asarray(picked, dtype=np.int64)
 
-    def build_banks(self, reference_embedding: torch.Tensor, codes) -> None:
-        """Memory banks from the references' embeddings (B, D, h, w), on the embeddings' device."""
+    def build_banks(self, reference_patches: torch.Tensor, codes) -> None:
+        """Memory banks from the references' channels-last embeddings (R, h, w, D), on their device. A condition's
+        references that lie in one run of rows (FitEmbeddings orders them so) reach its bank without a copy."""
         cfg = self.config
-        codes = torch.as_tensor(np.asarray(codes), device=reference_embedding.device).long()
+        codes = np.asarray(codes)
+        dim = reference_patches.shape[-1]
         if cfg.bank_mode == "mixed":
-            per_map = reference_embedding.shape[2] * reference_embedding.shape[3]
-            tags = codes.repeat_interleave(per_map)  # condition of the reference of each patch
-            self.banks["mixed"].fit(flatten_patches(reference_embedding), cfg.coreset_ratio, cfg.seed,
+            per_map = reference_patches.shape[1] * reference_patches.shape[2]
+            tags = torch.as_tensor(codes, device=reference_patches.device).long().repeat_interleave(per_map)
+            self.banks["mixed"].fit(reference_patches.reshape(-1, dim), cfg.coreset_ratio, cfg.seed,
                                     cfg.projection_dim, tags=tags, store=self.coreset_store, bank_size=cfg.bank_size,
                                     method=cfg.coreset_method)
             return
         for code, name in enumerate(CONDITIONS):
-            members = reference_embedding[codes == code]
+            members = np.flatnonzero(codes == code)
             if len(members) == 0:
                 raise ValueError(f"no references for the {name} bank (reference counts: "
                                  f"cold {int((codes == COLD).sum())}, warm {int((codes == WARM).sum())})")
-            self.banks[name].fit(flatten_patches(members), cfg.coreset_ratio, cfg.seed, cfg.projection_dim,
+            one_run = members[-1] - members[0] + 1 == len(members)
+            part = (reference_patches[members[0]:members[-1] + 1] if one_run
+                    else reference_patches[torch.as_tensor(members, device=reference_patches.device)])
+            self.banks[name].fit(part.reshape(-1, dim), cfg.coreset_ratio, cfg.seed, cfg.projection_dim,
                                  store=self.coreset_store, bank_size=cfg.bank_size, method=cfg.coreset_method)
 
     def calibrate(self, calibration_embedding: torch.Tensor, codes) -> None:
@@ -242,8 +247,8 @@ class GatedPatchCoreModel(nn.Module):
         plan = self.plan_fit(train_maps, fit_input_preparation(self.config, train_maps),
                              self.global_features(train_grids), train_truth)
         maps = _as_tensor(train_maps)
-        self.build_banks(self.embed(_select(train_grids, plan.references), maps[plan.references]),
-                         plan.reference_codes)
+        embedding = self.embed(_select(train_grids, plan.references), maps[plan.references])
+        self.build_banks(embedding.permute(0, 2, 3, 1), plan.reference_codes)
         if len(plan.calibration):
             embedding = self.embed(_select(train_grids, plan.calibration), maps[plan.calibration])
             if self.config.bank_mode == "soft":
