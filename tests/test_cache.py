@@ -77,3 +77,23 @@ def test_prefetch_skips_taps_of_another_stride(synth_root, tmp_path):
     transform = cache.transform_for(cnn, 64, "aspect", "backbone")
     cache.features(cnn, transform, _paths(synth_root))
     assert [p.name for p in (tmp_path / "cnn").glob("*/tap*.npy")] == ["tap1.npy"]
+
+
+def test_a_new_process_whose_features_are_cached_never_builds_the_backbone(synth_root, tmp_path, monkeypatch):
+    """The backbone's stride and normalisation are recorded beside the cache; a fresh process (a Tune worker) that
+    finds its features cached builds no backbone (and loads no weights)."""
+    from hdmap.features import cache as cache_module
+
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    transform = cache.transform_for(SPEC, 98, "aspect", "backbone")
+    first = cache.features(SPEC, transform, _paths(synth_root))
+    monkeypatch.setattr(cache_module, "_BACKBONES", {})  # what a new process starts with
+    monkeypatch.setattr(cache_module, "_GEOMETRY", {})
+    monkeypatch.setattr(cache_module, "_VERIFIED", set())
+    monkeypatch.setattr(cache_module, "build_backbone", lambda spec: (_ for _ in ()).throw(
+        AssertionError("built a backbone on a cache hit")))
+    fresh = FeatureCache(tmp_path / "cache", progress=False)
+    again_transform = fresh.transform_for(SPEC, 98, "aspect", "backbone")
+    again = fresh.features(SPEC, again_transform, _paths(synth_root))
+    assert again_transform == transform and fresh.hits == 1
+    assert all(np.array_equal(a, b) for a, b in zip(first, again))

@@ -121,15 +121,3 @@ def test_repeats_average_the_objective_over_reference_seeds(domain_c, tiny_confi
     assert len(set(single)) > 1  # the seeds draw different references: averaging changes the objective
     assert module.core.config.seed == 0 and metrics["tune"]["auroc"] == pytest.approx(single[0])
     assert fit_over_seeds(config, domain_c, cache, "auroc", repeats=1)[2]["objective"] == pytest.approx(single[0])
-
-
-def test_gpus_per_trial_auto_shares_a_visible_gpu_and_stays_off_cuda_without_one(monkeypatch):
-    import torch
-
-    from hdmap.tune.runner import SearchOptions, gpus_per_trial
-
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
-    assert gpus_per_trial(SearchOptions(max_concurrent=4)) == 0.25
-    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
-    assert gpus_per_trial(SearchOptions(max_concurrent=4)) == 0.0
-    assert gpus_per_trial(SearchOptions(gpus_per_trial=0.5)) == 0.5

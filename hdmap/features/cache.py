@@ -32,6 +32,7 @@ from hdmap.progress import StageProgress
 
 
 _BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers reused across trials keep them
+_GEOMETRY: dict[str, tuple[int, tuple]] = {}  # backbone identity -> (stride, mean_std), per process
 _VERIFIED: set[tuple[str, int, int, str]] = set()  # (file, size, mtime_ns, checksum) this process has checked
 
 
@@ -98,11 +99,31 @@ class FeatureCache:
             _BACKBONES[key] = build_backbone(spec).to(device)
         return _BACKBONES[key]
 
+    def geometry(self, spec: BackboneSpec, device: str | torch.device | None = None) -> tuple[int, tuple]:
+        """(stride, mean_std) of the backbone of `spec`: recorded in CACHE/backbones/ the first time it is built, so
+        a process whose features are all cached never builds (or loads the weights of) the backbone."""
+        identity = json.dumps(spec.cache_identity(), sort_keys=True)
+        record = self.root / "backbones" / f"{hashlib.sha256(identity.encode()).hexdigest()[:24]}.json"
+        geometry = _GEOMETRY.get(identity)
+        if geometry is None:
+            try:
+                saved = json.loads(record.read_text())
+                geometry = (int(saved["stride"]), tuple(tuple(float(v) for v in part) for part in saved["mean_std"]))
+            except (OSError, ValueError, KeyError, TypeError):
+                backbone = self.backbone(spec, device)
+                geometry = (int(backbone.stride), tuple(tuple(float(v) for v in part) for part in backbone.mean_std))
+            _GEOMETRY[identity] = geometry
+        if self.enabled and not record.exists():
+            record.parent.mkdir(parents=True, exist_ok=True)
+            write_text_atomic(record, json.dumps({"spec": json.loads(identity), "stride": geometry[0],
+                                                  "mean_std": geometry[1]}))
+        return geometry
+
     def transform_for(self, spec: BackboneSpec, image_size: int, resize: str, normalisation: str,
                       device: str | torch.device | None = None) -> MapTransform:
         """The transform whose size multiple and normalisation match the backbone."""
-        backbone = self.backbone(spec, device)
-        return MapTransform(image_size, resize, normalisation, backbone.stride, backbone.mean_std)
+        stride, mean_std = self.geometry(spec, device)
+        return MapTransform(image_size, resize, normalisation, stride, mean_std)
 
     def features(self, spec: BackboneSpec, transform: MapTransform, paths: list[str],
                  preparation: ConditionStatistics | None = None,
@@ -144,7 +165,7 @@ class FeatureCache:
         if not self.prefetch_taps or set(self.prefetch_taps) <= set(spec.taps):
             return set()
         union = replace(spec, taps=tuple(sorted(set(spec.taps) | set(self.prefetch_taps))))
-        same_input = self.backbone(union, device).stride == self.backbone(spec, device).stride
+        same_input = self.geometry(union, device)[0] == self.geometry(spec, device)[0]
         return set(self.prefetch_taps) if same_input else set()
 
     @staticmethod
