@@ -97,3 +97,14 @@ def test_a_new_process_whose_features_are_cached_never_builds_the_backbone(synth
     again = fresh.features(SPEC, again_transform, _paths(synth_root))
     assert again_transform == transform and fresh.hits == 1
     assert all(np.array_equal(a, b) for a, b in zip(first, again))
+
+
+def test_tap_sets_of_one_backbone_share_one_model(tmp_path):
+    from dataclasses import replace
+
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    first = cache.backbone(SPEC, "cpu")
+    other = cache.backbone(replace(SPEC, taps=(1,)), "cpu")
+    assert other.model is first.model and other.taps == (1,) and first.taps == (0, 1)
+    assert cache.backbone(replace(SPEC, model_kwargs={"depth": 3, "embed_dim": 24, "num_heads": 2}),
+                          "cpu").model is not first.model  # another model is another model

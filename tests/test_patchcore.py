@@ -9,6 +9,7 @@ from hdmap.models.lightning_patchcore import GatedPatchCore
 from hdmap.features.backbones import BackboneSpec
 from hdmap.kinds.patchcore import build_module
 from hdmap.kinds.registry import fit_and_score
+from hdmap.models.knn_choice import knn_choice
 from hdmap.run import patchcore_pipeline
 from hdmap.run.patchcore_pipeline import cached_features, score_patchcore
 
@@ -71,14 +72,16 @@ def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache
     config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0, fusion="max")
     module, outputs, metrics = patchcore_pipeline.fit_and_score(build_module(config), config, domain_c,
                                                                 feature_cache, accelerator="cpu")
-    _assert_devices(module, outputs, "cpu", "faiss-cpu")  # fit and predict
-    assert metrics["devices"] == {"backbone": "cpu", "banks": "cpu", "knn": "faiss-cpu", "knn_reason": "faiss installed"}
+    cpu_knn = knn_choice("cpu")  # faiss-cpu where installed (here), torch without faiss (the GPU machine)
+    _assert_devices(module, outputs, "cpu", cpu_knn.backend)  # fit and predict
+    assert metrics["devices"] == {"backbone": "cpu", "banks": "cpu", "knn": cpu_knn.backend,
+                                  "knn_reason": cpu_knn.reason}
     backbone = feature_cache.backbone(BackboneSpec.from_config(config["backbone"]), "cpu")
     assert next(backbone.parameters()).device.type == "cpu"
     torch.save(lightning_checkpoint(module), feature_cache.root / "devices.ckpt")
     reloaded = GatedPatchCore.load_from_checkpoint(feature_cache.root / "devices.ckpt", map_location="cpu")
     again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, config, domain_c, feature_cache, "cpu")
-    _assert_devices(reloaded, again, "cpu", "faiss-cpu")  # eval
+    _assert_devices(reloaded, again, "cpu", cpu_knn.backend)  # eval
     assert eval_metrics["devices"] == metrics["devices"] and torch.equal(again["scores"], outputs["scores"])
 
 

@@ -26,13 +26,20 @@ class Backbone(nn.Module):
     """Frozen feature extractor: forward(x) -> list of (B, C, h, w), one per tap."""
 
     def __init__(self, model: nn.Module, taps: tuple[int, ...], stride: int, mean_std: tuple,
-                 intermediates: Callable[[nn.Module, torch.Tensor, list[int]], list[torch.Tensor]]):
+                 intermediates: Callable[[nn.Module, torch.Tensor, list[int]], list[torch.Tensor]],
+                 stride_of: Callable[[tuple[int, ...]], int] | None = None):
         super().__init__()
         self.model = model.eval().requires_grad_(False)
         self.taps = tuple(taps)
         self.stride = stride  # input pixels per token of the coarsest tap: sizes are rounded to it
         self.mean_std = mean_std
         self._intermediates = intermediates
+        self._stride_of = stride_of or (lambda taps: stride)
+
+    def with_taps(self, taps: tuple[int, ...]) -> "Backbone":
+        """The same model (shared, not copied) read at other taps."""
+        taps = tuple(taps)
+        return Backbone(self.model, taps, self._stride_of(taps), self.mean_std, self._intermediates, self._stride_of)
 
     def train(self, mode: bool = True):  # stays in eval mode (BatchNorm statistics frozen)
         return super().train(False)
@@ -106,10 +113,14 @@ def build_timm(spec: BackboneSpec, timm_name: str, package_weights: Callable[[],
     cfg = model.pretrained_cfg
     mean_std = (tuple(cfg.get("mean", IMAGENET[0])), tuple(cfg.get("std", IMAGENET[1])))
     if is_vit:
-        stride = model.patch_embed.patch_size[0]
+        patch = model.patch_embed.patch_size[0]
+
+        def stride_of(taps):
+            return patch
     else:
-        stride = max(model.feature_info[t]["reduction"] for t in spec.taps)
-    return Backbone(model, spec.taps, stride, mean_std, _timm_intermediates)
+        def stride_of(taps):
+            return max(model.feature_info[t]["reduction"] for t in taps)
+    return Backbone(model, spec.taps, stride_of(spec.taps), mean_std, _timm_intermediates, stride_of)
 
 
 def create_clip(model_name: str, weights: str, shape: dict | None = None) -> nn.Module:

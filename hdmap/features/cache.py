@@ -32,6 +32,7 @@ from hdmap.progress import StageProgress
 
 
 _BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers reused across trials keep them
+_MODELS: dict[tuple[str, str], tuple[str, str]] = {}  # (identity without taps, device) -> first _BACKBONES key
 _GEOMETRY: dict[str, tuple[int, tuple]] = {}  # backbone identity -> (stride, mean_std), per process
 _VERIFIED: set[tuple[str, int, int, str]] = set()  # (file, size, mtime_ns, checksum) this process has checked
 
@@ -92,11 +93,15 @@ class FeatureCache:
         self.hits = self.misses = 0
 
     def backbone(self, spec: BackboneSpec, device: str | torch.device | None = None) -> Backbone:
-        """The backbone of `spec` on `device` (default: this cache's), built once per process and device."""
+        """The backbone of `spec` on `device` (default: this cache's), built once per process and device; its tap
+        sets share one model (a tap set is a view of the model, not a copy of it)."""
         device = str(device or self.device)
         key = (json.dumps(spec.cache_identity(), sort_keys=True), device)
         if key not in _BACKBONES:
-            _BACKBONES[key] = build_backbone(spec).to(device)
+            model_key = (json.dumps(entry_backbone(spec), sort_keys=True), device)
+            sibling = _BACKBONES.get(_MODELS.get(model_key))
+            _BACKBONES[key] = sibling.with_taps(spec.taps) if sibling else build_backbone(spec).to(device)
+            _MODELS.setdefault(model_key, key)
         return _BACKBONES[key]
 
     def geometry(self, spec: BackboneSpec, device: str | torch.device | None = None) -> tuple[int, tuple]:
