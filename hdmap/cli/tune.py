@@ -40,8 +40,8 @@ def add_tune(sub) -> None:
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=gpu_share, default="auto",
-                   help="fractional: 0.25 lets four trials share a GPU; auto (default): 1/--max-concurrent of a GPU "
-                        "when CUDA is visible, else 0")
+                   help="fractional: 0.25 lets four trials share a GPU; auto (default): the cluster's GPUs shared "
+                        "over --max-concurrent trials (0 on a cluster without GPUs: trials hide every GPU)")
     p.add_argument("--address", help="join a running Ray cluster (ray start --head / ray start --address=HEAD:6379)")
     p.add_argument("--storage", default="runs/tune", help="where experiments, trials and checkpoints are kept")
     p.add_argument("--name", help="experiment name (default: model_domain_timestamp)")
