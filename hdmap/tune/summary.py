@@ -37,8 +37,8 @@ def _rows(results, starts: list[dict]) -> tuple[list[dict], list[dict]]:
                          "placement": {k: metrics.get(k) for k in ("node_id", "host", "device", "gpu_ids",
                                                                    "gpu_name", "gpu_share", "visible_devices",
                                                                    "placement_note")},
-                         "peak_memory": {k[len("memory_"):]: v for k, v in metrics.items()
-                                         if k.startswith("memory_")},
+                         "peak_bytes": peak_bytes({k[len("memory_"):]: v for k, v in metrics.items()
+                                                   if k.startswith("memory_")}),
                          "retried_after": earlier_error(Path(result.path)),
                          "checkpoint": result.checkpoint.path if result.checkpoint else None})
     return done, failed
@@ -69,9 +69,8 @@ def verdict(done: list[dict], margin_se: float = 1.0) -> dict:
             "defaults_objective_se": defaults["objective_se"], "gain": gain}
 
 
-def peak_bytes(row: dict) -> int | None:
-    """A finished trial's peak memory: GPU (torch's peak reserved + faiss's own) or CPU (peak resident set)."""
-    memory = row.get("peak_memory") or {}
+def peak_bytes(memory: dict) -> int | None:
+    """A trial's peak memory: GPU (torch's peak reserved + faiss's own) or CPU (peak resident set); None if unknown."""
     if memory.get("device") == "cuda":
         return int(memory.get("peak_reserved_bytes", 0)) + int(memory.get("faiss_scratch_bytes", 0))
     return memory.get("peak_rss_bytes")
@@ -125,7 +124,7 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
                "n_failed": len(failed), "failed": failed, "best": None,
                "n_retried": sum(1 for r in done if r["retried_after"]),
                "placement": placement_counts(done),
-               "peak_memory_bytes": max((peak_bytes(r) for r in done), default=None),
+               "peak_memory_bytes": max((r["peak_bytes"] for r in done if r["peak_bytes"] is not None), default=None),
                "mean_trial_seconds": {k: float(np.mean([r["seconds"][k] for r in done if r["seconds"][k] is not None]))
                                       for k in ("features_s", "fit_s", "predict_s")} if done else {}}
     versus = verdict(done, getattr(options, "keep_defaults_within", 1.0)) if done else {}

@@ -61,9 +61,7 @@ def placement_lines(summary: dict, done: list[dict]) -> list[str]:
 def memory_lines(done: list[dict]) -> list[str]:
     """Each finished trial's peak memory: on a GPU torch's peak reserved plus faiss's own (the CUDA context, about
     0.5 GiB a process, comes on top); on the CPU the process's peak resident set (a reused worker's whole life)."""
-    from hdmap.tune.summary import peak_bytes
-
-    rows = [(row, peak_bytes(row)) for row in done if peak_bytes(row) is not None]
+    rows = [(row, row["peak_bytes"]) for row in done if row.get("peak_bytes") is not None]
     if not rows:
         return []
     lines = ["", "Peak memory per trial (GPU: torch reserved + faiss; CPU: peak resident set of the worker):", "",
