@@ -1,10 +1,10 @@
 """One run's settings as nested dicts (YAML, `--set key=value`, Tune configs all fill the same structure):
-merging, parsing, loading and the type check of a value against its dataclass field. What the settings of each
-model kind are, and their defaults, is the kind's business (hdmap/kinds/)."""
+merging, parsing and loading. What each setting accepts is declared on its dataclass field (hdmap/setting_rules.py);
+what the settings of each model kind are, and their defaults, is the kind's business (hdmap/kinds/)."""
 from __future__ import annotations
 
 import copy
-from dataclasses import asdict, fields, is_dataclass
+from dataclasses import asdict, is_dataclass
 from pathlib import Path
 
 import yaml
@@ -67,15 +67,6 @@ def load_yaml(path: str | Path) -> dict:
     return data
 
 
-def check_fields(where: str, values: dict, cls) -> None:
-    """Every key of `values` is a field of the dataclass `cls`, with a value of its declared type."""
-    known = {f.name: f.type for f in fields(cls)}
-    for key, value in values.items():
-        if key not in known:
-            raise ConfigError(f"unknown config key '{where}.{key}' (known: {sorted(known)})")
-        _check_type(f"{where}.{key}", value, str(known[key]))
-
-
 def build(where: str, make, values: dict):
     """`make(**values)` (a settings dataclass, or a `from_config`); a value its checks refuse is a ConfigError
     naming `where`."""
@@ -83,27 +74,3 @@ def build(where: str, make, values: dict):
         return make(**values) if isinstance(make, type) else make(values)
     except (TypeError, ValueError) as error:
         raise ConfigError(f"{where}: {error}") from error
-
-
-_SCALARS = {"int": (int,), "float": (int, float), "str": (str,), "bool": (bool,), "dict": (dict,)}
-
-
-def _check_type(key: str, value, declared: str) -> None:
-    """A value of a dataclass field against its declared type (`int | None`, `tuple[int, ...]`, ...): a value of
-    another type is an error naming the key and the value, before any code compares it."""
-    kinds = [part.strip() for part in declared.split("|")]
-    if value is None:
-        if "None" in kinds:
-            return
-    elif any(k.startswith("tuple[int") for k in kinds):
-        items = value if isinstance(value, (list, tuple)) else [value]
-        if all(isinstance(v, int) and not isinstance(v, bool) for v in items):
-            return
-    else:
-        for kind in (k for k in kinds if k != "None"):
-            allowed = _SCALARS.get(kind)
-            if allowed is None:  # a nested config or a type this check does not know: its own class checks it
-                return
-            if isinstance(value, allowed) and (kind == "bool" or not isinstance(value, bool)):
-                return
-    raise ConfigError(f"config key '{key}' expects {declared}, got {value!r}")

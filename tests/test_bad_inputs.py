@@ -244,3 +244,30 @@ def test_checkpoints_and_results_are_written_atomically(tmp_path, monkeypatch):
         write_text_atomic(target, "new contents")
     monkeypatch.undo()
     assert target.read_text() == "old" and [p.name for p in tmp_path.iterdir()] == ["metrics.json"]
+
+
+@pytest.mark.parametrize("model, setting, words", [
+    ("feclip", "train.epochs=abc", "config key 'train.epochs' expects int, got 'abc'"),  # int
+    ("feclip", "fewshot.shots=many", "config key 'fewshot.shots' expects int, got 'many'"),
+    ("feclip", "fewshot.shots=-1", "config key 'fewshot.shots' expects [0, inf), got -1"),
+    ("feclip", "train.lr=0", "config key 'train.lr' expects (0, inf), got 0"),  # open range
+    ("feclip", "train.checkpoint=/no/such/feclip.ckpt", "config key 'train.checkpoint' expects an existing file"),
+    ("gated_patchcore", "split.tune_fraction=x", "config key 'split.tune_fraction' expects float, got 'x'"),  # float
+    ("gated_patchcore", "split.tune_fraction=1", "config key 'split.tune_fraction' expects (0, 1), got 1"),
+    ("gated_patchcore", "model.coreset_ratio=2", "config key 'model.coreset_ratio' expects (0, 1], got 2"),  # range
+    ("gated_patchcore", "model.distance=manhattan", "config key 'model.distance' expects one of l2, cosine"),  # choice
+    ("gated_patchcore", "model.context_ks=[0,-2]", "config key 'model.context_ks' expects items >= 0"),  # list
+    ("gated_patchcore", "model.band.runs=[half]", "config key 'model.band.runs' expects tuple[float, ...]"),
+    ("gated_patchcore", "image_size=0", "config key 'image_size' expects [14, inf), got 0"),
+    ("gated_patchcore", "resize=stretch", "config key 'resize' expects one of nearest, bilinear, aspect"),
+    ("band", "band.top_k=0", "config key 'band.top_k' expects [1, inf), got 0"),
+])
+def test_every_kind_of_setting_is_checked_at_the_edge_by_its_field(model, setting, words, root, tmp_path, capsys):
+    """Type, range, choice, list and path, for every kind: exit 2 and one line naming the key, the value and what
+    it expects, before any map is read."""
+    args = ["fit-eval", "--data-root", str(root), "--domain", "C", "--model", model, "--out", str(tmp_path / "run"),
+            "--set", setting]
+    assert main(args) == 2
+    err = capsys.readouterr().err
+    assert words in err and len(err.strip().splitlines()) == 1
+    assert not (tmp_path / "run").exists()

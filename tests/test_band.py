@@ -114,7 +114,7 @@ def test_the_band_checkpoint_is_data_only_and_reloads_to_the_same_scores(train_m
 
 
 def test_bad_band_settings_are_named():
-    with pytest.raises(ConfigError, match="band: polarity"):
+    with pytest.raises(ConfigError, match="'band.polarity' expects one of bright, dark, both, got 'sideways'"):
         validate(merge(default_config(model_name="band"), {"band": {"polarity": "sideways"}}))
     with pytest.raises(ConfigError, match="band: runs"):
         validate(merge(default_config(model_name="band"), {"band": {"runs": [0.0]}}))

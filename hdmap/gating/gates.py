@@ -16,26 +16,27 @@ import torch
 
 from hdmap.condition_names import COLD, CONDITIONS, WARM, codes_of
 from hdmap.resizable_buffers import ResizableBuffers
+from hdmap.setting_rules import check_instance, setting
 from hdmap.statistics import fit_gmm, gmm_posterior, is_bimodal, map_percentile, two_means, two_means_1d
 
 GATE_KINDS = ("oracle", "intensity", "feature", "discover")
+DISCOVER_ON = ("intensity", "features")
 
 
 @dataclass
 class GateConfig:
-    kind: str = "intensity"
-    percentile: float = 90.0
-    threshold: float | None = None  # explicit intensity threshold; None = fitted on train
-    discover_on: str = "intensity"  # discover gate: intensity | features
-    seed: int = 0
+    kind: str = setting("intensity", "how a map is routed cold or warm: a map percentile against a threshold "
+                        "(intensity), the nearest centroid of global backbone features (feature), a 2-component "
+                        "mixture on intensity or 2-means on features (discover), or the known conditions (oracle: "
+                        "an upper bound)", choices=GATE_KINDS)
+    percentile: float = setting(90.0, "intensity gate: the map percentile it thresholds", low=0, high=100,
+                                low_open=True)
+    threshold: float | None = setting(None, "explicit intensity threshold; null = fitted on train")
+    discover_on: str = setting("intensity", "discover gate: what it splits", choices=DISCOVER_ON)
+    seed: int = setting(0, "seed of the feature gate's 2-means")
 
     def __post_init__(self):
-        if self.kind not in GATE_KINDS:
-            raise ValueError(f"gate kind must be one of {GATE_KINDS}, got {self.kind!r}")
-        if self.discover_on not in ("intensity", "features"):
-            raise ValueError(f"discover_on must be 'intensity' or 'features', got {self.discover_on!r}")
-        if not 0 < self.percentile <= 100:
-            raise ValueError(f"gate percentile must lie in (0, 100], got {self.percentile}")
+        check_instance(self)
 
     @property
     def uses_features(self) -> bool:

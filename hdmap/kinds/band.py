@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from hdmap.config import SPLIT_DEFAULT, build, check_fields, plain
+from hdmap.config import SPLIT_DEFAULT, build, plain
 from hdmap.data.domain import DomainData
-from hdmap.gating.gates import GateConfig
 from hdmap.kinds.kind import ModelKind, TrialReport, trial_values
+from hdmap.kinds.settings_trees import BandRun
 from hdmap.models.band import BandConfig
 from hdmap.models.lightning_band import BandModel
 from hdmap.run import band_pipeline
@@ -19,16 +19,9 @@ def defaults(real_data: bool = False, backbone: str | None = None) -> dict:
     return {"model_name": "band", "band": plain(BandConfig()), "split": dict(SPLIT_DEFAULT)}
 
 
-def check_band_settings(where: str, band: dict) -> BandConfig:
-    """Type and value checks of a band section (`band` here, `model.band` in the PatchCore kinds)."""
-    band = dict(band)
-    check_fields(f"{where}.gate", band.get("gate", {}), GateConfig)
-    check_fields(where, band, BandConfig)
-    return build(where, BandConfig, band)
-
-
 def validate(config: dict) -> None:
-    check_band_settings("band", config["band"])
+    """Checks across settings (each value was checked against the settings tree: hdmap/kinds/settings_trees.py)."""
+    build("band", BandConfig, dict(config["band"]))
 
 
 def fit_and_score(config: dict, data: DomainData, cache=None, progress: bool = False, tune_only: bool = False):
@@ -52,4 +45,4 @@ def trial(config: dict, data: DomainData, cache, metric: str, repeats: int, repo
 
 
 BAND = ModelKind("band", "horizontal-band matched filter on raw maps (no backbone)", defaults, validate,
-                 fit_and_score, score_saved, trial)
+                 fit_and_score, score_saved, trial, settings=BandRun)

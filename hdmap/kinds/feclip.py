@@ -7,42 +7,25 @@ from pathlib import Path
 
 import numpy as np
 
-from hdmap.config import SPLIT_DEFAULT, ConfigError, build, check_fields, plain
+from hdmap.config import SPLIT_DEFAULT, ConfigError, build, plain
 from hdmap.data.domain import DomainData
 from hdmap.evaluation.protocol import tune_metrics
-from hdmap.gating.gates import GateConfig
 from hdmap.kinds.kind import ModelKind, TrialReport, trial_values
+from hdmap.kinds.settings_trees import FEClipRun, FEClipTrainSettings, FewShotSettings
 from hdmap.models.feclip.model import FEClipConfig
 from hdmap.run.feclip_pipeline import fit_and_score_feclip, fit_feclip, score_feclip
-
-TRAIN_SOURCES = ("checkpoint", "hdmap_bands", "none")
-# source: `checkpoint` (adapters trained elsewhere, e.g. by experiments/feclip_benchmark.py), `hdmap_bands`
-# (variant 1: train on band anomalies synthesised on this domain's train normals), `none` (untrained)
-TRAIN_DEFAULT = {"source": "hdmap_bands", "checkpoint": None, "epochs": 9, "batch_size": 16, "lr": 5e-4,
-                 "linear_lr": 5e-4, "fault_fraction": 0.5, "seed": 0}
-# variant 2: a few-shot patch memory of the gated condition's train references, added to the zero-shot map
-FEWSHOT_DEFAULT = {"shots": 0, "weight": 1.0, "gate": {"kind": "intensity"}, "calibration_maps": 8}
 
 
 def defaults(real_data: bool = False, backbone: str | None = None) -> dict:
     """FEClipConfig's own defaults (CLIP ViT-L/14@336, the paper's taps and windows) at CLIP's input size."""
     return {"model_name": "feclip", "image_size": 336, "resize": "bilinear", "normalisation": "clip",
-            "feclip": plain(FEClipConfig()), "train": dict(TRAIN_DEFAULT),
-            "fewshot": {**FEWSHOT_DEFAULT, "gate": plain(GateConfig(**FEWSHOT_DEFAULT["gate"]))},
+            "feclip": plain(FEClipConfig()), "train": plain(FEClipTrainSettings()), "fewshot": plain(FewShotSettings()),
             "split": dict(SPLIT_DEFAULT)}
 
 
 def validate(config: dict) -> None:
-    check_fields("feclip", config["feclip"], FEClipConfig)
-    check_fields("fewshot.gate", config["fewshot"]["gate"], GateConfig)
+    """Checks across settings (each value was checked against the settings tree: hdmap/kinds/settings_trees.py)."""
     build("feclip", FEClipConfig, config["feclip"])
-    build("fewshot.gate", GateConfig, config["fewshot"]["gate"])
-    from hdmap.models.feclip.adapters import LFS_STATS
-
-    if config["feclip"].get("lfs_stat", "mean") not in LFS_STATS:
-        raise ConfigError(f"feclip.lfs_stat must be one of {LFS_STATS}, got {config['feclip']['lfs_stat']!r}")
-    if config["train"]["source"] not in TRAIN_SOURCES:
-        raise ConfigError(f"train.source must be checkpoint, hdmap_bands or none, got {config['train']['source']!r}")
     if config["train"]["source"] == "checkpoint" and not config["train"]["checkpoint"]:
         raise ConfigError("train.source=checkpoint needs train.checkpoint=/path/to/feclip.ckpt")
 
@@ -81,4 +64,4 @@ def trial(config: dict, data: DomainData, cache, metric: str, repeats: int, repo
 
 
 FECLIP = ModelKind("feclip", "FE-CLIP: frozen CLIP with frequency adapters (zero-shot, or trained on band anomalies)",
-                   defaults, validate, fit_and_score, score_saved, trial, iterative=True)
+                   defaults, validate, fit_and_score, score_saved, trial, iterative=True, settings=FEClipRun)

@@ -32,6 +32,7 @@ class ModelKind:
     iterative: bool = False  # trials report every epoch: the search adds ASHA
     supports_repeats: bool = False  # `--repeats` averages this kind's reference/coreset seeds
     preflight: Callable[[dict], None] | None = None  # run once in the driver before Ray starts (missing weights)
+    settings: type | None = None  # the settings tree every run config is checked against (kinds/settings_trees.py)
 
 
 def trial_values(tune: dict, metric: str) -> dict:

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import torch
 
-from hdmap.config import SPLIT_DEFAULT, ConfigError, build, check_fields, merge
+from hdmap.config import SPLIT_DEFAULT, ConfigError, build, merge
 from hdmap.data.domain import DomainData
 from hdmap.features.backbones import BACKBONES, OFFLINE_BACKBONE, REAL_DATA_BACKBONE, BackboneSpec, build_backbone
 from hdmap.features.cache import FeatureCache
-from hdmap.gating.gates import GateConfig
 from hdmap.kinds import band as band_kind
 from hdmap.kinds.kind import ModelKind, TrialReport, trial_values
+from hdmap.kinds.settings_trees import PatchCoreRun
+from hdmap.models.band import BandConfig
 from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore
 from hdmap.models.patchcore_config import PatchCoreConfig
 from hdmap.run import patchcore_pipeline
@@ -48,11 +49,9 @@ def baseline_defaults(real_data: bool = False, backbone: str | None = None) -> d
 
 
 def validate(config: dict) -> None:
-    check_fields("backbone", config["backbone"], BackboneSpec)
+    """Checks across settings (each value was checked against the settings tree: hdmap/kinds/settings_trees.py)."""
     model = dict(config["model"])
-    check_fields("model.gate", model.get("gate", {}), GateConfig)
-    band_kind.check_band_settings("model.band", model.get("band", {}))
-    check_fields("model", model, PatchCoreConfig)
+    build("model.band", BandConfig, dict(model.get("band", {})))  # its cross-setting checks, named as its own
     build("model", PatchCoreConfig, model)
     build("backbone", BackboneSpec.from_config, config["backbone"])
     entry = BACKBONES.get(config["backbone"]["name"])
@@ -155,7 +154,7 @@ def preflight(config: dict) -> None:
 
 
 _SHARED = dict(validate=validate, fit_and_score=fit_and_score, score_saved=score_saved, trial=trial,
-               supports_repeats=True, preflight=preflight)
+               supports_repeats=True, preflight=preflight, settings=PatchCoreRun)
 GATED_PATCHCORE = ModelKind("gated_patchcore", "PatchCore with condition statistics, gate and band descriptor",
                             gated_defaults, **_SHARED)
 PATCHCORE = ModelKind("patchcore", "plain PatchCore (baseline): raw maps, one mixed bank, max image score",

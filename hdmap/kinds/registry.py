@@ -6,6 +6,7 @@ from hdmap.kinds.band import BAND
 from hdmap.kinds.feclip import FECLIP
 from hdmap.kinds.kind import ModelKind
 from hdmap.kinds.patchcore import GATED_PATCHCORE, PATCHCORE
+from hdmap.kinds.settings_trees import check_run
 
 KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (GATED_PATCHCORE, PATCHCORE, BAND, FECLIP)}
 MODELS = tuple(KINDS)
@@ -26,8 +27,12 @@ def default_config(real_data: bool = False, model_name: str | None = None, backb
 
 
 def validate(config: dict) -> dict:
-    """Check every setting of `config` by its kind; a ConfigError names the first bad key. Returns the config."""
-    kind_of(config).validate(config)
+    """Check every key and value of `config` against its kind's settings tree (type, choice, range), then the
+    kind's own checks across settings; a ConfigError names the first bad key. Returns the config."""
+    kind = kind_of(config)
+    if kind.settings is not None:
+        check_run(config, kind.settings)
+    kind.validate(config)
     return config
 
 

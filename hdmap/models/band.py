@@ -9,15 +9,15 @@ No Lightning here: hdmap/models/lightning_band.py wraps it.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import numpy as np
 import torch
-from torch import nn
 
 from hdmap.condition_names import CONDITIONS
 from hdmap.gating.gates import Gate, GateConfig
 from hdmap.resizable_buffers import ResizableBuffers
+from hdmap.setting_rules import check_instance, setting
 
 DIRECTIONS = ("rows", "columns", "both")
 TRANSFORMS = ("log", "linear", "percentile")
@@ -34,34 +34,34 @@ class BandConfig:
     polarity, compare_neighbours, runs and detrend are the best mean tune AUROC of a grid over them on eight
     synthetic sets (experiments/results/band_vs_patchcore.md, step 1)."""
 
-    direction: str = "rows"  # rows (horizontal bands: a damaged tooth) | columns | both
-    transform: str = "log"  # log (multiplicative contrast and warm gain -> offsets) | linear | percentile
-    percentile: float = 50.0  # transform=percentile: each map divided by this percentile of itself
-    detrend: str = "column_profile"  # each map's column profile | the condition's train mean map | neighbour_lines
-    compare_neighbours: bool = False  # a run's mean minus the mean of the same run in the two neighbouring lines
-    runs: tuple[float, ...] = (0.5, 0.25)  # run lengths of the matched filter, as fractions of a line
-    polarity: str = "bright"  # bright | dark | both (|statistic|)
-    centre_scale: str = "mean_std"  # normalisation of a line statistic on train: mean_std | median_mad (robust)
-    per_condition: bool = False  # line statistics per gate-assigned condition (cold / warm) instead of pooled
-    image_score: str = "max"  # max over lines | top (mean of the top_k lines)
-    top_k: int = 3
-    gate: GateConfig = field(default_factory=GateConfig)
+    direction: str = setting("rows", "lines the matched filter follows: rows (horizontal bands: a damaged tooth), "
+                             "columns or both", choices=DIRECTIONS)
+    transform: str = setting("log", "intensity scale: log (multiplicative contrast and warm gain become offsets), "
+                             "linear, or percentile (each map divided by its own percentile)", choices=TRANSFORMS)
+    percentile: float = setting(50.0, "transform percentile: the percentile each map is divided by", low=0,
+                                high=100, low_open=True)
+    detrend: str = setting("column_profile", "what is subtracted first: each map's column profile, the condition's "
+                           "train mean map, or the neighbouring lines", choices=DETRENDS)
+    compare_neighbours: bool = setting(False, "a run's mean minus the mean of the same run in the two neighbouring "
+                                       "lines")
+    runs: tuple[float, ...] = setting((0.5, 0.25), "run lengths of the matched filter, as fractions of a line "
+                                      "(each in (0, 1])")
+    polarity: str = setting("bright", "bands brighter, darker, or either (|statistic|)", choices=POLARITIES)
+    centre_scale: str = setting("mean_std", "normalisation of a line statistic on train: mean_std, or median_mad "
+                                "(robust)", choices=CENTRES)
+    per_condition: bool = setting(False, "line statistics per gate-assigned condition (cold / warm) instead of pooled")
+    image_score: str = setting("max", "image score: the largest line statistic (max) or the mean of the top_k",
+                               choices=IMAGE_SCORES)
+    top_k: int = setting(3, "image_score top: lines averaged", low=1)
+    gate: GateConfig = setting(help="the gate of per_condition statistics", factory=GateConfig)
 
     def __post_init__(self):
         if isinstance(self.gate, dict):
             self.gate = GateConfig(**self.gate)
         self.runs = tuple(float(r) for r in ((self.runs,) if isinstance(self.runs, (int, float)) else self.runs))
-        checks = {"direction": DIRECTIONS, "transform": TRANSFORMS, "detrend": DETRENDS, "polarity": POLARITIES,
-                  "centre_scale": CENTRES, "image_score": IMAGE_SCORES}
-        for key, allowed in checks.items():
-            if getattr(self, key) not in allowed:
-                raise ValueError(f"{key} must be one of {allowed}, got {getattr(self, key)!r}")
+        check_instance(self)
         if not self.runs or not all(0 < r <= 1 for r in self.runs):
             raise ValueError(f"runs must be fractions of a line in (0, 1], got {list(self.runs)}")
-        if not 0 < self.percentile <= 100:
-            raise ValueError(f"percentile must lie in (0, 100], got {self.percentile}")
-        if self.top_k < 1:
-            raise ValueError(f"top_k must be >= 1, got {self.top_k}")
         if self.gate.uses_features and (self.per_condition or self.gate.kind == "discover"):
             raise ValueError(f"gate.kind {self.gate.kind!r} (discover_on {self.gate.discover_on!r}) reads backbone "
                              f"features; the band detector has none (a gate on intensity: intensity, discover on "

@@ -2,14 +2,15 @@
 stream after the tap blocks, a learnable patch -> text-space linear map, fixed normal/damaged prompts."""
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
 from hdmap.features.backbones import create_clip
-from hdmap.models.feclip.adapters import FrequencyAdapter
+from hdmap.models.feclip.adapters import LFS_STATS, FrequencyAdapter
+from hdmap.setting_rules import check_instance, setting
 
 IMAGE_SCORES = ("cls", "map_max", "cls+map_max")
 DEFAULT_PROMPTS = ("A photo of a normal object", "A photo of a damaged object")
@@ -26,28 +27,28 @@ TINY_CLIP = {"clip_weights": "none", "taps": [1, 2],
 class FEClipConfig:
     """Defaults follow the paper as described in DESIGN section 5; every ambiguous choice is a setting."""
 
-    clip_model: str = "ViT-L-14-336"
-    clip_weights: str = "openai"  # open_clip tag (hub), `none` (random: tests), or a local state-dict path
-    taps: tuple[int, ...] = (6, 12, 18, 24)  # 1-based transformer blocks followed by an adapter
-    ffe_window: int = 3  # P
-    lfs_window: int = 3  # Q
-    lfs_kernel: int = 1
-    lfs_stat: str = "mean"  # statistic of a window's band coefficients: mean (paper text), abs_mean, log_energy
-    band: str | list = "all"  # all / low / mid / high or an explicit P x P mask
-    mix: float = 0.1  # lambda
-    prompts: tuple[str, str] = DEFAULT_PROMPTS
-    temperature: float = 0.07
-    # image score: `cls` (the paper: class token through CLIP's frozen projection), `map_max` (the largest value
-    # of the anomaly map), or `cls+map_max` (their sum, as AnomalyCLIP-style detectors do)
-    image_score: str = "cls"
-    patch_norm: bool = True  # CLIP's frozen ln_post on patch tokens before the linear map
-    clip_kwargs: dict = field(default_factory=dict)  # e.g. a tiny vision/text config for tests
+    clip_model: str = setting("ViT-L-14-336", "the open_clip model")
+    clip_weights: str = setting("openai", "open_clip tag (hub), none (random: tests), or a local state-dict file")
+    taps: tuple[int, ...] = setting((6, 12, 18, 24), "1-based transformer blocks followed by an adapter", items_low=1)
+    ffe_window: int = setting(3, "P: the FFE's DCT window", low=1)
+    lfs_window: int = setting(3, "Q: the LFS's DCT window", low=1)
+    lfs_kernel: int = setting(1, "the LFS's convolution kernel", low=1)
+    lfs_stat: str = setting("mean", "statistic of a window's band coefficients: mean (paper text), abs_mean, "
+                            "log_energy", choices=LFS_STATS)
+    band: str | list = setting("all", "DCT band: all / low / mid / high or an explicit P x P mask")
+    mix: float = setting(0.1, "lambda: the adapters' share of a token", low=0, high=1)
+    prompts: tuple[str, str] = setting(DEFAULT_PROMPTS, "the normal and the anomalous text prompt")
+    temperature: float = setting(0.07, "softmax temperature of the text-patch similarity", low=0, low_open=True)
+    image_score: str = setting("cls", "image score: the class token through CLIP's frozen projection (cls, the "
+                               "paper), the anomaly map's largest value (map_max), or their sum", choices=IMAGE_SCORES)
+    patch_norm: bool = setting(True, "CLIP's frozen ln_post on patch tokens before the linear map")
+    clip_kwargs: dict = setting(help="a CLIP shape instead of clip_model (tiny random models for tests)",
+                                factory=dict)
 
     def __post_init__(self):
-        if self.image_score not in IMAGE_SCORES:
-            raise ValueError(f"image_score must be one of {IMAGE_SCORES}, got {self.image_score!r}")
         self.taps = tuple(self.taps)
         self.prompts = tuple(self.prompts)
+        check_instance(self)
 
     def to_dict(self) -> dict:
         return asdict(self)
