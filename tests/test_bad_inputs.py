@@ -250,7 +250,8 @@ def test_checkpoints_and_results_are_written_atomically(tmp_path, monkeypatch):
     ("feclip", "train.epochs=abc", "config key 'train.epochs' expects int, got 'abc'"),  # int
     ("feclip", "fewshot.shots=many", "config key 'fewshot.shots' expects int, got 'many'"),
     ("feclip", "fewshot.shots=-1", "config key 'fewshot.shots' expects [0, inf), got -1"),
-    ("feclip", "train.lr=0", "config key 'train.lr' expects (0, inf), got 0"),  # open range
+    ("feclip", "train.lr=-1", "config key 'train.lr' expects [0, inf), got -1"),
+    ("feclip", "feclip.temperature=0", "config key 'feclip.temperature' expects (0, inf), got 0"),  # open range
     ("feclip", "train.checkpoint=/no/such/feclip.ckpt", "config key 'train.checkpoint' expects an existing file"),
     ("gated_patchcore", "split.tune_fraction=x", "config key 'split.tune_fraction' expects float, got 'x'"),  # float
     ("gated_patchcore", "split.tune_fraction=1", "config key 'split.tune_fraction' expects (0, 1), got 1"),

@@ -46,7 +46,7 @@ def test_gate_state_round_trip():
 
 
 def test_bad_kind():
-    with pytest.raises(ValueError, match="gate kind"):
+    with pytest.raises(ValueError, match="'kind' expects one of oracle, intensity, feature, discover, got 'psychic'"):
         GateConfig("psychic")
 
 

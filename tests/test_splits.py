@@ -39,3 +39,19 @@ def test_sampling_per_condition():
     assert np.array_equal(picked["cold"], sample_per_condition(assignment, 4, seed=0)["cold"])
     with pytest.raises(ValueError, match="'warm' but the assignment has only 5"):
         sample_per_condition(assignment, 8, seed=0)
+
+
+def test_a_saved_split_made_with_another_fraction_or_seed_is_refused_unless_reused(synth_root, tmp_path):
+    from hdmap.data.domain import load_domain
+    from hdmap.data.splits import SplitMismatchError
+
+    path = tmp_path / "split.json"
+    load_domain(str(synth_root), "C", path, 0.3, 0)
+    assert load_domain(str(synth_root), "C", path, 0.3, 0).split.tune_fraction == 0.3  # the same settings: reused
+    with pytest.raises(SplitMismatchError, match=r"split.tune_fraction=0.3, split.seed=0.*split.tune_fraction=0.5, "
+                                                 r"split.seed=0"):
+        load_domain(str(synth_root), "C", path, 0.5, 0)
+    with pytest.raises(SplitMismatchError, match="split.seed=7"):
+        load_domain(str(synth_root), "C", path, 0.3, 7)
+    reused = load_domain(str(synth_root), "C", path, 0.5, 0, reuse_split=True)  # the user named the file
+    assert reused.split.tune_fraction == 0.3

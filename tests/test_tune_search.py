@@ -11,6 +11,7 @@ from pathlib import Path
 import pytest
 
 from conftest import TINY_SPACE
+from hdmap.config import ConfigError
 from hdmap.jobs.checkpoints import CheckpointMismatchError
 from hdmap.jobs.evaluate_checkpoint import evaluate_checkpoint
 from hdmap.tune.runner import SearchOptions, run_search
@@ -180,3 +181,25 @@ def test_a_band_search_and_a_band_only_start_run_without_a_backbone(synth_root, 
     metrics = evaluate_checkpoint(next(band_trials[0].glob("checkpoint_*")))
     assert metrics["tune"]["auroc"] == pytest.approx(result["tune_auroc"])
     assert "no backbone ran" in metrics["notes"][0]
+
+
+def test_a_space_that_sets_the_split_is_the_split_of_every_trial_and_of_the_winners_evaluation(synth_root, tmp_path):
+    space = tmp_path / "split.yaml"
+    space.write_text(TINY_SPACE.replace("fixed:\n", "fixed:\n  split: {tune_fraction: 0.5, seed: 3}\n", 1))
+    summary = run_search(_options(synth_root, space, tmp_path, num_samples=2, name="split"))
+    run_dir = Path(summary["experiment"])
+    saved = json.loads((run_dir / "split.json").read_text())
+    assert (saved["tune_fraction"], saved["seed"]) == (0.5, 3)
+    trials = [json.loads(p.read_text()) for p in run_dir.glob("trainable_*/checkpoint_*/trial_metrics.json")]
+    assert len(trials) == 2
+    for metrics in trials:
+        assert metrics["config"]["split"] == {"tune_fraction": 0.5, "seed": 3}
+        assert (metrics["split"]["tune_fraction"], metrics["split"]["seed"]) == (0.5, 3)
+    winner = json.loads((run_dir / "best" / "metrics.json").read_text())
+    assert (winner["split"]["tune_fraction"], winner["split"]["seed"]) == (0.5, 3)
+    assert winner["split"]["n_tune"] == trials[0]["split"]["n_tune"]
+
+    searched = tmp_path / "searched.yaml"
+    searched.write_text(TINY_SPACE + "  split.seed: {choice: [0, 1]}\n")
+    with pytest.raises(ConfigError, match="searches split.seed"):
+        run_search(_options(synth_root, searched, tmp_path, num_samples=2, name="searched"))

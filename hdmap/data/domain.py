@@ -12,7 +12,7 @@ import numpy as np
 from hdmap.data.conditions import condition_sources
 from hdmap.data.errors import HDMAPFileError
 from hdmap.data.map_files import MapItem, check_dtypes, condition_record, discover_domain, read_map_and_dtype
-from hdmap.data.splits import TestSplit, split_tune_holdout
+from hdmap.data.splits import SplitMismatchError, TestSplit, split_tune_holdout
 
 
 @dataclass
@@ -81,14 +81,20 @@ def read_stacked(items: list[MapItem]) -> tuple[np.ndarray, np.ndarray, tuple[st
 def load_domain(root: str, domain: str, split_path: str | Path | None = None, tune_fraction: float = 0.3,
                 split_seed: int = 0, condition_csv: str | None = None, split: TestSplit | None = None,
                 condition_overrides: dict[str, str] | None = None, condition_csv_partial: bool = False,
-                ignore_other_files: bool = False) -> DomainData:
+                ignore_other_files: bool = False, reuse_split: bool = False) -> DomainData:
     """Read a domain. The split is `split` if given, else the one at `split_path` if it exists, else a new one
-    (saved to `split_path`); a split that does not match the test files is refused."""
+    (saved to `split_path`); a split that does not match the test files is refused, and so is a saved split made
+    with another tune fraction or seed than the ones asked for, unless `reuse_split` (the user named the file)."""
     items = discover_domain(root, domain, condition_csv, condition_overrides, condition_csv_partial,
                             ignore_other_files)
     paths = [i.path for i in items["test"]]
     if split is None and split_path and Path(split_path).exists():
         split = TestSplit.load(split_path)
+        asked, saved = (tune_fraction, split_seed), (split.tune_fraction, split.seed)
+        if not reuse_split and (float(saved[0]), int(saved[1])) != (float(asked[0]), int(asked[1])):
+            raise SplitMismatchError(f"{split_path} was made with split.tune_fraction={saved[0]}, split.seed="
+                                     f"{saved[1]}; this run asks for split.tune_fraction={asked[0]}, split.seed="
+                                     f"{asked[1]}: set those, or remove the file to make a new split")
     if split is not None:
         split.check_matches(paths)
     else:

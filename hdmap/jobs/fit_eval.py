@@ -2,6 +2,7 @@
 and write its run folder (metrics, report, scores, plots, split, checkpoint)."""
 from __future__ import annotations
 
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -61,7 +62,12 @@ def fit_eval(config: dict, source: DataOptions, out: str | Path, overwrite: bool
     root = source.data_root or str(ensure_embedded_dataset())
     data = load_domain(root, source.domain, source.split, config["split"]["tune_fraction"], config["split"]["seed"],
                        source.condition_csv, condition_csv_partial=source.condition_csv_partial,
-                       ignore_other_files=source.ignore_other_files)
+                       ignore_other_files=source.ignore_other_files, reuse_split=bool(source.split))
+    reused = {"tune_fraction": data.split.tune_fraction, "seed": data.split.seed}
+    if source.split and reused != config["split"]:  # the settings say the split that ran
+        print(f"[hdmap] --split {source.split}: its split.tune_fraction={reused['tune_fraction']}, split.seed="
+              f"{reused['seed']} replace the settings' {config['split']}", file=sys.stderr)
+        config = {**config, "split": reused}
     module, outputs, metrics = fit_and_score(config, data, FeatureCache(cache_dir, progress=progress), progress=progress)
     out.mkdir(parents=True, exist_ok=True)
     for name in held:

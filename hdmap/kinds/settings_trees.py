@@ -37,8 +37,8 @@ class FEClipTrainSettings:
     checkpoint: str | None = setting(None, "source checkpoint: the adapters' file", path=True)
     epochs: int = setting(9, "training epochs", low=1)
     batch_size: int = setting(16, "maps per batch (training and scoring)", low=1)
-    lr: float = setting(5e-4, "learning rate of the adapters", low=0, low_open=True)
-    linear_lr: float = setting(5e-4, "learning rate of the linear patch map", low=0, low_open=True)
+    lr: float = setting(5e-4, "learning rate of the adapters; 0 freezes them", low=0)
+    linear_lr: float = setting(5e-4, "learning rate of the linear patch map; 0 freezes it", low=0)
     fault_fraction: float = setting(0.5, "share of training maps given a synthetic band", low=0, high=1)
     seed: int = setting(0, "seed of the synthetic bands, batches and few-shot references")
 

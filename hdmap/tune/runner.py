@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
 from hdmap import search_spaces
@@ -45,8 +45,6 @@ class SearchOptions:
     seed: int = 0
     cache_dir: str | None = None
     no_cache: bool = False
-    tune_fraction: float = 0.3
-    split_seed: int = 0
     condition_csv: str | None = None
     condition_csv_partial: bool = False
     ignore_other_files: bool = False
@@ -154,7 +152,7 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
               f"the cluster's {ray_gpus():g} GPU(s))", file=sys.stderr)
 
     data_args = {"root": root, "domain": options.domain, "split_path": str(split_path),
-                 "tune_fraction": options.tune_fraction, "split_seed": options.split_seed,
+                 "tune_fraction": base_config["split"]["tune_fraction"], "split_seed": base_config["split"]["seed"],
                  "condition_csv": options.condition_csv, "condition_csv_partial": options.condition_csv_partial,
                  "ignore_other_files": options.ignore_other_files}
     trainable = tune.with_parameters(trainable, base_config=base_config,
@@ -203,7 +201,8 @@ def run_search(options: SearchOptions) -> dict:
         saved = json.loads((experiment_dir(options) / RUN_FILE).read_text())
         keep = {"resume": True, "retry_failed": options.retry_failed, "dashboard": options.dashboard,
                 "address": options.address, "verbose": options.verbose}
-        options = SearchOptions(**{**saved["options"], **keep})
+        known = {f.name for f in fields(SearchOptions)}  # a record of an older hdmap may hold retired options
+        options = SearchOptions(**{**{k: v for k, v in saved["options"].items() if k in known}, **keep})
     options.name = options.name or f"{options.model}_domain{options.domain}_{time.strftime('%Y%m%d-%H%M%S')}"
     absolute_paths(options)
     exp_dir = experiment_dir(options)
@@ -216,9 +215,14 @@ def run_search(options: SearchOptions) -> dict:
     if options.repeats > 1 and not kind.supports_repeats:
         raise ConfigError(f"--repeats averages reference/coreset seeds of PatchCore trials; {kind.name} trials have "
                           f"none (search their seed setting instead)")
+    searched_split = [p.key for p in space.params if p.key == "split" or p.key.startswith("split.")]
+    if searched_split:
+        raise ConfigError(f"{options.space_path()}: the space searches {', '.join(searched_split)}; every trial must "
+                          f"be scored on the same tune maps: set the split in `fixed: {{split: ...}}` instead")
+    split = base_config["split"]  # the split's one home: the settings (a space's fixed split, or the defaults)
     split_path = exp_dir / "split.json"  # a resumed search keeps its split; a new one is saved once checks pass
-    data = load_domain(root, options.domain, split_path if split_path.exists() else None, options.tune_fraction,
-                       options.split_seed, options.condition_csv, condition_csv_partial=options.condition_csv_partial,
+    data = load_domain(root, options.domain, split_path if split_path.exists() else None, split["tune_fraction"],
+                       split["seed"], options.condition_csv, condition_csv_partial=options.condition_csv_partial,
                        ignore_other_files=options.ignore_other_files)
     fit_space_to_data(space, base_config, data)  # no trial is spent on a choice this data cannot hold
     starts = start_points(space, base_config, options.start)
