@@ -42,19 +42,27 @@ def merge(base: dict, update: dict, path: str = "") -> dict:
     return out
 
 
-def parse_set(assignments: list[str]) -> dict:
-    """['model.gate.kind=feature', 'image_size=448'] -> nested dict; values parsed as YAML."""
+def nest(flat: dict) -> dict:
+    """{'model.gate.kind': 'feature', 'image_size': 448} -> the nested mapping those dotted keys name."""
     out: dict = {}
-    for assignment in assignments:
-        if "=" not in assignment:
-            raise ConfigError(f"--set expects key=value, got {assignment!r}")
-        key, raw = assignment.split("=", 1)
+    for key, value in flat.items():
         node = out
         *parents, leaf = key.strip().split(".")
         for part in parents:
             node = node.setdefault(part, {})
-        node[leaf] = yaml.safe_load(raw)
+        node[leaf] = value
     return out
+
+
+def parse_set(assignments: list[str]) -> dict:
+    """['model.gate.kind=feature', 'image_size=448'] -> nested dict; values parsed as YAML."""
+    flat = {}
+    for assignment in assignments:
+        if "=" not in assignment:
+            raise ConfigError(f"--set expects key=value, got {assignment!r}")
+        key, raw = assignment.split("=", 1)
+        flat[key] = yaml.safe_load(raw)
+    return nest(flat)
 
 
 def load_yaml(path: str | Path) -> dict:

@@ -57,6 +57,9 @@ def _write(tmp_path, text):
      "not an earlier parameter"),
     ("params: [oops\n", "not valid YAML"),
     ("metric: f2\n", "metric"),
+    ("params:\n  model.bank_mode: {choice: [mixed, gated, triple]}\n",  # a later choice, not only the first
+     "'model.bank_mode' value 'triple'.*expects one of mixed, gated, soft"),
+    ("params:\n  model.top_fraction: {uniform: [0.01, 1.5]}\n", "'model.top_fraction' value 1.5.*expects"),
 ])
 def test_bad_spaces_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

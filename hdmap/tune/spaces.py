@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from hdmap.features.backbones import BACKBONES
-from hdmap.config import ConfigError, merge, parse_set
+from hdmap.config import ConfigError, merge, nest
 from hdmap.kinds.registry import default_config, validate
 from hdmap.kinds.patchcore import backbone_settings
 
@@ -137,14 +137,15 @@ def load_space(path: str | Path) -> SearchSpace:
 
 
 def check_space(space: SearchSpace) -> None:
-    """Every parameter must name a real setting: build a config with each parameter's first value."""
+    """Every parameter must name a real setting, and every choice (both ends of a range) must be a valid value of
+    it: a config is checked with each, so a bad later choice is refused here, not found by a failed trial."""
     base = space.base_config()
     for param in space.params:
-        value = param.values[0]
-        try:
-            validate(merge(base, parse_set([f"{param.key}={json.dumps(value)}"])))
-        except ConfigError as error:
-            raise ConfigError(f"{space.source}: parameter '{param.key}': {error}") from error
+        for value in param.values:
+            try:
+                validate(merge(base, nest({param.key: value})))
+            except ConfigError as error:
+                raise ConfigError(f"{space.source}: parameter '{param.key}' value {value!r}: {error}") from error
 
 
 def _encode(value):
@@ -203,5 +204,5 @@ def optuna_search(space: SearchSpace, seed: int, metric: str = "objective", poin
 
 
 def trial_overrides(trial_config: dict) -> dict:
-    """A trial's flat {dotted key: value} -> a nested override dict for the run config."""
-    return parse_set([f"{key}={json.dumps(decode(value))}" for key, value in trial_config.items()])
+    """A trial's flat {dotted key: value} -> a nested override dict for the run config (values as sampled)."""
+    return nest({key: decode(value) for key, value in trial_config.items()})
