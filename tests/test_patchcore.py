@@ -153,6 +153,11 @@ def test_one_sided_gate_errors_in_gated_and_falls_back_in_soft(tiny_config, doma
     torch.save(lightning_checkpoint(module), tmp_path / "fallback.ckpt")  # reloads as what was fitted
     reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "fallback.ckpt", map_location="cpu")
     assert set(reloaded.core.banks) == {"mixed"} and len(reloaded.core.banks["mixed"]) > 0
+    # the settings stay as asked; the fit's decision is recorded beside them
+    assert module.core.settings.bank_mode == "soft" and module.core.fallback == "mixed"
+    assert metrics["config"]["model"]["bank_mode"] == "soft" and metrics["fit_decisions"] == {"fallback": "mixed"}
+    assert reloaded.hparams["model"]["bank_mode"] == "soft" and reloaded.core.fallback == "mixed"
+    assert reloaded.core.config.bank_mode == "mixed"  # what runs
 
 
 def test_unfitted_model_refuses_to_score(tiny_config, domain_c, feature_cache):

@@ -66,9 +66,7 @@ MODULES = {"patchcore": PatchCore, "gated_patchcore": GatedPatchCore}
 
 
 def build_module(config: dict) -> GatedPatchCore:
-    return MODULES[config["model_name"]](backbone=config["backbone"], model=config["model"],
-                                         image_size=config["image_size"], resize=config["resize"],
-                                         normalisation=config["normalisation"])
+    return MODULES[config["model_name"]](model=config["model"])
 
 
 def band_only(config: dict) -> bool:

@@ -20,10 +20,10 @@ from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig
 
 
 class GatedPatchCore(L.LightningModule):
-    """Gated PatchCore; `model` is a PatchCoreConfig as a dict, `backbone` a BackboneSpec as a dict."""
+    """Gated PatchCore; `model` is a PatchCoreConfig as a dict (the features, and so the backbone settings, come
+    from the feature cache: the run's checkpoint record keeps them)."""
 
-    def __init__(self, backbone: dict | None = None, model: dict | None = None, image_size: int = 384,
-                 resize: str = "aspect", normalisation: str = "backbone"):
+    def __init__(self, model: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
         self.core = GatedPatchCoreModel(PatchCoreConfig(**(model or {})))
@@ -43,10 +43,12 @@ class GatedPatchCore(L.LightningModule):
         return None
 
     def on_save_checkpoint(self, checkpoint: dict) -> None:
-        """Save the model settings as fitted (a one-sided gate may have turned `soft` into `mixed`)."""
+        """The model settings as asked, and beside them what the fit decided (a gate that did not split train
+        clearly: one mixed bank instead)."""
         checkpoint["hyper_parameters"] = {**checkpoint.get("hyper_parameters", {}),
-                                          "model": self.core.config.to_dict()}
-        checkpoint["fit_notes"] = {"notes": list(self.core.notes), "gate_train_source": self.core.gate.train_source}
+                                          "model": self.core.settings.to_dict()}
+        checkpoint["fit_notes"] = {"notes": list(self.core.notes), "gate_train_source": self.core.gate.train_source,
+                                   "fallback": self.core.fallback}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """What the fit had to decide (fallbacks, how the gate assigned train) stays with the model."""
@@ -55,6 +57,7 @@ class GatedPatchCore(L.LightningModule):
             if key.startswith(("core.map_stats.", "core.band.", "core.fusion_calibration")) and key not in state:
                 state[key] = value
         saved = checkpoint.get("fit_notes", {})
+        self.core.apply_fallback(saved.get("fallback"))  # before the state loads: the banks the fit built
         self.core.notes = list(saved.get("notes", []))
         self.core.gate.train_source = saved.get("gate_train_source", "")
 
@@ -100,10 +103,9 @@ class GatedPatchCore(L.LightningModule):
 class PatchCore(GatedPatchCore):
     """Plain PatchCore: one mixed bank from 2k uniformly sampled references."""
 
-    def __init__(self, backbone: dict | None = None, model: dict | None = None, image_size: int = 384,
-                 resize: str = "aspect", normalisation: str = "backbone"):
+    def __init__(self, model: dict | None = None):
         model = {**(model or {}), "bank_mode": "mixed", "reference_sampling": "uniform"}
-        super().__init__(backbone, model, image_size, resize, normalisation)
+        super().__init__(model)
 
 
 def gather_predictions(batches: list[dict]) -> dict:

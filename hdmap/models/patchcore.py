@@ -5,6 +5,7 @@ Inputs are tap grids (from the feature cache or a backbone) and the raw maps (fo
 from __future__ import annotations
 
 import warnings
+from dataclasses import replace
 
 import numpy as np
 import torch
@@ -39,7 +40,9 @@ class GatedPatchCoreModel(nn.Module):
 
     def __init__(self, config: PatchCoreConfig | None = None):
         super().__init__()
-        self.config = config or PatchCoreConfig()
+        self.settings = config or PatchCoreConfig()  # as asked; never changed by a fit
+        self.fallback: str | None = None  # what a fit decided instead: "mixed" (one mixed bank, uniform references)
+        self.config = self.settings  # what runs: the settings with the fit's decision applied
         self.gate = Gate(self.config.gate)
         names = ("mixed",) if self.config.bank_mode == "mixed" else CONDITIONS
         self.banks = nn.ModuleDict({name: MemoryBank() for name in names})
@@ -98,6 +101,7 @@ class GatedPatchCoreModel(nn.Module):
                  train_global_features: torch.Tensor | None = None, train_truth: list[str] | None = None) -> FitPlan:
         """Take the input preparation fitted on train (`fit_input_preparation`), fit the gate on all train maps,
         then choose the references (and soft-mode calibration maps)."""
+        self.apply_fallback(None)  # a new fit decides afresh
         cfg = self.config
         train_maps = _as_tensor(train_maps).float()
         self.notes = []
@@ -121,12 +125,13 @@ class GatedPatchCoreModel(nn.Module):
         if gate_used and cfg.gate_fallback and not (bimodal and not one_sided):
             self.notes.append(f"gate '{cfg.gate.kind}' did not split train into two clear conditions ({why}; "
                               f"counts {counts}): fell back to one mixed bank with uniform references")
-            self._fall_back_to_mixed()
+            self.apply_fallback("mixed")
         elif one_sided and (cfg.bank_mode == "soft" or cfg.reference_sampling == "per_condition"):
             warnings.warn(f"gate assigned every train map to one condition ({counts}); "
                           f"falling back to uniform sampling and one mixed bank")
             self.notes.append(f"gate assigned all train maps to one condition {counts}: fell back to a mixed bank")
-            self._fall_back_to_mixed()
+            self.apply_fallback("mixed")
+        cfg = self.config  # with the fallback, if any
         references, codes = self.choose_references(assignment)
         calibration = np.zeros(0, dtype=np.int64)
         if cfg.bank_mode == "soft" and cfg.shots is None:  # all of train: every map but the calibration maps
@@ -180,12 +185,17 @@ class GatedPatchCoreModel(nn.Module):
             return is_bimodal(*held_out)
         return self.gate.intensity_split_is_clear(train_maps, assignment)
 
-    def _fall_back_to_mixed(self) -> None:
-        cfg = self.config
-        cfg.reference_sampling = "uniform"
-        if cfg.bank_mode != "mixed":
-            cfg.bank_mode = "mixed"
-            self.banks = nn.ModuleDict({"mixed": MemoryBank()})
+    def apply_fallback(self, fallback: str | None) -> None:
+        """Run as the settings say (None), or with one mixed bank of uniformly drawn references ("mixed"): a fit's
+        decision, kept beside the settings (a checkpoint records both), never written into them."""
+        if fallback not in (None, "mixed"):
+            raise ValueError(f"unknown fallback {fallback!r}")
+        self.fallback = fallback
+        self.config = (self.settings if fallback is None
+                       else replace(self.settings, bank_mode="mixed", reference_sampling="uniform"))
+        names = ("mixed",) if self.config.bank_mode == "mixed" else CONDITIONS
+        if tuple(self.banks) != names:
+            self.banks = nn.ModuleDict({name: MemoryBank() for name in names})
 
     def _calibration_maps(self, assignment: np.ndarray, used: set[int]) -> np.ndarray:
         """Held-out train normals of each condition (not references) for the soft-mode z-scores."""

@@ -125,6 +125,7 @@ def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatch
                        "train_assignment": module.core.gate.train_source or None if kind else None}
     metrics.update(scored_blocks(scores, scored, data.test_labels, data.test_conditions, data.split))
     metrics["notes"] = list(data.notes) + list(module.core.notes)
+    metrics["fit_decisions"] = {"fallback": module.core.fallback}  # beside the settings, which stay as asked
     metrics["test_conditions_from"] = data.condition_sources()
     metrics["split"] = split_summary(data.split)
     metrics["devices"] = {"backbone": str(backbone_device) if backbone_device else None, **module.devices_used}
