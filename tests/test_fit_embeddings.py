@@ -57,3 +57,25 @@ def test_every_bank_is_fitted_on_a_slice_of_the_one_buffer(tiny_config, domain_c
     fit_and_score(config, domain_c, feature_cache)
     assert len(set(buffers)) == 1 and len(fitted) == (1 if mode == "mixed" else 2)
     assert all(storage == buffers[0] and contiguous for storage, contiguous, _ in fitted)  # views, not copies
+
+
+def test_a_fit_epoch_over_a_datamodule_its_plan_did_not_make_is_refused(tiny_config, domain_c, feature_cache):
+    """Fitting is prepare_fit, then Trainer.fit on the datamodule it returned; any other order is an error."""
+    from hdmap.features.feature_datamodule import FeatureDataModule
+    from hdmap.kinds.patchcore import build_module
+    from hdmap.run.patchcore_pipeline import cached_features
+    from hdmap.run.trainer import make_trainer
+
+    config = copy.deepcopy(tiny_config)
+    config["model"].update(input_norm="none", band_weight=0.0, fusion="none")  # no condition statistics needed
+    train_grids, _ = cached_features(config, domain_c, feature_cache)
+    module = build_module(config)
+    with pytest.raises(RuntimeError, match="prepare_fit"):  # no plan yet
+        make_trainer("cpu").fit(module, datamodule=FeatureDataModule(train_grids, domain_c.train_maps))
+    features = module.prepare_fit(train_grids, domain_c.train_maps)
+    other = build_module(config)
+    other.prepare_fit(train_grids, domain_c.train_maps)
+    with pytest.raises(RuntimeError, match="prepare_fit"):  # another model's plan
+        make_trainer("cpu").fit(other, datamodule=features)
+    make_trainer("cpu").fit(module, datamodule=features)
+    assert len(module.core.banks["mixed"]) > 0

@@ -32,7 +32,8 @@ class GridDataset(Dataset):
 
 
 class FeatureDataModule(L.LightningDataModule):
-    """Cached grids of one domain. `use_for_fit` names the train maps a fit reads (references, calibration)."""
+    """Cached grids of one domain. A fit's datamodule comes from its plan (`for_fit`): the train maps the fit reads
+    (references, then calibration maps), in that order."""
 
     def __init__(self, train_grids: list, train_maps: np.ndarray, test_grids: list | None = None,
                  test_maps: np.ndarray | None = None, test_conditions: list[str] | None = None,
@@ -43,16 +44,24 @@ class FeatureDataModule(L.LightningDataModule):
         self.batch_size = batch_size
         self.fit_indices = np.zeros(0, dtype=np.int64)
         self.fit_tags: dict[str, np.ndarray] = {}
+        self.plan = None  # the FitPlan whose maps a fit epoch reads (for_fit)
         self.predict_indices: np.ndarray | None = None  # test maps to score (None = all)
 
-    def use_for_fit(self, references, reference_codes, calibration=(), calibration_codes=()) -> None:
-        self.fit_indices = np.r_[np.asarray(references, np.int64), np.asarray(calibration, np.int64)]
-        self.fit_tags = {"code": np.r_[reference_codes, calibration_codes].astype(np.int64),
-                         "role": np.r_[np.full(len(references), REFERENCE), np.full(len(calibration), CALIBRATION)]}
+    @classmethod
+    def for_fit(cls, train_grids: list, train_maps: np.ndarray, plan, batch_size: int = 32) -> "FeatureDataModule":
+        """The datamodule of one fit: the maps `plan` (a FitPlan) chose, references first."""
+        features = cls(train_grids, train_maps, batch_size=batch_size)
+        features.plan = plan
+        features.fit_indices = np.r_[np.asarray(plan.references, np.int64), np.asarray(plan.calibration, np.int64)]
+        features.fit_tags = {"code": np.r_[plan.reference_codes, plan.calibration_codes].astype(np.int64),
+                             "role": np.r_[np.full(len(plan.references), REFERENCE),
+                                           np.full(len(plan.calibration), CALIBRATION)]}
+        return features
 
     def train_dataloader(self) -> DataLoader:
         if not len(self.fit_indices):
-            raise RuntimeError("FeatureDataModule: call use_for_fit(...) with the chosen train maps before fitting")
+            raise RuntimeError("FeatureDataModule: a fit reads the datamodule its plan made (FeatureDataModule.for_fit, "
+                               "or GatedPatchCore.prepare_fit)")
         dataset = GridDataset(self.train_grids, self.train_maps, self.fit_indices, self.fit_tags)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
 

@@ -1,8 +1,8 @@
 """Lightning wrappers: `PatchCore` (one mixed bank) and `GatedPatchCore` (gate + banks) around the torch core.
 
-fit: `plan_fit` (gate on all train maps, choice of references) runs first; the training epoch then reads the chosen
-maps' cached grids batch by batch (`FeatureDataModule`) and builds the banks on the accelerator Lightning placed
-the module on. predict: each batch is scored on the module's device. No backbone here: features come from the
+fit: `prepare_fit` (gate on all train maps, choice of references) returns the datamodule of the chosen maps; the
+training epoch over it reads their cached grids batch by batch and builds the banks on the accelerator Lightning
+placed the module on. predict: each batch is scored on the module's device. No backbone here: features come from the
 feature cache, so a checkpoint holds banks, gate and statistics only.
 """
 from __future__ import annotations
@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from hdmap.condition_names import names_of
-from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE
+from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE, FeatureDataModule
 from hdmap.models.fit_embeddings import FitEmbeddings
 from hdmap.models.knn_choice import knn_choice
 from hdmap.models.patchcore import GatedPatchCoreModel
@@ -32,12 +32,13 @@ class GatedPatchCore(L.LightningModule):
         self.devices_used: dict[str, str] = {}  # where banks and kNN ran (reported in metrics.json)
         self._fit: FitEmbeddings | None = None
 
-    def plan_fit(self, train_maps, statistics=None, train_global_features=None,
-                 train_truth: list[str] | None = None) -> FitPlan:
-        """Take the fitted input preparation, fit the gate on all train maps and choose the maps the training
-        epoch will read."""
-        self.plan = self.core.plan_fit(train_maps, statistics, train_global_features, train_truth)
-        return self.plan
+    def prepare_fit(self, train_grids: list, train_maps, statistics=None, train_truth: list[str] | None = None,
+                    batch_size: int = 32) -> FeatureDataModule:
+        """Take the fitted input preparation, fit the gate on all train maps, choose the maps the training epoch
+        reads, and return the datamodule of exactly those maps: `Trainer.fit(module, datamodule=...)` with it is
+        the fit (an epoch over any other datamodule is refused)."""
+        self.plan = self.core.plan_fit(train_maps, statistics, self.core.global_features(train_grids), train_truth)
+        return FeatureDataModule.for_fit(train_grids, train_maps, self.plan, batch_size)
 
     def configure_optimizers(self):
         return None
@@ -62,16 +63,18 @@ class GatedPatchCore(L.LightningModule):
         self.core.gate.train_source = saved.get("gate_train_source", "")
 
     def on_train_epoch_start(self) -> None:
-        if self.plan is None:
-            raise RuntimeError("call plan_fit(...) before fitting: it chooses the maps the epoch reads")
-        plan = self.plan  # the datamodule reads these maps in this order (FeatureDataModule.use_for_fit)
+        datamodule = getattr(self.trainer, "datamodule", None)
+        if self.plan is None or getattr(datamodule, "plan", None) is not self.plan:
+            raise RuntimeError("fit with the datamodule prepare_fit(...) returned: it reads the maps this model's "
+                               "plan chose")
+        plan = self.plan  # the datamodule reads these maps in this order (FeatureDataModule.for_fit)
         roles = np.r_[np.full(len(plan.references), REFERENCE), np.full(len(plan.calibration), CALIBRATION)]
         codes = np.r_[plan.reference_codes, plan.calibration_codes]
         self._fit = FitEmbeddings(roles, codes, by_code=self.core.config.bank_mode != "mixed")
 
     def training_step(self, batch, batch_idx):
         if self._fit is None:
-            raise RuntimeError("call plan_fit(...) before fitting: it chooses the maps the epoch reads")
+            raise RuntimeError("fit with the datamodule prepare_fit(...) returned")
         self._fit.add(self.core.embed(batch["grids"], batch["map"]), batch["map"])
 
     def on_train_epoch_end(self) -> None:

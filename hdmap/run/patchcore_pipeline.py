@@ -46,10 +46,7 @@ def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData,
                   preparation: ConditionStatistics | None = None, accelerator: str = "auto",
                   batch_size: int = 32) -> GatedPatchCore:
     """Gate + reference choice on all train maps, then a Trainer epoch over the chosen maps builds the banks."""
-    module.plan_fit(data.train_maps, preparation, module.core.global_features(train_grids), data.train_truth)
-    features = FeatureDataModule(train_grids, data.train_maps, batch_size=batch_size)
-    plan = module.plan
-    features.use_for_fit(plan.references, plan.reference_codes, plan.calibration, plan.calibration_codes)
+    features = module.prepare_fit(train_grids, data.train_maps, preparation, data.train_truth, batch_size)
     make_trainer(accelerator).fit(module, datamodule=features)
     return module
 
