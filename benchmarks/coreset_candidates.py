@@ -43,16 +43,16 @@ def reference_patches(root: str, cache_dir: str) -> torch.Tensor:
     from hdmap.jobs.fit_eval import resolve_config
     from hdmap.kinds.patchcore import build_module
     from hdmap.models.embedding import flatten_patches
-    from hdmap.models.patchcore_config import fit_input_preparation
+    from hdmap.models.patchcore_config import fit_condition_stats
     from hdmap.run.patchcore_pipeline import cached_features
 
     config = resolve_config(root, None, None, [], "tf_efficientnet_lite0")
     with tempfile.TemporaryDirectory() as folder:
         data = load_domain(root, "C", Path(folder) / "split.json")
     module = build_module(config)
-    preparation = fit_input_preparation(module.core.config, data.train_maps)
-    train_grids, _ = cached_features(config, data, FeatureCache(cache_dir), preparation, "cpu")
-    plan = module.core.plan_fit(data.train_maps, preparation, module.core.global_features(train_grids),
+    condition_stats = fit_condition_stats(module.core.config, data.train_maps)
+    train_grids, _ = cached_features(config, data, FeatureCache(cache_dir), condition_stats, "cpu")
+    plan = module.core.plan_fit(data.train_maps, condition_stats, module.core.global_features(train_grids),
                                 data.train_truth)
     parts = []
     for start in range(0, len(plan.references), 50):

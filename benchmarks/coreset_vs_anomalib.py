@@ -27,17 +27,17 @@ def reference_patches(n_maps: int) -> torch.Tensor:
     from hdmap.kinds.patchcore import build_module
     from hdmap.kinds.registry import default_config
     from hdmap.models.embedding import flatten_patches
-    from hdmap.models.patchcore_config import fit_input_preparation
+    from hdmap.models.patchcore_config import fit_condition_stats
     from hdmap.run.patchcore_pipeline import cached_features
 
     config = default_config()
     with tempfile.TemporaryDirectory() as folder:
         data = load_domain(str(ensure_embedded_dataset()), "C", Path(folder) / "split.json")
         module = build_module(config)
-        preparation = fit_input_preparation(module.core.config, data.train_maps)
+        condition_stats = fit_condition_stats(module.core.config, data.train_maps)
         train_grids, _ = cached_features(config, data, FeatureCache(Path(folder) / "cache", progress=False),
-                                         preparation, "cpu")
-        plan = module.core.plan_fit(data.train_maps, preparation, module.core.global_features(train_grids))
+                                         condition_stats, "cpu")
+        plan = module.core.plan_fit(data.train_maps, condition_stats, module.core.global_features(train_grids))
         chosen = plan.references[:n_maps]
         grids = [torch.from_numpy(np.asarray(g[chosen], dtype=np.float32)) for g in train_grids]
         return flatten_patches(module.core.embed(grids, torch.from_numpy(data.train_maps[chosen])))

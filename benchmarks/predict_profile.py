@@ -60,7 +60,7 @@ def profile(config: dict, data, cache, repeats: int) -> dict:
 
     module, _, _ = pipeline.fit_and_score(build_module(config), config, data, cache, accelerator="cpu",
                                           tune_only=True)  # warms the cache and the coreset store
-    _, test_grids = pipeline.cached_features(config, data, cache, module.core.map_stats, "cpu")
+    _, test_grids = pipeline.cached_features(config, data, cache, module.core.condition_stats, "cpu")
     runs = [timed_stages(lambda: pipeline.score_patchcore(module, test_grids, data, "cpu", tune_only=True))
             for _ in range(repeats)]
     wall, stages = min(runs, key=lambda r: r[0])

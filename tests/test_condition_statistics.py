@@ -156,4 +156,24 @@ def test_a_run_fits_its_input_preparation_once_and_hands_the_same_object_to_cach
     module, _, _ = fit_and_score(config, domain_c, FeatureCache(enabled=False, progress=False))
     assert [n for _, n in fitted] == [len(domain_c.train_maps)]
     assert normalised_with and all(s is fitted[0][0] for s in normalised_with)
-    assert module.core.map_stats is fitted[0][0]
+    assert module.core.condition_stats is fitted[0][0]
+
+
+def test_a_checkpoint_from_before_the_rename_loads_its_condition_statistics(tiny_config, domain_c, feature_cache,
+                                                                             tmp_path):
+    """The condition statistics were `core.map_stats.*` in earlier checkpoints: they load into condition_stats."""
+    import torch
+
+    from hdmap.kinds.registry import fit_and_score
+    from hdmap.models.checkpoint_files import lightning_checkpoint
+    from hdmap.models.lightning_patchcore import GatedPatchCore
+
+    module, _, _ = fit_and_score(tiny_config, domain_c, feature_cache)
+    checkpoint = lightning_checkpoint(module)
+    old = {key.replace("core.condition_stats.", "core.map_stats."): value
+           for key, value in checkpoint["state_dict"].items()}
+    assert any(key.startswith("core.map_stats.") for key in old)
+    torch.save({**checkpoint, "state_dict": old}, tmp_path / "old.ckpt")
+    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
+    for key, value in module.core.condition_stats.state_dict().items():
+        assert torch.equal(reloaded.core.condition_stats.state_dict()[key], value)

@@ -234,6 +234,6 @@ def test_default_inputs_follow_step6_and_plain_patchcore_takes_the_raw_maps(doma
                                                           "model": {"shots": 4}})
         module, _, metrics = fit_and_score(config, domain_c, feature_cache)
         sizes[name] = module.core.banks["mixed"].features.shape[1]
-        assert module.core.map_stats.fitted == (name == "gated_patchcore")
+        assert module.core.condition_stats.fitted == (name == "gated_patchcore")
     assert metrics["config"]["model"]["input_norm"] == "none" and metrics["config"]["model"]["band_weight"] == 0
     assert sizes["gated_patchcore"] == sizes["patchcore"] + 1  # the band-descriptor channel

@@ -1,4 +1,4 @@
-"""Features computed once per (backbone, weights, transform, input preparation, files) key, one array per tap,
+"""Features computed once per (backbone, weights, transform, input condition_stats, files) key, one array per tap,
 stored fp16 on disk, memory-mapped. The key leaves the tap set out: every tap of a key comes from the same input, so
 tap sets share an entry, and a pass can also extract the taps a search may ask for later (`prefetch_taps`).
 
@@ -59,9 +59,9 @@ def file_checksum(path: Path) -> str:
     return f"{path.stat().st_size}:{crc:08x}"
 
 
-def normalising(preparation: ConditionStatistics | None) -> ConditionStatistics | None:
-    """The input preparation when it changes the maps the backbone sees, else None."""
-    return preparation if preparation is not None and preparation.changes_inputs else None
+def normalising(condition_stats: ConditionStatistics | None) -> ConditionStatistics | None:
+    """The input condition_stats when it changes the maps the backbone sees, else None."""
+    return condition_stats if condition_stats is not None and condition_stats.changes_inputs else None
 
 
 def entry_backbone(spec: BackboneSpec) -> dict:
@@ -70,10 +70,10 @@ def entry_backbone(spec: BackboneSpec) -> dict:
 
 
 def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str],
-              preparation: ConditionStatistics | None = None) -> str:
+              condition_stats: ConditionStatistics | None = None) -> str:
     identity = {"backbone": entry_backbone(spec), "transform": asdict(transform), "files": file_fingerprint(paths)}
-    if normalising(preparation) is not None:  # maps normalised before the backbone: how, and the train statistics
-        identity["prepare"] = preparation.identity()
+    if normalising(condition_stats) is not None:  # maps normalised before the backbone: how, and the train statistics
+        identity["prepare"] = condition_stats.identity()  # the key name is part of every cache key: kept
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()[:24]
 
 
@@ -131,17 +131,17 @@ class FeatureCache:
         return MapTransform(image_size, resize, normalisation, stride, mean_std)
 
     def features(self, spec: BackboneSpec, transform: MapTransform, paths: list[str],
-                 preparation: ConditionStatistics | None = None,
+                 condition_stats: ConditionStatistics | None = None,
                  device: str | torch.device | None = None) -> list[np.ndarray]:
         """One array (N, C, h, w) per tap, in the order of `paths`; float16 memory-maps when cached.
-        `preparation` (the run's condition statistics, fitted on train) normalises each map before the backbone
+        `condition_stats` (the run's condition statistics, fitted on train) normalises each map before the backbone
         when its input_norm says so. The backbone runs on `device` (the pipeline passes its Trainer's)."""
-        prepare = normalising(preparation)
+        condition_stats = normalising(condition_stats)
         device = str(device or self.device)
         if not self.enabled:
             self.misses += 1
-            return [a.astype(np.float16) for a in self._extract(spec, transform, paths, prepare, device)]
-        key = cache_key(spec, transform, paths, prepare)
+            return [a.astype(np.float16) for a in self._extract(spec, transform, paths, condition_stats, device)]
+        key = cache_key(spec, transform, paths, condition_stats)
         folder = self.root / key
         self.root.mkdir(parents=True, exist_ok=True)
         lock = self.root / f"{key}.lock"
@@ -158,7 +158,7 @@ class FeatureCache:
                     self.misses += 1
                     extract = sorted(set(missing) | (self._prefetchable(spec, device) - set(recorded)))
                     recorded = {t: c for t, c in recorded.items() if t not in extract}
-                    self._write(folder, replace(spec, taps=tuple(extract)), transform, paths, prepare, device,
+                    self._write(folder, replace(spec, taps=tuple(extract)), transform, paths, condition_stats, device,
                                 recorded)
                 else:
                     self.hits += 1  # another worker wrote it while this one waited
@@ -207,9 +207,9 @@ class FeatureCache:
                 warnings.warn(f"feature cache entry {file} is corrupt or incomplete ({error}): recomputing it")
             return False
 
-    def _write(self, folder: Path, spec, transform, paths, prepare, device: str, kept: dict[int, str]) -> None:
+    def _write(self, folder: Path, spec, transform, paths, condition_stats, device: str, kept: dict[int, str]) -> None:
         """Extract `spec.taps` and add them to the entry beside the taps it keeps (`kept`: {tap: checksum})."""
-        arrays = self._extract(spec, transform, paths, prepare, device)
+        arrays = self._extract(spec, transform, paths, condition_stats, device)
         folder.mkdir(parents=True, exist_ok=True)
         checksums = {str(t): c for t, c in kept.items()}
         for tap, array in zip(spec.taps, arrays):
@@ -224,10 +224,10 @@ class FeatureCache:
             _VERIFIED.add((str(target), stat.st_size, stat.st_mtime_ns, checksums[str(tap)]))
         meta = {"backbone": entry_backbone(spec),
                 "transform": asdict(transform), "n_files": len(paths),
-                "prepare": prepare.identity() if prepare is not None else None, "taps": checksums}
+                "prepare": condition_stats.identity() if condition_stats is not None else None, "taps": checksums}
         write_text_atomic(folder / "meta.json", json.dumps(meta, default=list))
 
-    def _extract(self, spec, transform, paths, prepare, device: str) -> list[np.ndarray]:
+    def _extract(self, spec, transform, paths, condition_stats, device: str) -> list[np.ndarray]:
         backbone = self.backbone(spec, device)
         outputs: list[list[np.ndarray]] = [[] for _ in spec.taps]
         first_shape = None
@@ -239,8 +239,8 @@ class FeatureCache:
                     first_shape = first_shape or array.shape
                     if array.shape != first_shape:
                         raise HDMAPFileError(f"{path}: shape {array.shape} differs from {first_shape} of the other maps")
-                if prepare is not None:
-                    maps = list(prepare.normalise(torch.from_numpy(np.stack(maps))).numpy())
+                if condition_stats is not None:
+                    maps = list(condition_stats.normalise(torch.from_numpy(np.stack(maps))).numpy())
                 x = transform.batch(maps).to(device)
                 for tap, grid in enumerate(backbone(x)):
                     outputs[tap].append(grid.float().cpu().numpy())

@@ -32,12 +32,12 @@ class GatedPatchCore(L.LightningModule):
         self.devices_used: dict[str, str] = {}  # where banks and kNN ran (reported in metrics.json)
         self._fit: FitEmbeddings | None = None
 
-    def prepare_fit(self, train_grids: list, train_maps, statistics=None, train_truth: list[str] | None = None,
+    def prepare_fit(self, train_grids: list, train_maps, condition_stats=None, train_truth: list[str] | None = None,
                     batch_size: int = 32) -> FeatureDataModule:
-        """Take the fitted input preparation, fit the gate on all train maps, choose the maps the training epoch
+        """Take the fitted input condition_stats, fit the gate on all train maps, choose the maps the training epoch
         reads, and return the datamodule of exactly those maps: `Trainer.fit(module, datamodule=...)` with it is
         the fit (an epoch over any other datamodule is refused)."""
-        self.plan = self.core.plan_fit(train_maps, statistics, self.core.global_features(train_grids), train_truth)
+        self.plan = self.core.plan_fit(train_maps, condition_stats, self.core.global_features(train_grids), train_truth)
         return FeatureDataModule.for_fit(train_grids, train_maps, self.plan, batch_size)
 
     def configure_optimizers(self):
@@ -54,8 +54,10 @@ class GatedPatchCore(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """What the fit had to decide (fallbacks, how the gate assigned train) stays with the model."""
         state = checkpoint.get("state_dict", {})
+        for key in [k for k in state if k.startswith("core.map_stats.")]:  # its name before hdmap 0.1 wave 4
+            state["core.condition_stats." + key[len("core.map_stats."):]] = state.pop(key)
         for key, value in self.state_dict().items():  # checkpoints from before the condition statistics existed
-            if key.startswith(("core.map_stats.", "core.band.", "core.fusion_calibration")) and key not in state:
+            if key.startswith(("core.condition_stats.", "core.band.", "core.fusion_calibration")) and key not in state:
                 state[key] = value
         saved = checkpoint.get("fit_notes", {})
         self.core.apply_fallback(saved.get("fallback"))  # before the state loads: the banks the fit built

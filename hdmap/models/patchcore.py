@@ -19,7 +19,7 @@ from hdmap.gating.gates import Gate
 from hdmap.models.band import BandDetector
 from hdmap.models.embedding import flatten_patches, patch_embedding
 from hdmap.models.memory_bank import MemoryBank
-from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig, fit_input_preparation
+from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig, fit_condition_stats
 from hdmap.statistics import held_out_projection, is_bimodal
 
 
@@ -51,7 +51,7 @@ class GatedPatchCoreModel(nn.Module):
         # (PatchCore, band) x [mean, std] of the image scores on held-out train normals, for fusion
         self.register_buffer("fusion_calibration", torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64))
         cfg = self.config
-        self.map_stats = ConditionStatistics(cfg.input_norm, cfg.norm_percentile, cfg.gate.percentile, cfg.band_window)
+        self.condition_stats = ConditionStatistics(cfg.input_norm, cfg.norm_percentile, cfg.gate.percentile, cfg.band_window)
         self.notes: list[str] = []  # what the fit had to decide (fallbacks), for the report
         self.coreset_store = None  # a CoresetStore: greedy orders reused between fits (Tune trials)
         self.train_assignment: torch.Tensor | None = None
@@ -67,7 +67,7 @@ class GatedPatchCoreModel(nn.Module):
         if self.config.band_weight > 0:
             if maps is None:
                 raise ValueError("band_weight > 0: embed() needs the raw maps for the band descriptor")
-            band = self.map_stats.band_channel(_as_tensor(maps).to(embedding.device), embedding.shape[-2:])
+            band = self.condition_stats.band_channel(_as_tensor(maps).to(embedding.device), embedding.shape[-2:])
             embedding = torch.cat([embedding, self.config.band_weight * band.to(embedding.dtype)], dim=1)
         return embedding
 
@@ -97,20 +97,20 @@ class GatedPatchCoreModel(nn.Module):
                              f"{error}") from error
         return picked, assignment.numpy()[picked]
 
-    def plan_fit(self, train_maps, statistics: ConditionStatistics | None = None,
+    def plan_fit(self, train_maps, condition_stats: ConditionStatistics | None = None,
                  train_global_features: torch.Tensor | None = None, train_truth: list[str] | None = None) -> FitPlan:
-        """Take the input preparation fitted on train (`fit_input_preparation`), fit the gate on all train maps,
+        """Take the input condition_stats fitted on train (`fit_condition_stats`), fit the gate on all train maps,
         then choose the references (and soft-mode calibration maps)."""
         self.apply_fallback(None)  # a new fit decides afresh
         cfg = self.config
         train_maps = _as_tensor(train_maps).float()
         self.notes = []
         if cfg.condition_statistics() is not None:
-            if statistics is None or not statistics.fitted:
+            if condition_stats is None or not condition_stats.fitted:
                 raise ValueError("these settings normalise inputs or add the band descriptor: plan_fit needs the "
-                                 "condition statistics fitted on train (fit_input_preparation)")
-            self.map_stats = statistics
-            self.notes += statistics.notes
+                                 "condition statistics fitted on train (fit_condition_stats)")
+            self.condition_stats = condition_stats
+            self.notes += condition_stats.notes
         assignment = self.gate.assign_train(train_maps, train_global_features, train_truth).cpu()
         if cfg.gate.kind == "oracle" and self.gate.train_source != "known conditions":
             self.notes.append(f"oracle gate: {self.gate.train_source}")
@@ -254,7 +254,7 @@ class GatedPatchCoreModel(nn.Module):
 
     def fit(self, train_grids: list, train_maps, train_truth: list[str] | None = None) -> "GatedPatchCoreModel":
         """All of fitting in one call (tests, notebooks): plan, embed the chosen maps, banks, calibration."""
-        plan = self.plan_fit(train_maps, fit_input_preparation(self.config, train_maps),
+        plan = self.plan_fit(train_maps, fit_condition_stats(self.config, train_maps),
                              self.global_features(train_grids), train_truth)
         maps = _as_tensor(train_maps)
         embedding = self.embed(_select(train_grids, plan.references), maps[plan.references])

@@ -18,35 +18,35 @@ from hdmap.features.feature_datamodule import FeatureDataModule
 from hdmap.gating.gates import gate_accuracy
 from hdmap.models.coreset_store import CoresetStore
 from hdmap.models.lightning_patchcore import GatedPatchCore, gather_predictions
-from hdmap.models.patchcore_config import fit_input_preparation
+from hdmap.models.patchcore_config import fit_condition_stats
 from hdmap.run.trainer import accelerator_device, make_trainer
 
 def spec_of(config: dict) -> BackboneSpec:
     return BackboneSpec.from_config(config["backbone"])
 
 
-def item_features(config: dict, items: list, cache: FeatureCache, preparation: ConditionStatistics | None = None,
+def item_features(config: dict, items: list, cache: FeatureCache, condition_stats: ConditionStatistics | None = None,
                   device: str | torch.device | None = None) -> list:
-    """Grids per tap of `items`, from the cache (extracted on `device` when missing); `preparation` (fitted on
+    """Grids per tap of `items`, from the cache (extracted on `device` when missing); `condition_stats` (fitted on
     train) normalises the maps before the backbone when the run's input_norm says so."""
     spec = spec_of(config)
     transform = cache.transform_for(spec, config["image_size"], config["resize"], config["normalisation"], device)
-    return cache.features(spec, transform, [i.path for i in items], preparation, device)
+    return cache.features(spec, transform, [i.path for i in items], condition_stats, device)
 
 
 def cached_features(config: dict, data: DomainData, cache: FeatureCache,
-                    preparation: ConditionStatistics | None = None,
+                    condition_stats: ConditionStatistics | None = None,
                     device: str | torch.device | None = None) -> tuple[list, list]:
     """(train grids, test grids) per tap, from the cache."""
-    return (item_features(config, data.train, cache, preparation, device),
-            item_features(config, data.test, cache, preparation, device))
+    return (item_features(config, data.train, cache, condition_stats, device),
+            item_features(config, data.test, cache, condition_stats, device))
 
 
 def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData,
-                  preparation: ConditionStatistics | None = None, accelerator: str = "auto",
+                  condition_stats: ConditionStatistics | None = None, accelerator: str = "auto",
                   batch_size: int = 32) -> GatedPatchCore:
     """Gate + reference choice on all train maps, then a Trainer epoch over the chosen maps builds the banks."""
-    features = module.prepare_fit(train_grids, data.train_maps, preparation, data.train_truth, batch_size)
+    features = module.prepare_fit(train_grids, data.train_maps, condition_stats, data.train_truth, batch_size)
     make_trainer(accelerator).fit(module, datamodule=features)
     return module
 
@@ -81,11 +81,11 @@ def fit_and_score(module: GatedPatchCore, config: dict, data: DomainData, cache:
     if cache.enabled:  # greedy coreset orders are cached beside the features
         module.core.coreset_store = CoresetStore(cache.root / "coresets")
     device = accelerator_device(accelerator)  # the backbone runs where the Trainer puts the banks
-    preparation = fit_input_preparation(module.core.config, data.train_maps)  # the one fit, on train maps only
-    train_grids, test_grids = cached_features(config, data, cache, preparation, device)
+    condition_stats = fit_condition_stats(module.core.config, data.train_maps)  # the one fit, on train maps only
+    train_grids, test_grids = cached_features(config, data, cache, condition_stats, device)
     features_s = time.perf_counter() - start
     start = time.perf_counter()
-    fit_patchcore(module, train_grids, data, preparation, accelerator)
+    fit_patchcore(module, train_grids, data, condition_stats, accelerator)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator, tune_only=tune_only)
@@ -100,7 +100,7 @@ def score_saved_module(module: GatedPatchCore, config: dict, data: DomainData, c
     """(outputs, metrics) of an already fitted (e.g. reloaded) module; needs no train features."""
     start = time.perf_counter()
     device = accelerator_device(accelerator)
-    test_grids = item_features(config, data.test, cache, module.core.map_stats, device)  # as fitted, from the checkpoint
+    test_grids = item_features(config, data.test, cache, module.core.condition_stats, device)  # as fitted, from the checkpoint
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator)

@@ -77,7 +77,7 @@ LIMITS = {"gated_patchcore": [patchcore_shots_limit], "patchcore": [patchcore_sh
 
 def clip_param(param: Param, most: int) -> list:
     """The values of `param` dropped to respect `most` (None, all of train, always holds); edits `param`."""
-    if param.kind == "choice":
+    if param.distribution == "choice":
         dropped = [v for v in param.values if isinstance(v, int) and not isinstance(v, bool) and v > most]
         param.values = [v for v in param.values if v not in dropped]
         return dropped
@@ -87,7 +87,7 @@ def clip_param(param: Param, most: int) -> list:
     if low > most:
         param.values = []
         return [f"[{low}, {high}]"]
-    param.values = [low, int(most) if param.kind == "int" else most]
+    param.values = [low, int(most) if param.distribution == "int" else most]
     return [f"({most}, {high}]"]
 
 

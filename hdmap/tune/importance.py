@@ -16,11 +16,11 @@ MIN_TRIALS = 4
 def _distribution(param):
     from optuna.distributions import CategoricalDistribution, FloatDistribution, IntDistribution
 
-    if param.kind == "choice":
+    if param.distribution == "choice":
         return CategoricalDistribution([_encode(v) for v in param.values])
-    if param.kind == "int":
+    if param.distribution == "int":
         return IntDistribution(int(param.values[0]), int(param.values[1]), step=int(param.step or 1))
-    return FloatDistribution(float(param.values[0]), float(param.values[1]), log=param.kind == "loguniform",
+    return FloatDistribution(float(param.values[0]), float(param.values[1]), log=param.distribution == "loguniform",
                              step=param.step)
 
 

@@ -26,14 +26,14 @@ from hdmap.config import ConfigError, merge, nest
 from hdmap.kinds.registry import default_config, validate
 from hdmap.kinds.patchcore import backbone_settings
 
-KINDS = ("choice", "uniform", "loguniform", "int")
+DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 METRICS = ("accuracy_cv", "accuracy", "auroc")
 
 
 @dataclass
 class Param:
     key: str
-    kind: str
+    distribution: str  # choice | uniform | loguniform | int (DISTRIBUTIONS)
     values: list
     step: float | None = None
     when: dict = field(default_factory=dict)
@@ -83,25 +83,25 @@ def _error(source: str, key: str, problem: str) -> ConfigError:
 def parse_param(key: str, spec, source: str, earlier: list[str]) -> Param:
     if not isinstance(spec, dict):
         raise _error(source, key, f"expected a mapping like {{choice: [...]}}, got {spec!r}")
-    unknown = set(spec) - set(KINDS) - {"step", "when"}
+    unknown = set(spec) - set(DISTRIBUTIONS) - {"step", "when"}
     if unknown:
-        raise _error(source, key, f"unknown field(s) {sorted(unknown)}; use one of {KINDS}, step, when")
-    kinds = [k for k in KINDS if k in spec]
-    if len(kinds) != 1:
-        raise _error(source, key, f"needs exactly one of {KINDS}")
-    kind, values = kinds[0], spec[kinds[0]]
-    if kind == "choice":
+        raise _error(source, key, f"unknown field(s) {sorted(unknown)}; use one of {DISTRIBUTIONS}, step, when")
+    named = [k for k in DISTRIBUTIONS if k in spec]
+    if len(named) != 1:
+        raise _error(source, key, f"needs exactly one of {DISTRIBUTIONS}")
+    distribution, values = named[0], spec[named[0]]
+    if distribution == "choice":
         if not isinstance(values, list) or not values:
             raise _error(source, key, "choice needs a non-empty list")
     else:
         if not (isinstance(values, list) and len(values) == 2 and all(isinstance(v, (int, float)) for v in values)):
-            raise _error(source, key, f"{kind} needs [low, high] numbers, got {values!r}")
+            raise _error(source, key, f"{distribution} needs [low, high] numbers, got {values!r}")
         low, high = values
         if not low < high:
-            raise _error(source, key, f"{kind} range needs low < high, got [{low}, {high}]")
-        if kind == "loguniform" and low <= 0:
+            raise _error(source, key, f"{distribution} range needs low < high, got [{low}, {high}]")
+        if distribution == "loguniform" and low <= 0:
             raise _error(source, key, f"loguniform needs low > 0, got {low}")
-        if kind == "int" and not all(isinstance(v, int) for v in values):
+        if distribution == "int" and not all(isinstance(v, int) for v in values):
             raise _error(source, key, f"int range needs integers, got {values!r}")
     when = spec.get("when") or {}
     if not isinstance(when, dict):
@@ -109,7 +109,7 @@ def parse_param(key: str, spec, source: str, earlier: list[str]) -> Param:
     for name in when:
         if name not in earlier:
             raise _error(source, key, f"'when' refers to '{name}', which is not an earlier parameter")
-    return Param(key, kind, values, spec.get("step"), when)
+    return Param(key, distribution, values, spec.get("step"), when)
 
 
 def load_space(path: str | Path) -> SearchSpace:
@@ -167,12 +167,12 @@ def suggest(trial, space: SearchSpace) -> dict:
         if not _active(param, {k: decode(v) for k, v in sampled.items()}):
             continue
         low_high = param.values
-        if param.kind == "choice":
+        if param.distribution == "choice":
             sampled[param.key] = trial.suggest_categorical(param.key, [_encode(v) for v in param.values])
-        elif param.kind == "int":
+        elif param.distribution == "int":
             sampled[param.key] = trial.suggest_int(param.key, *low_high, step=int(param.step or 1))
         else:
-            sampled[param.key] = trial.suggest_float(param.key, *low_high, log=param.kind == "loguniform",
+            sampled[param.key] = trial.suggest_float(param.key, *low_high, log=param.distribution == "loguniform",
                                                      step=param.step)
     return None  # Ray's OptunaSearch takes the sampled trial.params as the config
 

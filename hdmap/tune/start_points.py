@@ -28,29 +28,29 @@ def value_at(config: dict, key: str):
 
 
 def _contains(param: Param, value) -> bool:
-    if param.kind == "choice":
+    if param.distribution == "choice":
         return _encode(value) in [_encode(v) for v in param.values]
     if not isinstance(value, (int, float)) or isinstance(value, bool):
         return False
     low, high = param.values
-    return low <= value <= high and (param.kind != "int" or float(value).is_integer())
+    return low <= value <= high and (param.distribution != "int" or float(value).is_integer())
 
 
 def include_value(param: Param, value, label: str) -> None:
     """Make `value` a value of `param` (a choice gets it added, a range is widened), with a printed note."""
     if _contains(param, value):
         return
-    if param.kind == "choice":
+    if param.distribution == "choice":
         param.values = list(param.values) + [value]
-    elif isinstance(value, (int, float)) and not isinstance(value, bool) and (param.kind != "int" or
+    elif isinstance(value, (int, float)) and not isinstance(value, bool) and (param.distribution != "int" or
                                                                               float(value).is_integer()):
         low, high = param.values
         param.values = [min(low, value), max(high, value)]
-        if param.kind == "loguniform" and param.values[0] <= 0:
+        if param.distribution == "loguniform" and param.values[0] <= 0:
             raise ConfigError(f"parameter '{param.key}': the {label} value {value} cannot lie in a loguniform range")
     else:
-        raise ConfigError(f"parameter '{param.key}': the {label} value {value!r} cannot be a {param.kind} value")
-    print(f"[hdmap] search space: '{param.key}' now includes the {label} value {value!r} ({param.kind} "
+        raise ConfigError(f"parameter '{param.key}': the {label} value {value!r} cannot be a {param.distribution} value")
+    print(f"[hdmap] search space: '{param.key}' now includes the {label} value {value!r} ({param.distribution} "
           f"{param.values}) so the {label} are a candidate", file=sys.stderr)
 
 
