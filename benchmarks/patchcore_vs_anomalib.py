@@ -22,8 +22,11 @@ from hdmap.data.splits import sample_uniform
 from hdmap.evaluation.metrics import auroc
 from hdmap.features.backbones import BackboneSpec, build_backbone
 from hdmap.data.transforms import MapTransform
-from hdmap.models.patchcore import GatedPatchCoreModel
+from hdmap.config import plain
+from hdmap.features.feature_datamodule import FeatureDataModule
+from hdmap.models.lightning_patchcore import GatedPatchCore, gather_predictions
 from hdmap.models.patchcore_config import PatchCoreConfig
+from hdmap.run.trainer import make_trainer
 
 TAPS = (2, 3)
 
@@ -34,21 +37,25 @@ def batches(x: torch.Tensor, size: int = 32):
 
 
 def run_ours(refs, test, args) -> tuple[np.ndarray, float, float]:
+    """The path every hdmap run takes: the Lightning module, fitted by Trainer.fit on the datamodule of its plan,
+    scored by Trainer.predict (here on features computed in the loop, as anomalib's are)."""
     backbone = build_backbone(BackboneSpec(taps=TAPS))
     config = PatchCoreConfig(bank_mode="mixed", shots=None, reference_sampling="uniform",
                              coreset_ratio=args.coreset_ratio, bank_size=None, coreset_method="greedy",
-                             projection_dim=128, reweight_k=args.k, context_ks=(0,), seed=0)  # anomalib's ratio
-    model = GatedPatchCoreModel(config)
+                             projection_dim=128, reweight_k=args.k, context_ks=(0,), seed=0, input_norm="none",
+                             band_weight=0.0, fusion="none", image_score="max")  # anomalib's ratio and score
+    module = GatedPatchCore(model=plain(config))
     start = time.perf_counter()
     with torch.no_grad():
-        grids = [torch.cat(parts) for parts in zip(*[backbone(b) for b in batches(refs)])]
-    dummy_maps = torch.zeros(len(refs), 2, 2)
-    model.fit(grids, dummy_maps)
+        grids = [torch.cat(parts).numpy() for parts in zip(*[backbone(b) for b in batches(refs)])]
+    train_maps = np.zeros((len(refs), 2, 2), dtype=np.float32)  # no raw maps needed: no band channel, no gate
+    make_trainer("cpu").fit(module, datamodule=module.prepare_fit(grids, train_maps))
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     with torch.no_grad():
-        grids = [torch.cat(parts) for parts in zip(*[backbone(b) for b in batches(test)])]
-    scores = model.score(grids, torch.zeros(len(test), 2, 2))["scores"].numpy()
+        grids = [torch.cat(parts).numpy() for parts in zip(*[backbone(b) for b in batches(test)])]
+    features = FeatureDataModule([], train_maps, grids, np.zeros((len(test), 2, 2), dtype=np.float32))
+    scores = gather_predictions(make_trainer("cpu").predict(module, datamodule=features))["scores"].numpy()
     return scores, fit_s, time.perf_counter() - start
 
 

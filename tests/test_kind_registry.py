@@ -111,3 +111,22 @@ def test_a_toy_kinds_settings_are_checked_by_the_kind(toy_registered):
         registry.validate({**registry.default_config(model_name="toy"), "toy": {"rows": 31, "depth": 2}})
     with pytest.raises(ConfigError, match="model_name must be one of"):
         registry.kind_of("not_a_kind")
+
+
+def test_every_kind_implements_the_typed_interface():
+    """Each kind's callables take exactly the parameters the ModelKind protocols name, in their order."""
+    import dataclasses
+    import inspect
+    import typing
+
+    from hdmap.kinds import kind as kind_module
+    from hdmap.kinds.registry import KINDS
+
+    hints = typing.get_type_hints(kind_module.ModelKind, vars(kind_module))
+    protocols = {f.name: hints[f.name] for f in dataclasses.fields(kind_module.ModelKind)
+                 if getattr(hints[f.name], "_is_protocol", False)}
+    assert set(protocols) == {"defaults", "validate", "fit_and_score", "score_saved", "trial"}
+    for kind in KINDS.values():
+        for name, protocol in protocols.items():
+            wanted = list(inspect.signature(protocol.__call__).parameters)[1:]  # without self
+            assert list(inspect.signature(getattr(kind, name)).parameters) == wanted, (kind.name, name)

@@ -5,10 +5,38 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Callable
+from pathlib import Path
+from typing import TYPE_CHECKING, Callable, Protocol
+
+if TYPE_CHECKING:  # types only: a kind's module imports what it runs
+    from hdmap.data.domain import DomainData
+    from hdmap.features.cache import FeatureCache
 
 # report(fitted module, metrics dict, values for Tune): the trainable saves the checkpoint and reports to Tune
 TrialReport = Callable[[object, dict, dict], None]
+
+
+class Defaults(Protocol):
+    def __call__(self, real_data: bool = False, backbone: str | None = None) -> dict: ...
+
+
+class Validate(Protocol):
+    def __call__(self, config: dict) -> None: ...
+
+
+class FitAndScore(Protocol):
+    def __call__(self, config: dict, data: "DomainData", cache: "FeatureCache | None" = None, progress: bool = False,
+                 tune_only: bool = False) -> tuple[object, dict, dict]: ...
+
+
+class ScoreSaved(Protocol):
+    def __call__(self, path: str | Path, config: dict, data: "DomainData", cache_dir: str | None = None,
+                 progress: bool = False) -> tuple[dict, dict]: ...
+
+
+class Trial(Protocol):
+    def __call__(self, config: dict, data: "DomainData", cache: "FeatureCache", metric: str, repeats: int,
+                 report: TrialReport) -> None: ...
 
 
 @dataclass(frozen=True)
@@ -24,11 +52,11 @@ class ModelKind:
 
     name: str
     description: str
-    defaults: Callable[[bool, str | None], dict]
-    validate: Callable[[dict], None]
-    fit_and_score: Callable
-    score_saved: Callable
-    trial: Callable
+    defaults: Defaults
+    validate: Validate
+    fit_and_score: FitAndScore
+    score_saved: ScoreSaved
+    trial: Trial
     iterative: bool = False  # trials report every epoch: the search adds ASHA
     supports_repeats: bool = False  # `--repeats` averages this kind's reference/coreset seeds
     preflight: Callable[[dict], None] | None = None  # run once in the driver before Ray starts (missing weights)
