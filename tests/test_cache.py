@@ -27,19 +27,34 @@ def test_hit_returns_identical_features_and_setting_change_misses(synth_root, tm
     assert cache.misses == 2 and cache.hits == 0
 
 
-def test_changed_file_is_a_new_key(synth_root, tmp_path):
+def test_the_key_follows_the_maps_contents_not_their_time_stamps(synth_root, tmp_path):
+    """A map rewritten with the same size and mtime (cp -p, rsync -a, tar) is a new key with new features; a
+    touched but unchanged map, or the same maps under another folder, is the same key."""
     import shutil
+
+    import tifffile
+
     folder = tmp_path / "copy"
     shutil.copytree(synth_root / "domain_C", folder / "domain_C")
     cache = FeatureCache(tmp_path / "cache", progress=False)
     transform = cache.transform_for(SPEC, 98, "aspect", "backbone")
     paths = _paths(folder, 3)
-    cache.features(SPEC, transform, paths)
+    first = cache.features(SPEC, transform, paths)
     stat = os.stat(paths[0])
-    os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))
+    os.utime(paths[0], ns=(stat.st_atime_ns, stat.st_mtime_ns + 10**9))  # touched, same bytes
     cache.features(SPEC, transform, paths)
-    cache.features(SPEC, transform, paths)
-    assert (cache.misses, cache.hits) == (2, 1)
+    assert (cache.misses, cache.hits) == (1, 1)
+    moved = tmp_path / "moved"
+    shutil.copytree(folder, moved)
+    cache.features(SPEC, transform, _paths(moved, 3))
+    assert (cache.misses, cache.hits) == (1, 2)
+    before = os.stat(paths[1])
+    tifffile.imwrite(paths[1], tifffile.imread(paths[1])[::-1].copy())  # new content, same size...
+    os.utime(paths[1], ns=(before.st_atime_ns, before.st_mtime_ns))  # ...and the old mtime, as cp -p leaves it
+    assert os.stat(paths[1]).st_size == before.st_size and os.stat(paths[1]).st_mtime_ns == before.st_mtime_ns
+    again = cache.features(SPEC, transform, paths)
+    assert (cache.misses, cache.hits) == (2, 2)
+    assert not np.array_equal(first[0][1], again[0][1]) and np.array_equal(first[0][0], again[0][0])
 
 
 def test_disabled_cache_computes_the_same_values(synth_root, tmp_path):

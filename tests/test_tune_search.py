@@ -17,6 +17,7 @@ from hdmap.jobs.evaluate_checkpoint import evaluate_checkpoint
 from hdmap.tune.runner import SearchOptions, run_search
 
 REPO = Path(__file__).resolve().parents[1]
+HDMAP = str(Path(sys.executable).with_name("hdmap"))
 
 
 @pytest.fixture(scope="module")
@@ -79,6 +80,26 @@ def _parity_conditions_csv(root: Path, path: Path) -> Path:
             rows.append(f"{tiff},{'warm' if int(tiff.stem) % 2 else 'cold'}")
     path.write_text("\n".join(rows) + "\n")
     return path
+
+
+def test_sigterm_to_the_search_stops_it_with_143_and_an_interrupted_summary(synth_root, space_file, tmp_path):
+    """What a scheduler or `timeout` does: SIGTERM to the driver alone. The search stops as on Ctrl-C (summary
+    "interrupted", resumable) and exits 143 naming SIGTERM."""
+    name = "terminated"
+    command = [HDMAP, "tune", "--data-root", str(synth_root), "--space", str(space_file), "--num-samples", "8",
+               "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", name, "--cache-dir",
+               str(tmp_path / "cache")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    exp_dir = tmp_path / "runs" / name
+    deadline = time.time() + 240
+    while time.time() < deadline and len(_finished_trials(exp_dir)) < 1:
+        time.sleep(0.1)
+    os.kill(process.pid, signal.SIGTERM)
+    _, err = process.communicate(timeout=180)
+    assert process.returncode == 143, err[-3000:]
+    assert "hdmap tune: terminated: SIGTERM received" in err and "--resume" in err
+    summary = json.loads((exp_dir / "summary.json").read_text())
+    assert summary["interrupted"] and "continue with --resume" in summary["status"]
 
 
 def test_search_survives_failing_trials_and_eval_reproduces_the_trial(synth_root, space_file, tmp_path,

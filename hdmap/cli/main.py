@@ -11,6 +11,7 @@ from hdmap.cli.eval import add_eval
 from hdmap.cli.fit_eval import add_fit_eval
 from hdmap.cli.synth import add_synth
 from hdmap.cli.tune import add_tune
+from hdmap import termination
 
 ERROR_EXIT = 2
 
@@ -32,13 +33,28 @@ def main(argv: list[str] | None = None) -> int:
     add_eval(sub)
     add_compare(sub)
     args = parser.parse_args(argv)
-    try:
-        return args.run(args)
-    except Exception as error:  # noqa: BLE001 - the CLI's one place that turns errors into one line
-        if args.debug:
-            raise
-        print(f"hdmap {args.command}: error: {one_line(error)} (--debug shows the traceback)", file=sys.stderr)
-        return ERROR_EXIT
+    with termination.sigterm_handled():
+        try:
+            code = args.run(args)
+        except (termination.Terminated, SystemExit):
+            if not termination.received():  # a SystemExit of its own (a script's)
+                raise
+            code = None  # Lightning's SIGTERMException is a SystemExit too
+        except Exception as error:  # noqa: BLE001 - the CLI's one place that turns errors into one line
+            if termination.received():  # an error while stopping: the SIGTERM is the cause
+                code = None
+            elif args.debug:
+                raise
+            else:
+                print(f"hdmap {args.command}: error: {one_line(error)} (--debug shows the traceback)",
+                      file=sys.stderr)
+                return ERROR_EXIT
+        terminated = termination.received()
+    if terminated:  # during the command, or while Tune or Lightning finished a step
+        print(f"hdmap {args.command}: terminated: SIGTERM received; stopped with nothing half-written"
+              + (" (continue the search with --resume)" if args.command == "tune" else ""), file=sys.stderr)
+        return termination.TERMINATED_EXIT
+    return code
 
 
 if __name__ == "__main__":

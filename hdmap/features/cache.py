@@ -1,5 +1,5 @@
-"""Features computed once per (backbone, weights, transform, input condition_stats, files) key, one array per tap,
-stored fp16 on disk, memory-mapped. The key leaves the tap set out: every tap of a key comes from the same input, so
+"""Features computed once per (backbone, weights, transform, condition statistics, files' contents) key, one array
+per tap, stored fp16 on disk, memory-mapped. The key leaves the tap set out: every tap of a key comes from the same input, so
 tap sets share an entry, and a pass can also extract the taps a search may ask for later (`prefetch_taps`).
 
 Layout: CACHE/<key>/tap<t>.npy (N, C, h, w) float16 for backbone tap t + meta.json (each file's size and CRC-32,
@@ -34,20 +34,28 @@ from hdmap.progress import StageProgress
 _BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers reused across trials keep them
 _MODELS: dict[tuple[str, str], tuple[str, str]] = {}  # (identity without taps, device) -> first _BACKBONES key
 _GEOMETRY: dict[str, tuple[int, tuple]] = {}  # backbone identity -> (stride, mean_std), per process
-_VERIFIED: set[tuple[str, int, int, str]] = set()  # (file, size, mtime_ns, checksum) this process has checked
+_VERIFIED: set[tuple[str, int, int, str]] = set()
+_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns, inode) -> SHA-256 of the file's bytes  # (file, size, mtime_ns, checksum) this process has checked
 
 
 def default_cache_dir() -> Path:
     return Path(os.environ.get("HDMAP_CACHE", Path.home() / ".cache" / "hdmap" / "features"))
 
 
-def file_fingerprint(paths: list[str]) -> list[tuple[str, int, int]]:
-    """(resolved path, size, mtime_ns) per file: any edit to a file changes the key."""
-    out = []
-    for path in paths:
-        stat = Path(path).stat()
-        out.append((str(Path(path).resolve()), stat.st_size, stat.st_mtime_ns))
-    return out
+def content_digest(path: str | Path) -> str:
+    """SHA-256 of a map file's bytes, computed once per file version in a process (a version: size, mtime, ctime
+    and inode; `cp -p`, `rsync -a` or tar restore mtime, but never ctime, so a rewritten file is read again)."""
+    stat = os.stat(path)
+    version = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    if version not in _DIGESTS:
+        _DIGESTS[version] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return _DIGESTS[version]
+
+
+def file_fingerprint(paths: list[str]) -> list[str]:
+    """The content digest of each file, in order: the features depend on the maps' bytes, not on their names or
+    time stamps (a map rewritten with the same size and mtime is a new key; a moved data root is the same)."""
+    return [content_digest(path) for path in paths]
 
 
 def file_checksum(path: Path) -> str:
@@ -60,7 +68,7 @@ def file_checksum(path: Path) -> str:
 
 
 def normalising(condition_stats: ConditionStatistics | None) -> ConditionStatistics | None:
-    """The input condition_stats when it changes the maps the backbone sees, else None."""
+    """The condition statistics when they change the maps the backbone sees, else None."""
     return condition_stats if condition_stats is not None and condition_stats.changes_inputs else None
 
 
@@ -71,7 +79,8 @@ def entry_backbone(spec: BackboneSpec) -> dict:
 
 def cache_key(spec: BackboneSpec, transform: MapTransform, paths: list[str],
               condition_stats: ConditionStatistics | None = None) -> str:
-    identity = {"backbone": entry_backbone(spec), "transform": asdict(transform), "files": file_fingerprint(paths)}
+    identity = {"version": 2, "backbone": entry_backbone(spec), "transform": asdict(transform),
+                "files": file_fingerprint(paths)}  # version 2: files by content
     if normalising(condition_stats) is not None:  # maps normalised before the backbone: how, and the train statistics
         identity["prepare"] = condition_stats.identity()  # the key name is part of every cache key: kept
     return hashlib.sha256(json.dumps(identity, sort_keys=True, default=list).encode()).hexdigest()[:24]
@@ -222,8 +231,8 @@ class FeatureCache:
                 partial.unlink(missing_ok=True)  # nothing half-written left behind (a full disk)
             stat = target.stat()
             _VERIFIED.add((str(target), stat.st_size, stat.st_mtime_ns, checksums[str(tap)]))
-        meta = {"backbone": entry_backbone(spec),
-                "transform": asdict(transform), "n_files": len(paths),
+        meta = {"backbone": entry_backbone(spec), "transform": asdict(transform), "n_files": len(paths),
+                "file_digests": file_fingerprint(paths),  # what the entry was computed from
                 "prepare": condition_stats.identity() if condition_stats is not None else None, "taps": checksums}
         write_text_atomic(folder / "meta.json", json.dumps(meta, default=list))
 

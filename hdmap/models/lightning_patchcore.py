@@ -34,7 +34,7 @@ class GatedPatchCore(L.LightningModule):
 
     def prepare_fit(self, train_grids: list, train_maps, condition_stats=None, train_truth: list[str] | None = None,
                     batch_size: int = 32) -> FeatureDataModule:
-        """Take the fitted input condition_stats, fit the gate on all train maps, choose the maps the training epoch
+        """Take the fitted condition statistics, fit the gate on all train maps, choose the maps the training epoch
         reads, and return the datamodule of exactly those maps: `Trainer.fit(module, datamodule=...)` with it is
         the fit (an epoch over any other datamodule is refused)."""
         self.plan = self.core.plan_fit(train_maps, condition_stats, self.core.global_features(train_grids), train_truth)

@@ -99,7 +99,7 @@ class GatedPatchCoreModel(nn.Module):
 
     def plan_fit(self, train_maps, condition_stats: ConditionStatistics | None = None,
                  train_global_features: torch.Tensor | None = None, train_truth: list[str] | None = None) -> FitPlan:
-        """Take the input condition_stats fitted on train (`fit_condition_stats`), fit the gate on all train maps,
+        """Take the condition statistics fitted on train (`fit_condition_stats`), fit the gate on all train maps,
         then choose the references (and soft-mode calibration maps)."""
         self.apply_fallback(None)  # a new fit decides afresh
         cfg = self.config

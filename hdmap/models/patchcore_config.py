@@ -1,5 +1,5 @@
 """Settings of (gated) PatchCore, the plan of a fit (which train maps it reads), and the one fit of a run's input
-condition_stats (the condition statistics these settings use)."""
+preparation (the condition statistics these settings use)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -118,7 +118,7 @@ class FitPlan:
 
 
 def fit_condition_stats(config: PatchCoreConfig, train_maps) -> ConditionStatistics | None:
-    """The one fit of a run's input condition_stats (condition statistics of the train normals), on train maps only;
+    """The one fit of a run's condition statistics (of the train normals), on train maps only;
     the pipeline hands the result to the feature cache and to `plan_fit`. None when the settings need none."""
     statistics = config.condition_statistics()
     return None if statistics is None else statistics.fit(train_maps)

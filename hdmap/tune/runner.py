@@ -91,6 +91,9 @@ def start_ray(options: SearchOptions):
     if options.dashboard:
         kwargs.update(dashboard_host="127.0.0.1")
     context = ray.init(address=options.address, **kwargs)
+    from hdmap import termination
+
+    termination.reinstall()  # ray.init replaced the driver's SIGTERM handler with a plain exit
     if options.dashboard and getattr(context, "dashboard_url", None):
         print(f"[hdmap] Ray dashboard: http://{context.dashboard_url}  (remote machine: "
               f"ssh -L 8265:127.0.0.1:8265 USER@HOST, then open http://127.0.0.1:8265; if it asks for a token, "
