@@ -21,6 +21,10 @@ class LockTimeoutError(RuntimeError):
     """A lock on a shared folder was not granted: its holder stopped beating, or the wait ran out."""
 
 
+class LockHeldError(RuntimeError):
+    """A lock asked for without waiting is held by another process (named in the message)."""
+
+
 def _holder(path: Path) -> str:
     try:
         return path.read_text().strip() or "an unknown process"
@@ -29,8 +33,10 @@ def _holder(path: Path) -> str:
 
 
 @contextmanager
-def locked(path: str | Path, shared: bool = False, stale_s: float | None = None, timeout_s: float | None = None):
-    """Hold `path` (a lock file) exclusively, or `shared` with other readers, while the block runs."""
+def locked(path: str | Path, shared: bool = False, stale_s: float | None = None, timeout_s: float | None = None,
+           wait: bool = True):
+    """Hold `path` (a lock file) exclusively, or `shared` with other readers, while the block runs; `wait=False`:
+    a LockHeldError naming the holder at once if another process holds it."""
     path = Path(path)
     stale_s = STALE_S if stale_s is None else stale_s
     timeout_s = TIMEOUT_S if timeout_s is None else timeout_s
@@ -42,6 +48,8 @@ def locked(path: str | Path, shared: bool = False, stale_s: float | None = None,
                 fcntl.flock(handle, mode | fcntl.LOCK_NB)
                 break
             except BlockingIOError:
+                if not wait:
+                    raise LockHeldError(f"{path}: held by {_holder(path)}") from None
                 silent = time.time() - path.stat().st_mtime
                 waited = time.monotonic() - started
                 dead = silent > stale_s and waited > 2 * HEARTBEAT_S  # the holder had time to beat

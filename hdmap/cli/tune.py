@@ -26,6 +26,29 @@ def gpu_share(text: str):
     return value
 
 
+def counted(least: int):
+    """An argparse type: an integer of at least `least` (a count of trials, workers, retries)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expects an integer >= {least}, got {text!r}") from None
+        if value < least:
+            raise argparse.ArgumentTypeError(f"expects an integer >= {least}, got {value}")
+        return value
+    return parse
+
+
+def positive_share(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects a number > 0, got {text!r}") from None
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"expects a number > 0, got {value}")
+    return value
+
+
 def add_tune(sub) -> None:
     p = sub.add_parser("tune", help="search settings with Ray Tune (tune split), report holdout of the best",
                        description=__doc__)
@@ -36,9 +59,9 @@ def add_tune(sub) -> None:
                                       "offline; default: the space's (DINOv2 ViT-S/14 with --data-root)")
     p.add_argument("--space", help="search space YAML (default: the packaged <model>.yaml; <model>_quick.yaml on "
                                    "the embedded synthetic data)")
-    p.add_argument("--num-samples", type=int, default=None, help="trials (default 12 synthetic, 64 real data)")
-    p.add_argument("--max-concurrent", type=int, default=2)
-    p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--num-samples", type=counted(1), default=None, help="trials (default 12 synthetic, 64 real data)")
+    p.add_argument("--max-concurrent", type=counted(1), default=2)
+    p.add_argument("--cpus-per-trial", type=positive_share, default=1.0)
     p.add_argument("--gpus-per-trial", type=gpu_share, default="auto",
                    help="fractional: 0.25 lets four trials share a GPU; auto (default): the cluster's GPUs shared "
                         "over --max-concurrent trials (0 on a cluster without GPUs: trials hide every GPU)")
@@ -47,7 +70,9 @@ def add_tune(sub) -> None:
     p.add_argument("--name", help="experiment name (default: model_domain_timestamp)")
     p.add_argument("--resume", action="store_true", help="continue the named (or latest) interrupted search")
     p.add_argument("--retry-failed", action="store_true", help="with --resume: run failed trials again")
-    p.add_argument("--max-retries", type=int, default=1,
+    p.add_argument("--allow-space-change", action="store_true",
+                   help="with --resume: run the rest under a space file edited since the search began (recorded)")
+    p.add_argument("--max-retries", type=counted(0), default=1,
                    help="run a trial whose worker or node was lost again, up to this many times (default 1); a "
                         "trial that failed in its own code is not run again")
     p.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 and print its URL")
@@ -58,7 +83,7 @@ def add_tune(sub) -> None:
     p.add_argument("--keep-defaults-within", type=float, default=1.0, metavar="K",
                    help="the defaults stay the winner unless a trial beats them by more than K standard errors of "
                         "their tune objective (default 1, the one-standard-error rule; 0: the highest objective wins)")
-    p.add_argument("--repeats", type=int, default=1,
+    p.add_argument("--repeats", type=counted(1), default=1,
                    help="a trial's objective is the mean over this many reference/coreset seeds (steadier, slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--cache-dir", help="feature cache (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
@@ -70,7 +95,7 @@ def add_tune(sub) -> None:
 def options_from(args):
     from hdmap.tune.runner import SearchOptions
 
-    num_samples = args.num_samples or (12 if args.data_root is None else 64)
+    num_samples = args.num_samples if args.num_samples is not None else (12 if args.data_root is None else 64)
     return SearchOptions(data_root=args.data_root, domain=args.domain, model=args.model, backbone=args.backbone,
                          space=args.space, num_samples=num_samples, max_concurrent=args.max_concurrent,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
@@ -81,7 +106,7 @@ def options_from(args):
                          condition_csv=args.condition_csv, start=args.start, repeats=args.repeats,
                          keep_defaults_within=args.keep_defaults_within,
                          condition_csv_partial=args.condition_csv_partial,
-                         ignore_other_files=args.ignore_other_files)
+                         ignore_other_files=args.ignore_other_files, allow_space_change=args.allow_space_change)
 
 
 def print_best(summary: dict) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import sys
 import time
+from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
@@ -48,6 +49,7 @@ class SearchOptions:
     condition_csv: str | None = None
     condition_csv_partial: bool = False
     ignore_other_files: bool = False
+    allow_space_change: bool = False  # --resume with a space file edited since the search began (recorded)
     verbose: int = 1
 
     def space_path(self) -> Path:
@@ -183,6 +185,38 @@ def gpus_per_trial(options: SearchOptions, cluster_gpus: float | None = None) ->
     return 1.0 / math.ceil(max(1, options.max_concurrent) / cluster_gpus)  # shares that pack: 3 trials, 2 GPUs: 1/2
 
 
+def check_space_unchanged(options: SearchOptions, exp_dir: Path) -> list[dict]:
+    """A resumed search runs the space it began with: its sampler was built from it. A space file edited since is
+    refused, naming it, unless --allow-space-change (the change is then recorded and printed). Returns the
+    search's record of space changes."""
+    record = exp_dir / RUN_FILE
+    if not options.resume or not record.exists():
+        return []
+    saved = json.loads(record.read_text())
+    changes = list(saved.get("space_changes", []))
+    before, now = saved.get("space_text"), options.space_path().read_text()
+    if before is None or before == now:
+        return changes
+    if not options.allow_space_change:
+        raise ConfigError(f"{options.space_path()} changed since experiment {options.name} began (its sampler still "
+                          f"draws the old choices): restore it, start a new search, or resume with "
+                          f"--allow-space-change to run the rest under the new file (the change is recorded)")
+    change = {"at": time.strftime("%Y-%m-%d %H:%M:%S"), "space": str(options.space_path()), "before": before}
+    print(f"[hdmap] --allow-space-change: {options.space_path()} differs from the space this search began with; "
+          f"the rest of it runs under the new file (recorded in {record.name})", file=sys.stderr)
+    return changes + [change]
+
+
+def check_counts(options: SearchOptions) -> None:
+    """Counts a search cannot run with (the CLI refuses them too): named, before anything starts."""
+    for name, least in (("num_samples", 1), ("max_concurrent", 1), ("repeats", 1), ("max_retries", 0)):
+        value = getattr(options, name)
+        if not isinstance(value, int) or isinstance(value, bool) or value < least:
+            raise ConfigError(f"--{name.replace('_', '-')} expects an integer >= {least}, got {value!r}")
+    if not options.cpus_per_trial > 0:
+        raise ConfigError(f"--cpus-per-trial expects a number > 0, got {options.cpus_per_trial!r}")
+
+
 def ray_gpus() -> float:
     import ray
 
@@ -191,24 +225,23 @@ def ray_gpus() -> float:
 
 def run_search(options: SearchOptions) -> dict:
     """Run (or resume) a search; returns the summary dict (also written to summary.json / summary.md)."""
-    from ray import tune
-    from ray.tune.search import ConcurrencyLimiter
-
     from hdmap.data.synthetic_default import ensure_embedded_dataset
     from hdmap.data.domain import load_domain
     from hdmap.tune.data_fit import fit_space_to_data
-    from hdmap.tune.spaces import optuna_search
 
     if options.resume:
         options.name = options.name or latest_experiment(options.storage)
         saved = json.loads((experiment_dir(options) / RUN_FILE).read_text())
         keep = {"resume": True, "retry_failed": options.retry_failed, "dashboard": options.dashboard,
-                "address": options.address, "verbose": options.verbose}
+                "address": options.address, "verbose": options.verbose,
+                "allow_space_change": options.allow_space_change}
         known = {f.name for f in fields(SearchOptions)}  # a record of an older hdmap may hold retired options
         options = SearchOptions(**{**{k: v for k, v in saved["options"].items() if k in known}, **keep})
+    check_counts(options)
     options.name = options.name or f"{options.model}_domain{options.domain}_{time.strftime('%Y%m%d-%H%M%S')}"
     absolute_paths(options)
     exp_dir = experiment_dir(options)
+    space_changes = check_space_unchanged(options, exp_dir)
     space = load_space(options.space_path())
     metric = options.metric or space.metric
     root = options.data_root or str(ensure_embedded_dataset())
@@ -232,11 +265,39 @@ def run_search(options: SearchOptions) -> dict:
     if kind.preflight:  # e.g. build the backbone: missing weights end the command in one line before Ray starts
         kind.preflight(base_config)
     exp_dir.mkdir(parents=True, exist_ok=True)
+    with one_search_at_a_time(exp_dir):
+        return _run_locked(options, exp_dir, space, metric, root, base_config, split_path, data, starts,
+                           space_changes)
+
+
+@contextmanager
+def one_search_at_a_time(exp_dir: Path):
+    """The experiment's lock, held for the whole search: a second `hdmap tune` on the same --storage and --name
+    (or a --resume while it runs) is refused, naming the process that runs it."""
+    from hdmap.file_lock import LockHeldError, locked
+
+    try:
+        with locked(exp_dir / ".search.lock", wait=False):
+            yield
+    except LockHeldError as error:
+        raise ConfigError(f"experiment {exp_dir} is being run by another hdmap tune ("
+                          f"{str(error).split('held by ')[-1]}): wait for it to end, or choose another --name") from None
+
+
+def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root: str, base_config: dict,
+                split_path: Path, data, starts: list[dict], space_changes: list[dict]) -> dict:
+    from ray import tune
+    from ray.tune.search import ConcurrencyLimiter
+
+    from hdmap.tune.spaces import optuna_search
+
     if not split_path.exists():
         data.split.save(split_path)
     write_text_atomic(exp_dir / RUN_FILE, json.dumps({"options": asdict(options), "data_root": root,
                                                       "base_config": base_config, "metric": metric,
-                                                      "start_points": starts, "space_notes": space.notes},
+                                                      "start_points": starts, "space_notes": space.notes,
+                                                      "space_text": options.space_path().read_text(),
+                                                      "space_changes": space_changes},
                                                      indent=2))
     start_ray(options)
     trainable = build_trainable(options, base_config, metric, split_path, root, space_taps(space, base_config))

@@ -1,0 +1,48 @@
+"""Guards of a search that need no Ray: counts it cannot run with, one search per experiment at a time, and a
+resumed search whose space file was edited."""
+import json
+import os
+
+import pytest
+
+from hdmap.cli.main import main
+from hdmap.config import ConfigError
+from hdmap.tune.runner import RUN_FILE, SearchOptions, check_space_unchanged, one_search_at_a_time, run_search
+
+
+@pytest.mark.parametrize("flag, value", [("--num-samples", "0"), ("--num-samples", "-1"), ("--max-concurrent", "0"),
+                                         ("--repeats", "0"), ("--cpus-per-trial", "0"), ("--max-retries", "-1")])
+def test_counts_a_search_cannot_run_with_are_refused_by_name(flag, value, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["tune", flag, value])
+    assert exit_info.value.code == 2 and f"argument {flag}: expects" in capsys.readouterr().err
+
+
+def test_the_same_counts_are_refused_when_a_search_is_started_from_code(tmp_path):
+    with pytest.raises(ConfigError, match="--num-samples expects an integer >= 1, got -1"):
+        run_search(SearchOptions(num_samples=-1, storage=str(tmp_path)))
+
+
+def test_a_second_search_of_the_same_experiment_is_refused_naming_the_first(tmp_path):
+    with one_search_at_a_time(tmp_path):
+        with pytest.raises(ConfigError, match=rf"being run by another hdmap tune \(.* pid {os.getpid()}\)"):
+            with one_search_at_a_time(tmp_path):
+                pytest.fail("two searches of one experiment at once")
+    with one_search_at_a_time(tmp_path):  # free again once the first has ended
+        pass
+
+
+def test_a_resumed_search_refuses_an_edited_space_unless_allowed(tmp_path):
+    space = tmp_path / "space.yaml"
+    space.write_text("params:\n  model.bank_mode: {choice: [mixed, gated]}\n")
+    exp_dir = tmp_path / "runs" / "s"
+    exp_dir.mkdir(parents=True)
+    (exp_dir / RUN_FILE).write_text(json.dumps({"space_text": space.read_text(), "options": {}}))
+    options = SearchOptions(space=str(space), resume=True, name="s", storage=str(tmp_path / "runs"))
+    assert check_space_unchanged(options, exp_dir) == []
+    space.write_text("params:\n  model.bank_mode: {choice: [mixed, soft]}\n")
+    with pytest.raises(ConfigError, match=r"space.yaml changed since experiment s began.*--allow-space-change"):
+        check_space_unchanged(options, exp_dir)
+    options.allow_space_change = True
+    changes = check_space_unchanged(options, exp_dir)
+    assert len(changes) == 1 and "gated" in changes[0]["before"]
