@@ -60,6 +60,13 @@ def _write(tmp_path, text):
     ("params:\n  model.bank_mode: {choice: [mixed, gated, triple]}\n",  # a later choice, not only the first
      "'model.bank_mode' value 'triple'.*expects one of mixed, gated, soft"),
     ("params:\n  model.top_fraction: {uniform: [0.01, 1.5]}\n", "'model.top_fraction' value 1.5.*expects"),
+    ("params:\n  model.bank_mode: {choice: [mixed, gated]}\n  model.bank_mode: {choice: [soft]}\n",
+     "duplicate key 'model.bank_mode'"),  # plain YAML would keep the last one in silence
+    ("params:\n  - model.bank_mode: {choice: [mixed]}\n", "`params:` must be a mapping"),
+    ("fixed:\n  model: {bank_mode: triple}\n", "space.yaml: fixed: .*'model.bank_mode' expects one of"),
+    ("params:\n  model.bank_mode: {choice: [mixed, gated]}\n"
+     "  model.soft_combine: {choice: [min, posterior], when: {model.bank_mode: soft}}\n",
+     "'when' asks for model.bank_mode='soft', which 'model.bank_mode' never takes"),
 ])
 def test_bad_spaces_name_the_key(tmp_path, text, message):
     with pytest.raises(ConfigError, match=message):

@@ -22,7 +22,7 @@ from pathlib import Path
 import yaml
 
 from hdmap.features.backbones import BACKBONES
-from hdmap.config import ConfigError, merge, nest
+from hdmap.config import ConfigError, merge, nest, safe_yaml
 from hdmap.kinds.registry import default_config, validate
 from hdmap.kinds.patchcore import backbone_settings
 
@@ -80,7 +80,7 @@ def _error(source: str, key: str, problem: str) -> ConfigError:
     return ConfigError(f"{source}: parameter '{key}': {problem}")
 
 
-def parse_param(key: str, spec, source: str, earlier: list[str]) -> Param:
+def parse_param(key: str, spec, source: str, earlier: list["Param"]) -> Param:
     if not isinstance(spec, dict):
         raise _error(source, key, f"expected a mapping like {{choice: [...]}}, got {spec!r}")
     unknown = set(spec) - set(DISTRIBUTIONS) - {"step", "when"}
@@ -106,16 +106,25 @@ def parse_param(key: str, spec, source: str, earlier: list[str]) -> Param:
     when = spec.get("when") or {}
     if not isinstance(when, dict):
         raise _error(source, key, "when must map earlier parameter names to values")
-    for name in when:
-        if name not in earlier:
+    by_key = {p.key: p for p in earlier}
+    for name, wanted in when.items():
+        if name not in by_key:
             raise _error(source, key, f"'when' refers to '{name}', which is not an earlier parameter")
+        other = by_key[name]
+        for value in wanted if isinstance(wanted, list) else [wanted]:
+            possible = (value in other.values if other.distribution == "choice"
+                        else isinstance(value, (int, float)) and other.values[0] <= value <= other.values[1])
+            if not possible:
+                raise _error(source, key, f"'when' asks for {name}={value!r}, which '{name}' never takes "
+                                          f"({other.distribution} {other.values}): this parameter would never be "
+                                          f"searched")
     return Param(key, distribution, values, spec.get("step"), when)
 
 
 def load_space(path: str | Path) -> SearchSpace:
     path = Path(path)
     try:
-        data = yaml.safe_load(path.read_text())
+        data = safe_yaml(path.read_text())
     except yaml.YAMLError as error:
         raise ConfigError(f"{path}: not valid YAML ({error})") from error
     except FileNotFoundError as error:
@@ -128,18 +137,26 @@ def load_space(path: str | Path) -> SearchSpace:
     metric = data.get("metric", "accuracy")
     if metric not in METRICS:
         raise ConfigError(f"{path}: metric must be one of {METRICS}, got {metric!r}")
+    for section in ("params", "fixed"):
+        if not isinstance(data.get(section) or {}, dict):
+            raise ConfigError(f"{path}: `{section}:` must be a mapping of dotted setting names "
+                              f"(e.g. `model.bank_mode: {{choice: [mixed, gated]}}`), got a {type(data[section]).__name__}")
     params: list[Param] = []
     for key, spec in (data.get("params") or {}).items():
-        params.append(parse_param(key, spec, str(path), [p.key for p in params]))
+        params.append(parse_param(key, spec, str(path), params))
     space = SearchSpace(data.get("model_name", "gated_patchcore"), metric, data.get("fixed") or {}, params, str(path))
     check_space(space)
     return space
 
 
 def check_space(space: SearchSpace) -> None:
-    """Every parameter must name a real setting, and every choice (both ends of a range) must be a valid value of
-    it: a config is checked with each, so a bad later choice is refused here, not found by a failed trial."""
-    base = space.base_config()
+    """The fixed settings must be valid, every parameter must name a real setting, and every choice (both ends of a
+    range) must be a valid value of it: a config is checked with each, so a bad later choice is refused here, not
+    found by a failed trial."""
+    try:
+        base = validate(space.base_config())
+    except ConfigError as error:
+        raise ConfigError(f"{space.source}: fixed: {error}") from error
     for param in space.params:
         for value in param.values:
             try:
