@@ -55,7 +55,16 @@ MAP_CASES = {  # a broken map file -> the words the one-line error must hold (be
     "odd size": (lambda p: tifffile.imwrite(p, np.zeros((30, 95), np.float32)), "shape"),
     "int16 among floats": (lambda p: tifffile.imwrite(p, (tifffile.imread(p) * 1000).astype(np.int16)),
                            "integer map (int16) among float maps"),
+    "complex": (lambda p: tifffile.imwrite(p, (tifffile.imread(p) + 1j).astype(np.complex64)), "complex values"),
+    "multi-page": (lambda p: _two_pages(p), "holds 2 pages"),
 }
+
+
+def _two_pages(path):
+    page = tifffile.imread(path)
+    with tifffile.TiffWriter(path) as tif:
+        tif.write(page)
+        tif.write(page)
 
 
 @pytest.mark.parametrize("case", sorted(MAP_CASES))
@@ -272,3 +281,41 @@ def test_every_kind_of_setting_is_checked_at_the_edge_by_its_field(model, settin
     err = capsys.readouterr().err
     assert words in err and len(err.strip().splitlines()) == 1
     assert not (tmp_path / "run").exists()
+
+
+def test_a_csv_giving_one_map_two_conditions_is_refused_naming_both_lines(root, tmp_path, capsys):
+    tails = _test_tails(root)
+    rows = [(t, "cold") for t in tails] + [(tails[0].replace("domain_C/", ""), "warm")]  # spelled another way
+    csv = _csv(tmp_path / "c.csv", rows)
+    assert fit_eval(root, tmp_path / "a", "--condition-csv", str(csv)) == 2
+    err = capsys.readouterr().err
+    assert f"c.csv:{len(rows) + 1}:" in err and "line 2 made the same map cold" in err
+
+
+def test_a_csv_with_a_byte_order_mark_is_read_and_unknown_conditions_are_noted(root, tmp_path, capsys):
+    tails = _test_tails(root)
+    csv = tmp_path / "bom.csv"
+    rows = [(t, "unknown" if i == 0 else ("cold" if int(Path(t).stem) < 6 else "warm")) for i, t in enumerate(tails)]
+    csv.write_text("\ufeffpath,condition\n" + "".join(f"{p},{c}\n" for p, c in rows), encoding="utf-8")
+    assert fit_eval(root, tmp_path / "a", "--condition-csv", str(csv)) == 0
+    notes = json.loads((tmp_path / "a" / "metrics.json").read_text())["notes"]
+    assert any("1 test map(s) have the condition unknown" in note for note in notes)
+
+
+@pytest.mark.parametrize("name, words", [("\u0661\u0662.tiff", "not a numeric index"),  # Arabic-Indic digits
+                                         ("0_0_7.tiff", "not a numeric index"),
+                                         ("1.tiff", "index 1 is also 000001.tiff")])
+def test_a_map_name_that_is_not_one_plain_index_is_named(name, words, root, tmp_path, capsys):
+    shutil.copy(tiff(root, "test/good", 1), Path(root) / "domain_C" / "test" / "good" / name)
+    assert fit_eval(root, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert name in err and words in err
+
+
+def test_a_map_linked_under_two_names_is_named(root, tmp_path, capsys):
+    import os
+
+    os.link(tiff(root, "test/good", 2), Path(root) / "domain_C" / "train" / "good" / "000777.tiff")  # test = train
+    assert fit_eval(root, tmp_path / "run") == 2
+    err = capsys.readouterr().err
+    assert "000777.tiff" in err and "(a link)" in err

@@ -55,3 +55,25 @@ def test_a_saved_split_made_with_another_fraction_or_seed_is_refused_unless_reus
         load_domain(str(synth_root), "C", path, 0.3, 7)
     reused = load_domain(str(synth_root), "C", path, 0.5, 0, reuse_split=True)  # the user named the file
     assert reused.split.tune_fraction == 0.3
+
+
+def test_too_few_test_maps_for_both_blocks_is_named_with_the_numbers():
+    from hdmap.data.splits import SplitTooSmallError
+
+    labels, conditions = [0, 0, 1, 1], ["cold", "warm", "cold", "warm"]  # one map per label and condition
+    with pytest.raises(SplitTooSmallError, match=r"tune has 0 good map\(s\); tune has 0 faulty.*'good/cold': 1"):
+        split_tune_holdout(labels, conditions, [f"{i}.tiff" for i in range(4)], 0.3, 0)
+    with pytest.raises(SplitTooSmallError, match="only one label"):
+        split_tune_holdout([0, 0, 0, 0], conditions, [f"{i}.tiff" for i in range(4)], 0.3, 0)
+
+
+def test_a_block_with_few_maps_of_a_label_gets_a_note():
+    from hdmap.data.splits import small_block_notes
+
+    labels = [0] * 6 + [1] * 6
+    split = split_tune_holdout(labels, ["cold", "warm"] * 6, [f"{i}.tiff" for i in range(12)], 0.3, 0)
+    notes = small_block_notes(split, labels)
+    assert len(notes) == 2 and notes[0].startswith("the tune block holds only 2 good, 2 faulty map(s)")
+    many = [0] * 60 + [1] * 60
+    big = split_tune_holdout(many, ["cold", "warm"] * 60, [f"{i}.tiff" for i in range(120)], 0.3, 0)
+    assert [n.split(" block")[0] for n in small_block_notes(big, many)] == []

@@ -30,7 +30,7 @@ def load_condition_csv(path: str | Path, root: str | Path, domain: str) -> dict[
     if not path.is_file():
         raise HDMAPFileError(f"condition CSV not found: {path}")
     overrides: dict[str, tuple[str, int]] = {}
-    with open(path, newline="") as handle:
+    with open(path, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte-order mark is not a column
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"path", "condition"} <= set(reader.fieldnames):
             raise HDMAPFileError(f"{path}: condition CSV needs the columns 'path,condition'")
@@ -45,7 +45,12 @@ def load_condition_csv(path: str | Path, root: str | Path, domain: str) -> dict[
             if not map_path.is_file():
                 raise HDMAPFileError(f"{path}:{line}: {row['path']!r} matches no map file (looked for {map_path}; "
                                      f"relative paths start at the data root, e.g. domain_{domain}/test/good/000001.tiff)")
-            overrides[str(map_path.resolve())] = (condition, line)
+            key = str(map_path.resolve())  # the same map spelled two ways is one map
+            if key in overrides and overrides[key][0] != condition:
+                first_condition, first_line = overrides[key]
+                raise HDMAPFileError(f"{path}:{line}: {row['path']!r} is {condition}, but line {first_line} made the "
+                                     f"same map {first_condition}: one condition per map")
+            overrides.setdefault(key, (condition, line))
     return overrides
 
 

@@ -12,7 +12,8 @@ import numpy as np
 from hdmap.data.conditions import condition_sources
 from hdmap.data.errors import HDMAPFileError
 from hdmap.data.map_files import MapItem, check_dtypes, condition_record, discover_domain, read_map_and_dtype
-from hdmap.data.splits import SplitMismatchError, TestSplit, split_tune_holdout
+from hdmap.condition_names import UNKNOWN
+from hdmap.data.splits import SplitMismatchError, TestSplit, small_block_notes, split_tune_holdout
 
 
 @dataclass
@@ -103,4 +104,9 @@ def load_domain(root: str, domain: str, split_path: str | Path | None = None, tu
         if split_path:
             split.save(split_path)
     train_maps, test_maps, notes = read_stacked(items["train"] + items["test"])
+    notes = tuple(notes) + tuple(small_block_notes(split, [i.label for i in items["test"]]))
+    unknown = sum(1 for i in items["test"] if i.condition == UNKNOWN)
+    if unknown:
+        notes += (f"{unknown} test map(s) have the condition unknown (condition CSV): they count in the overall "
+                  f"numbers and in no cold / warm number",)
     return DomainData(str(root), domain, items["train"], items["test"], train_maps, test_maps, split, notes)

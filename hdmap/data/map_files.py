@@ -1,6 +1,7 @@
 """Read HDMAP TIFF maps and discover the `domain_X/{train/good,test/good,test/fault}` layout."""
 from __future__ import annotations
 
+import os
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -37,16 +38,23 @@ def read_map_and_dtype(path: str | Path) -> tuple[np.ndarray, np.dtype]:
     """(the map as float32, the dtype stored in the file)."""
     path = Path(path)
     try:
-        array = tifffile.imread(path)
+        with tifffile.TiffFile(path) as tif:
+            pages = len(tif.pages)
+            array = tif.pages[0].asarray() if pages else None
     except Exception as error:  # tifffile raises many kinds
         raise HDMAPFileError(f"{path}: cannot be read as TIFF ({type(error).__name__}: {error})") from error
+    if pages != 1:
+        raise HDMAPFileError(f"{path}: holds {pages} pages (images); an HDMAP map is one 2-D page")
     array = np.asarray(array)
+    if np.iscomplexobj(array):
+        raise HDMAPFileError(f"{path}: complex values ({array.dtype}); a map holds real energies (save the "
+                             f"magnitude or the real part as float32)")
+    if array.size == 0:
+        raise HDMAPFileError(f"{path}: the map is empty (shape {array.shape})")
     if array.ndim == 3 and 1 in array.shape:
         array = array.squeeze()
     if array.ndim != 2:
         raise HDMAPFileError(f"{path}: expected a 2-D map, got shape {array.shape}")
-    if array.size == 0:
-        raise HDMAPFileError(f"{path}: the map is empty (shape {array.shape})")
     if not np.issubdtype(array.dtype, np.number):
         raise HDMAPFileError(f"{path}: non-numeric dtype {array.dtype}")
     stored = array.dtype
@@ -92,11 +100,32 @@ def list_maps(folder: Path, ignore_other_files: bool = False) -> list[Path]:
 
 
 def file_index(path: Path) -> int:
-    """The integer index in a file name like 000123.tiff."""
-    try:
-        return int(path.stem)
-    except ValueError as error:
-        raise HDMAPFileError(f"{path}: file name is not a numeric index like 000123.tiff") from error
+    """The integer index in a file name like 000123.tiff: ASCII digits only (Python's int() also takes
+    '0_0_0', ' 7' and non-ASCII digits)."""
+    if not (path.stem.isascii() and path.stem.isdigit()):
+        raise HDMAPFileError(f"{path}: file name is not a numeric index like 000123.tiff")
+    return int(path.stem)
+
+
+def check_unique_indices(files: list[Path], indices: list[int]) -> None:
+    """No two names for one index in a folder (1.tiff beside 000001.tiff)."""
+    seen: dict[int, Path] = {}
+    for path, index in zip(files, indices):
+        if index in seen:
+            raise HDMAPFileError(f"{path}: index {index} is also {seen[index].name}: one file per index")
+        seen[index] = path
+
+
+def check_unique_files(paths: list[str]) -> None:
+    """No file under two names anywhere in a domain (a hard or symbolic link): it would count twice, or be a test
+    map and a reference at once."""
+    identities: dict[tuple[int, int], str] = {}
+    for path in paths:
+        stat = os.stat(path)
+        identity = (stat.st_dev, stat.st_ino)
+        if identity in identities:
+            raise HDMAPFileError(f"{path}: the same file as {identities[identity]} (a link): each map once")
+        identities[identity] = path
 
 
 def path_tail(path: str | Path) -> str:
@@ -123,6 +152,7 @@ def discover_domain(root: str | Path, domain: str, condition_csv: str | Path | N
     def items(subset: str, label: int, conditions_of, default_source: str) -> list[MapItem]:
         files = list_maps(domain_dir / subset, ignore_other_files)
         indices = [file_index(p) for p in files]
+        check_unique_indices(files, indices)
         out = []
         for path, index, condition in zip(files, indices, conditions_of(indices)):
             source, key = default_source, str(path.resolve())
@@ -137,6 +167,7 @@ def discover_domain(root: str | Path, domain: str, condition_csv: str | Path | N
     train = items("train/good", LABEL_GOOD, lambda idx: [UNKNOWN] * len(idx), "none (train)")
     test = (items("test/good", LABEL_GOOD, half_split_conditions, "file-index rule")
             + items("test/fault", LABEL_FAULT, half_split_conditions, "file-index rule"))
+    check_unique_files([item.path for item in train + test])
     if by_path:
         check_csv_coverage(condition_csv, by_path, resolved, test, condition_csv_partial)
     return {"train": train, "test": test}

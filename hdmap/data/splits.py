@@ -16,6 +16,13 @@ class SplitMismatchError(ValueError):
     """A saved split that does not match the data it is applied to."""
 
 
+class SplitTooSmallError(ValueError):
+    """Too few test maps for a tune block and a holdout block that each hold both labels."""
+
+
+MIN_PER_LABEL = 10  # fewer maps of a label in a block: the block's intervals say little (a printed note)
+
+
 def sample_uniform(n_items: int, k: int | None, seed: int) -> np.ndarray:
     """k indices of n_items without replacement (all of them when k is None), sorted."""
     if k is None:
@@ -100,4 +107,46 @@ def split_tune_holdout(labels, conditions, paths, tune_fraction: float = 0.3, se
             tune.extend(rng.permutation(members)[:n_tune].tolist())
     tune = sorted(tune)
     holdout = sorted(set(range(len(labels))) - set(tune))
+    check_blocks(labels, conditions, tune, holdout, tune_fraction)
     return TestSplit(tune, holdout, seed, tune_fraction, [str(p) for p in paths])
+
+
+LABEL_NAMES = {0: "good", 1: "faulty"}
+
+
+def block_counts(labels: np.ndarray, indices) -> dict:
+    """{label name: maps of that label among `indices`}."""
+    picked = labels[np.asarray(indices, dtype=np.int64)] if len(indices) else np.array([])
+    return {LABEL_NAMES.get(label, str(label)): int((picked == label).sum()) for label in np.unique(labels).tolist()}
+
+
+def check_blocks(labels: np.ndarray, conditions: np.ndarray, tune: list[int], holdout: list[int],
+                 tune_fraction: float) -> None:
+    """A threshold is chosen on tune and judged on holdout: each block needs maps of both labels. Too few is an
+    error with the numbers a user needs."""
+    counts = {"tune": block_counts(labels, tune), "holdout": block_counts(labels, holdout)}
+    short = [f"{block} has {count} {label} map(s)" for block, by_label in counts.items()
+             for label, count in by_label.items() if count < 1]
+    if short or len(np.unique(labels)) < 2:
+        strata = {f"{LABEL_NAMES.get(label, label)}/{condition}": int(((labels == label) & (conditions == condition)).sum())
+                  for label in np.unique(labels).tolist() for condition in np.unique(conditions).tolist()}
+        raise SplitTooSmallError(f"too few test maps for a tune and a holdout block with both labels: "
+                                 f"{'; '.join(short) or 'only one label in test'} (test maps per label/condition: "
+                                 f"{strata}; split.tune_fraction={tune_fraction}). Each block needs at least one good "
+                                 f"and one faulty map: at least 2 of each label, and {MIN_PER_LABEL}+ per label for "
+                                 f"intervals that say something")
+
+
+def small_block_notes(split: "TestSplit", labels) -> list[str]:
+    """A note for each block holding fewer than MIN_PER_LABEL maps of a label: its intervals are wide or
+    degenerate."""
+    labels = np.asarray(labels)
+    notes = []
+    for block, indices in (("tune", split.tune), ("holdout", split.holdout)):
+        counts = block_counts(labels, indices)
+        few = {label: n for label, n in counts.items() if n < MIN_PER_LABEL}
+        if few:
+            shown = ", ".join(f"{n} {label}" for label, n in few.items())
+            notes.append(f"the {block} block holds only {shown} map(s) (fewer than {MIN_PER_LABEL} of a label): its "
+                         f"numbers and intervals rest on very few maps")
+    return notes
