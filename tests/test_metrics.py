@@ -52,3 +52,21 @@ def test_best_threshold_is_the_middle_of_the_plateau():
     labels = np.array([0, 1, 0, 0, 0, 1, 1])
     threshold, accuracy = best_threshold(scores, labels)
     assert threshold == pytest.approx(0.55) and accuracy == accuracy_at(scores, labels, threshold) == 6 / 7
+
+
+@pytest.mark.parametrize("scores, labels", [
+    ([0.1, 0.2, 0.3, 0.4], [0, 0, 0, 0]),  # the best plateau reaches the top end
+    ([0.1, 0.2, 0.3, 0.4], [1, 1, 1, 0]),  # ... and the bottom end
+    ([0.5, 0.5, 0.5], [0, 1, 1]),  # one distinct score
+    ([0.0, 0.0], [0, 1]),
+    (list(np.random.default_rng(3).normal(size=40)), list(np.random.default_rng(4).integers(0, 2, 40))),
+])
+def test_the_threshold_follows_the_scores_units(scores, labels):
+    """The same scores in other units (x 1000) give the threshold in those units and the same decisions on any
+    other map: a threshold never depends on a fixed offset in the score's units."""
+    scores, labels = np.asarray(scores, float), np.asarray(labels)
+    threshold, accuracy = best_threshold(scores, labels)
+    scaled, scaled_accuracy = best_threshold(scores * 1000, labels)
+    assert scaled == pytest.approx(threshold * 1000) and scaled_accuracy == accuracy
+    probes = np.linspace(scores.min() - 2, scores.max() + 2, 101)
+    assert np.array_equal(probes >= threshold, probes * 1000 >= scaled)

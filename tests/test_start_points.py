@@ -84,6 +84,12 @@ def test_the_defaults_win_ties_and_the_verdict_says_who_won():
     kept = verdict(close)  # +1.5 points < one standard error (2 points): the defaults are kept
     assert kept["winner"]["trial_id"] == "d" and kept["kept_within_margin"] and kept["best_trial"] == "a"
     assert verdict(close, margin_se=0)["winner"]["trial_id"] == "a"
+    assert kept["rule_note"] is None
+    for unknown in (None, float("nan")):  # the rule cannot run: said in the verdict, not skipped in silence
+        rows = sorted([_row(0.815, trial="a"), {**_row(0.80, DEFAULTS_LABEL, "d"), "objective_se": unknown}],
+                      key=rank_key)
+        out = verdict(rows)
+        assert out["winner"]["trial_id"] == "a" and "standard error is unknown" in out["rule_note"]
 
 
 def test_importances_rank_the_parameter_that_drives_the_objective():

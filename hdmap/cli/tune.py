@@ -122,6 +122,8 @@ def print_best(summary: dict) -> None:
         return
     hold = best["holdout"]
     versus = summary.get("versus_defaults") or {}
+    if versus.get("rule_note"):
+        print(f"note: {versus['rule_note']}")
     if versus.get("kept_within_margin"):
         print(f"winner: the defaults (trial {best['trial_id']}): the best trial {versus['best_trial']} beat them by "
               f"{100 * versus['gain']:+.1f} points on tune {summary['metric']}, within "

@@ -70,12 +70,17 @@ def f1_at(scores, labels, threshold: float) -> float:
 def best_threshold(scores, labels) -> tuple[float, float]:
     """(threshold, accuracy) maximising accuracy: the middle of the best-accuracy plateau.
 
-    Candidates are midpoints between distinct scores (and one below / above all). The candidates that reach the
-    best accuracy form runs; the longest run (the first if several are as long) is the plateau, and its middle
-    is the threshold, so it is not pushed to the plateau's edge next to a tune score."""
+    Candidates are midpoints between distinct scores, and one below / above all at half the outermost gap (so the
+    threshold scales with the scores' units: scores x 1000 give the threshold x 1000 and the same decisions). The
+    candidates that reach the best accuracy form runs; the longest run (the first if several are as long) is the
+    plateau, and its middle is the threshold, so it is not pushed to the plateau's edge next to a tune score."""
     scores, labels = _check(scores, labels)
     distinct = np.unique(scores)
-    candidates = np.r_[distinct[0] - 1.0, (distinct[:-1] + distinct[1:]) / 2.0, distinct[-1] + 1.0]
+    if len(distinct) > 1:
+        below, above = (distinct[1] - distinct[0]) / 2.0, (distinct[-1] - distinct[-2]) / 2.0
+    else:  # one score value: a step of its own size (or 1 for a score of 0)
+        below = above = abs(float(distinct[0])) / 2.0 or 0.5
+    candidates = np.r_[distinct[0] - below, (distinct[:-1] + distinct[1:]) / 2.0, distinct[-1] + above]
     correct = (scores[:, None] >= candidates[None, :]) == (labels[:, None] == 1)
     accuracies = correct.mean(axis=0)
     at_best = np.flatnonzero(accuracies == accuracies.max())

@@ -61,10 +61,15 @@ def verdict(done: list[dict], margin_se: float = 1.0) -> dict:
                 "gain": None}
     best = done[0]
     gain = best["objective"] - defaults["objective"]
-    se = defaults["objective_se"] or 0.0
+    se = defaults["objective_se"]
+    rule_note = None
+    if se is None or not math.isfinite(se):  # the rule needs the defaults' standard error: said, not skipped silently
+        rule_note = (f"the defaults' standard error is unknown ({se!r}): the one-standard-error rule could not be "
+                     f"applied, so the highest tune objective wins")
+        se = 0.0
     kept = best is not defaults and gain <= margin_se * se
     return {"winner": defaults if kept else best, "defaults_ran": True, "defaults_won": kept or best is defaults,
-            "kept_within_margin": kept, "margin_se": margin_se, "best_trial": best["trial_id"],
+            "kept_within_margin": kept, "margin_se": margin_se, "rule_note": rule_note, "best_trial": best["trial_id"],
             "defaults_trial": defaults["trial_id"], "defaults_objective": defaults["objective"],
             "defaults_objective_se": defaults["objective_se"], "gain": gain}
 

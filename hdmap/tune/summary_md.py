@@ -30,6 +30,8 @@ def versus_lines(versus: dict, metric: str) -> list[str]:
                 "winner was not compared with them.", ""]
     defaults = (f"the defaults (trial `{versus['defaults_trial']}`) reach tune {metric} "
                 f"{pct(versus['defaults_objective'])} ± {pct(versus['defaults_objective_se'])} (standard error)")
+    if versus.get("rule_note"):
+        defaults += f". Note: {versus['rule_note']}"
     if versus.get("kept_within_margin"):
         return [f"**Winner: the defaults.** The best trial `{versus['best_trial']}` beat them by "
                 f"{100 * versus['gain']:+.1f} points on the tune objective, within {versus['margin_se']:g} standard "
