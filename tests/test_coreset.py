@@ -143,3 +143,11 @@ def test_the_store_key_reads_two_numbers_back_not_the_bank():
     keys = {key, features_digest(nudged, 0, 64), features_digest(swapped, 0, 64), features_digest(features, 1, 64),
             features_digest(features[:4999], 0, 64)}
     assert len(keys) == 5 and features_digest(features.clone(), 0, 64) == key
+
+
+@pytest.mark.parametrize("method", ["greedy", "composable"])
+def test_identical_patches_never_give_a_member_twice(method):
+    """Once every remaining distance is 0 (all patches alike), the picks are still distinct patches."""
+    features = torch.ones(3000, 8)
+    chosen = greedy_coreset(features, 1.0, bank_size=200, method=method)
+    assert len(chosen) == 200 and len(set(chosen.tolist())) == 200

@@ -38,7 +38,8 @@ class GreedyOrder:
     a run of length m, so one order serves every bank size (a cache keeps it between trials).
 
     Distances are squared L2 on the seeded projection, |x|^2 - 2 x.c + |c|^2, one matrix-vector product and one
-    running minimum per pick, on the features' device; a pick never waits on the device (no host sync)."""
+    running minimum per pick, on the features' device; a pick never waits on the device (no host sync). A member's
+    running distance is set below any distance (-1), so no member is picked twice, even among identical patches."""
 
     def __init__(self, features: torch.Tensor, seed: int = 0, projection_dim: int | None = 128,
                  projected: bool = False):
@@ -46,7 +47,7 @@ class GreedyOrder:
         self.x, self.norms = x.contiguous(), (x * x).sum(dim=1)
         generator = torch.Generator().manual_seed(seed)
         self.order = torch.randint(len(x), (1,), generator=generator).to(x.device)
-        self.nearest = self._distances(self.order[:1])
+        self.nearest = self._distances(self.order[:1]).index_fill_(0, self.order[:1], -1.0)
 
     def _distances(self, member: torch.Tensor) -> torch.Tensor:
         """Squared distances of every patch to `member` (a 1-element index tensor)."""
@@ -65,6 +66,7 @@ class GreedyOrder:
                 pick = torch.argmax(nearest).view(1)
                 order[i:i + 1] = pick
                 torch.minimum(nearest, self._distances(pick), out=nearest)
+                nearest.index_fill_(0, pick, -1.0)  # a member is never picked again (all-equal patches: distance 0)
                 if progress is not None:
                     progress.advance()
             self.order, self.nearest = order, nearest

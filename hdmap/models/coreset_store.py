@@ -47,7 +47,7 @@ def bits_digest(features: torch.Tensor) -> tuple[int, int]:
 
 
 def features_digest(features: torch.Tensor, seed: int, projection_dim: int | None) -> str:
-    digest = hashlib.sha1(f"v3|{tuple(features.shape)}|{seed}|{projection_dim}|{bits_digest(features)}".encode())
+    digest = hashlib.sha1(f"v4|{tuple(features.shape)}|{seed}|{projection_dim}|{bits_digest(features)}".encode())
     return digest.hexdigest()[:24]
 
 
