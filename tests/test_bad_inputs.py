@@ -319,3 +319,14 @@ def test_a_map_linked_under_two_names_is_named(root, tmp_path, capsys):
     assert fit_eval(root, tmp_path / "run") == 2
     err = capsys.readouterr().err
     assert "000777.tiff" in err and "(a link)" in err
+
+
+@pytest.mark.parametrize("damage, words", [(lambda m: np.zeros_like(m), "1 map(s) constant"),
+                                           (lambda m: -np.abs(m) - 0.1, "1 map(s) without a positive value")])
+def test_a_map_no_energy_map_can_be_is_named_in_the_notes(damage, words, root, tmp_path):
+    path = tiff(root, "train/good", 4)
+    tifffile.imwrite(path, damage(tifffile.imread(path)).astype(np.float32))
+    # (the odd map is a condition of its own to the gate: uniform references keep the run going)
+    assert fit_eval(root, tmp_path / "run", sets=["model.reference_sampling=uniform"]) == 0
+    notes = json.loads((tmp_path / "run" / "metrics.json").read_text())["notes"]
+    assert any(words in note and str(path) in note for note in notes)

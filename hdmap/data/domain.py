@@ -76,7 +76,25 @@ def read_stacked(items: list[MapItem]) -> tuple[np.ndarray, np.ndarray, tuple[st
         print(f"[hdmap] {note}", file=sys.stderr)
     n_train = sum(1 for i in items if i.subset == "train/good")
     stacked = np.stack(maps)
-    return stacked[:n_train], stacked[n_train:], (note,) if note else ()
+    notes = ((note,) if note else ()) + value_notes(items, stacked)
+    for line in notes[1 if note else 0:]:
+        print(f"[hdmap] {line}", file=sys.stderr)
+    return stacked[:n_train], stacked[n_train:], notes
+
+
+def value_notes(items: list[MapItem], maps: np.ndarray) -> tuple[str, ...]:
+    """Maps whose values a map of vibration energy cannot have, named (they are used as they are: a constant train
+    map pulls a memory bank and the gate toward it; all-negative maps break the log and percentile scalings)."""
+    flat = maps.reshape(len(maps), -1)
+    notes = []
+    for what, bad in (("constant (every value equal, e.g. all zero)", flat.min(axis=1) == flat.max(axis=1)),
+                      ("without a positive value (all <= 0)", flat.max(axis=1) <= 0)):
+        found = np.flatnonzero(bad)
+        if len(found):
+            named = ", ".join(items[k].path for k in found[:3]) + (f" and {len(found) - 3} more" if len(found) > 3
+                                                                   else "")
+            notes.append(f"{len(found)} map(s) {what}: {named}; check them (a sensor drop-out or a unit error?)")
+    return tuple(notes)
 
 
 def load_domain(root: str, domain: str, split_path: str | Path | None = None, tune_fraction: float = 0.3,
