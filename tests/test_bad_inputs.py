@@ -330,3 +330,22 @@ def test_a_map_no_energy_map_can_be_is_named_in_the_notes(damage, words, root, t
     assert fit_eval(root, tmp_path / "run", sets=["model.reference_sampling=uniform"]) == 0
     notes = json.loads((tmp_path / "run" / "metrics.json").read_text())["notes"]
     assert any(words in note and str(path) in note for note in notes)
+
+
+def test_a_full_disk_while_writing_the_run_names_the_folder_and_leaves_it_as_it_was(root, tmp_path, capsys,
+                                                                                   monkeypatch):
+    import torch
+
+    out = tmp_path / "run"
+    assert fit_eval(root, out) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+
+    def full(*args, **kwargs):  # what torch.save says on a full disk
+        raise RuntimeError("[enforce fail at inline_container.cc:672] . PytorchStreamWriter failed writing file")
+
+    monkeypatch.setattr(torch, "save", full)
+    assert fit_eval(root, out, "--overwrite", sets=["model.band_weight=0"]) == 2
+    err = capsys.readouterr().err
+    assert f"{out}: could not write the run's results (RuntimeError: [enforce fail" in err
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # the old run untouched
+    assert not [p for p in tmp_path.iterdir() if ".partial" in p.name]

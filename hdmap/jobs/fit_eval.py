@@ -2,6 +2,8 @@
 and write its run folder (metrics, report, scores, plots, split, checkpoint)."""
 from __future__ import annotations
 
+import os
+import shutil
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,10 +71,30 @@ def fit_eval(config: dict, source: DataOptions, out: str | Path, overwrite: bool
               f"{reused['seed']} replace the settings' {config['split']}", file=sys.stderr)
         config = {**config, "split": reused}
     module, outputs, metrics = fit_and_score(config, data, FeatureCache(cache_dir, progress=progress), progress=progress)
+    write_run_folder(out, held, lambda folder: (data.split.save(folder / "split.json"),
+                                                write_run_outputs(folder, metrics, data, outputs, command),
+                                                save_checkpoint(folder, module, config, data, metrics)))
+    return metrics
+
+
+def write_run_folder(out: Path, held: list[str], write) -> None:
+    """`write(folder)` into a staging folder beside `out`, then its files into `out` (replacing the run it held):
+    a full disk or a kill while writing leaves `out` as it was, and the error names the folder."""
+    staging = out.parent / f".{out.name}.{os.getpid()}.partial"
+    try:
+        staging.mkdir(parents=True, exist_ok=False)
+        write(staging)
+    except (OSError, RuntimeError) as error:
+        shutil.rmtree(staging, ignore_errors=True)
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise OSError(f"{out}: could not write the run's results ({type(error).__name__}: {first}); free space on "
+                      f"that disk or choose another --out: nothing was written there") from error
+    except BaseException:  # SIGTERM, Ctrl-C: nothing half-written either
+        shutil.rmtree(staging, ignore_errors=True)
+        raise
     out.mkdir(parents=True, exist_ok=True)
     for name in held:
-        (out / name).unlink()
-    data.split.save(out / "split.json")
-    write_run_outputs(out, metrics, data, outputs, command)
-    save_checkpoint(out, module, config, data, metrics)
-    return metrics
+        (out / name).unlink(missing_ok=True)
+    for item in staging.iterdir():
+        os.replace(item, out / item.name)
+    staging.rmdir()
