@@ -134,6 +134,8 @@ def print_best(summary: dict) -> None:
         print(f"winner: trial {best['trial_id']}, {100 * versus['gain']:+.1f} points over the defaults' tune "
               f"{summary['metric']} (standard error {100 * (versus['defaults_objective_se'] or 0):.1f})")
     print(f"best trial {best['trial_id']}: tune {summary['metric']} = {100 * best['tune_objective']:.1f} %")
+    if (best.get("repeats") or 1) > 1:
+        print(f"  (the mean over {best['repeats']} seeds; its checkpoint, holdout and standard error are seed 0's)")
     print("best config:")
     for key, value in sorted(best["config"].items()):
         print(f"  {key} = {value}")

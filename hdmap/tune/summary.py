@@ -143,7 +143,7 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
         summary["best"] = {"trial_id": best["trial_id"], "config": best["config"], "tune_objective": best["objective"],
                            "checkpoint": checkpoint, "holdout": holdout["holdout"], "gate": holdout["gate"],
                            "threshold": holdout["tune"]["threshold"], "full_config": holdout["config"],
-                           "start": best["start"], "tune": holdout["tune"]}
+                           "start": best["start"], "tune": holdout["tune"], "repeats": best.get("repeats") or 1}
         plot_objective(done, exp_dir / "objective_vs_trial.png", metric)
     summary["space_notes"] = list(space.notes) if space is not None else []
     if space is not None:

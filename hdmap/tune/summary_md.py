@@ -90,6 +90,9 @@ def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[d
         lines += [f"Winner{so_far} `{best['trial_id']}`" + (f" ({best['start']})" if best.get("start") else "") +
                   f": tune {metric} {pct(best['tune_objective'])} %; oracle holdout accuracy "
                   f"{pct(hold['accuracy_oracle'])} % (threshold on holdout, for comparison only).", ""]
+        if (best.get("repeats") or 1) > 1:
+            lines += [f"Ranked on the mean over {best['repeats']} reference/coreset seeds; its checkpoint, the holdout "
+                      f"numbers below and its standard error are those of seed 0 (`--repeats`).", ""]
         lines += holdout_lines(hold) + ["", f"Checkpoint: `{best['checkpoint']}`", "",
                                         "![objective vs trial](objective_vs_trial.png)", ""]
     if summary.get("space_notes"):
