@@ -127,3 +127,15 @@ def test_repeats_average_the_objective_over_reference_seeds(domain_c, tiny_confi
     assert len(set(single)) > 1  # the seeds draw different references: averaging changes the objective
     assert module.core.config.seed == 0 and metrics["tune"]["auroc"] == pytest.approx(single[0])
     assert fit_over_seeds(config, domain_c, cache, "auroc", repeats=1)[2]["objective"] == pytest.approx(single[0])
+
+
+def test_a_sampled_trial_that_repeats_the_defaults_is_not_labelled_the_defaults():
+    from hdmap.tune.summary import one_label_per_start, trial_number
+
+    assert trial_number("/x/trainable_1a2b3c4d_12_model.shots=4_2026") == 12
+    rows = [{**_row(0.9, DEFAULTS_LABEL, "late", timestamp=5), "number": 7},  # TPE drew the defaults' config again
+            {**_row(0.8, DEFAULTS_LABEL, "first", timestamp=1), "number": 1}]
+    rows = one_label_per_start(rows)
+    by_id = {r["trial_id"]: r for r in rows}
+    assert by_id["first"]["start"] == DEFAULTS_LABEL
+    assert by_id["late"]["start"] is None and by_id["late"]["repeats_config_of"] == "first"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import math
+import re
 
 from pathlib import Path
 
@@ -40,8 +41,30 @@ def _rows(results, starts: list[dict]) -> tuple[list[dict], list[dict]]:
                          "peak_bytes": peak_bytes({k[len("memory_"):]: v for k, v in metrics.items()
                                                    if k.startswith("memory_")}),
                          "retried_after": earlier_error(Path(result.path)),
-                         "checkpoint": result.checkpoint.path if result.checkpoint else None})
-    return done, failed
+                         "checkpoint": result.checkpoint.path if result.checkpoint else None,
+                         "number": trial_number(result.path)})
+    return one_label_per_start(done), failed
+
+
+def trial_number(path) -> int:
+    """Tune's counter of a trial (trainable_<id>_<n>_...: n counts trials from 1); a large number if absent."""
+    found = re.match(r"[^_]+_[0-9a-f]+_(\d+)_", Path(str(path)).name)
+    return int(found.group(1)) if found else 1 << 30
+
+
+def one_label_per_start(done: list[dict]) -> list[dict]:
+    """A start point (the defaults, a --start config) labels the first trial that ran it only: a sampled trial that
+    happens to repeat its config is a trial of its own, said to repeat it."""
+    first: dict[str, dict] = {}
+    for row in sorted(done, key=lambda r: (r["number"], r["timestamp"])):
+        label = row["start"]
+        if label is None:
+            continue
+        if label in first:
+            row["start"], row["repeats_config_of"] = None, first[label]["trial_id"]
+        else:
+            first[label] = row
+    return done
 
 
 def rank_key(row: dict):

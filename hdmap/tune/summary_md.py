@@ -104,7 +104,8 @@ def write_summary_md(path: Path, summary: dict, done: list[dict], failed: list[d
               "gate acc % | " + " | ".join(keys) + " |", "|" + "---|" * (8 + len(keys))]
     for rank, row in enumerate(done, 1):
         cells = [str(row["config"].get(k, "")) for k in keys]
-        lines.append(f"| {rank} | {row['trial_id']} | {row['start'] or ''} | {pct(row['objective'])} ± "
+        start = row["start"] or (f"same config as {row['repeats_config_of']}" if row.get("repeats_config_of") else "")
+        lines.append(f"| {rank} | {row['trial_id']} | {start} | {pct(row['objective'])} ± "
                      f"{pct(row['objective_se'])} | {pct(row['tune_accuracy'])} | {pct(row['tune_accuracy_cv'])} | "
                      f"{pct(row['tune_auroc'])} | {pct(row['gate_accuracy'])} | " + " | ".join(cells) + " |")
     importance = summary.get("importance")
