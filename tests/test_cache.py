@@ -1,4 +1,5 @@
 import os
+from pathlib import Path
 
 import numpy as np
 
@@ -123,3 +124,21 @@ def test_tap_sets_of_one_backbone_share_one_model(tmp_path):
     assert other.model is first.model and other.taps == (1,) and first.taps == (0, 1)
     assert cache.backbone(replace(SPEC, model_kwargs={"depth": 3, "embed_dim": 24, "num_heads": 2}),
                           "cpu").model is not first.model  # another model is another model
+
+
+def test_a_full_disk_while_writing_an_entry_names_the_cache_and_leaves_no_partial_file(synth_root, tmp_path,
+                                                                                      monkeypatch):
+    import pytest
+
+    from hdmap.features import cache as cache_module
+
+    def full(path, array):
+        Path(path).write_bytes(b"\x93NUMPY partial")
+        raise OSError("1228800 requested and 524224 written")
+
+    monkeypatch.setattr(cache_module.np, "save", full)
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    transform = cache.transform_for(SPEC, 98, "aspect", "backbone")
+    with pytest.raises(OSError, match=r"could not write the feature cache entry \(1228800 requested"):
+        cache.features(SPEC, transform, _paths(synth_root))
+    assert not [p for p in (tmp_path / "cache").rglob("*") if ".partial" in p.name or p.suffix == ".npy"]

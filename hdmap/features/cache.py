@@ -227,6 +227,9 @@ class FeatureCache:
                 np.save(partial, array.astype(np.float16))
                 checksums[str(tap)] = file_checksum(partial)
                 os.replace(partial, target)
+            except OSError as error:
+                raise OSError(f"{folder}: could not write the feature cache entry ({error}); free space on that disk, "
+                              f"or point --cache-dir / HDMAP_CACHE elsewhere (--no-cache in a search)") from error
             finally:
                 partial.unlink(missing_ok=True)  # nothing half-written left behind (a full disk)
             stat = target.stat()
