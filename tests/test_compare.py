@@ -36,8 +36,10 @@ def test_compare_two_runs_on_the_same_maps_and_refuse_other_maps(synth_root, tmp
     assert result["auroc"]["difference"] == pytest.approx(metrics["holdout"]["auroc"] -
                                                           json.loads((b / "metrics.json").read_text())["holdout"]["auroc"])
     assert result["accuracy"]["a"] == pytest.approx(metrics["holdout"]["accuracy"])
-    same = compare_runs(a, a)
-    assert same["auroc"]["difference"] == 0 and same["accuracy"]["p_value"] == 1.0
+    forward, backward = compare_runs(a, b), compare_runs(b, a)  # swapping the runs flips every difference
+    assert backward["auroc"]["difference"] == pytest.approx(-forward["auroc"]["difference"])
+    assert backward["accuracy"]["p_value"] == pytest.approx(forward["accuracy"]["p_value"])
+    assert backward["auroc"]["interval"][0] == pytest.approx(-forward["auroc"]["interval"][1], abs=0.02)
 
     other = tmp_path_factory.mktemp("other")
     write_dataset(other, SynthConfig(n_train=40, n_test=40, seed=9, domains="C"))

@@ -111,4 +111,11 @@ def test_paired_tests_see_a_real_difference_and_not_an_imagined_one():
     correct = (scores >= 0.75) == (labels == 1)
     test = mcnemar_exact(correct, (worse >= 0.75) == (labels == 1))
     assert test["difference"] > 0 and test["p_value"] < 0.05
-    assert mcnemar_exact(correct, correct)["p_value"] == 1.0
+    # a known exact value (not the no-disagreement branch): 8 maps only A gets right, 1 only B: two-sided binomial
+    # p = 2 (C(9,0) + C(9,1)) / 2^9 = 20 / 512
+    a = np.r_[np.ones(8, bool), np.zeros(1, bool), np.ones(5, bool)]
+    b = np.r_[np.zeros(8, bool), np.ones(1, bool), np.ones(5, bool)]
+    known = mcnemar_exact(a, b)
+    assert known["p_value"] == pytest.approx(20 / 512) and known["difference"] == pytest.approx(7 / 14)
+    balanced = mcnemar_exact(np.r_[np.ones(10, bool), np.zeros(10, bool)], np.r_[np.zeros(10, bool), np.ones(10, bool)])
+    assert balanced["difference"] == 0 and balanced["p_value"] == pytest.approx(1.0)
