@@ -26,6 +26,9 @@ def test_each_gate_on_separable_data(config):
     route, p_warm = gate.route(test_maps, test_features, test_truth)
     assert gate_accuracy(route, test_truth) == 1.0
     assert ((p_warm > 0.5).long() == route).all()
+    if config.kind == "oracle":  # 1.0 above holds by construction; what it must do: follow the conditions it is told
+        told = ["cold" if c == "warm" else "warm" for c in test_truth]
+        assert gate_accuracy(gate.route(test_maps, test_features, told)[0], test_truth) == 0.0
 
 
 def test_explicit_threshold_and_oracle_needs_conditions():
