@@ -224,3 +224,25 @@ def test_a_space_that_sets_the_split_is_the_split_of_every_trial_and_of_the_winn
     searched.write_text(TINY_SPACE + "  split.seed: {choice: [0, 1]}\n")
     with pytest.raises(ConfigError, match="searches split.seed"):
         run_search(_options(synth_root, searched, tmp_path, num_samples=2, name="searched"))
+
+
+def test_a_config_already_run_reuses_its_result_instead_of_fitting_again(synth_root, tmp_path):
+    """A space with one choice: every trial after the defaults draws the defaults' config again. They report the
+    first trial's result (marked), fit nothing, and the summary points them to its checkpoint."""
+    space = tmp_path / "one.yaml"
+    space.write_text(TINY_SPACE.split("params:")[0] + "params:\n  model.bank_mode: {choice: [mixed]}\n")
+    options = _options(synth_root, space, tmp_path, num_samples=3, name="again")
+    options.max_concurrent = 1  # one after the other: each finds the one before it finished
+    summary = run_search(options)
+    run_dir = Path(summary["experiment"])
+    results = {}
+    for path in run_dir.glob("trainable_*/result.json"):
+        results[path.parent.name] = [json.loads(line) for line in path.read_text().splitlines() if line][-1]
+    first = next(r for r in results.values() if not r.get("reused_from"))
+    reused = [r for r in results.values() if r.get("reused_from")]
+    assert len(results) == 3 and len(reused) == 2
+    assert all(r["reused_from"] == first["trial_id"] and r["objective"] == first["objective"] for r in reused)
+    assert len(list(run_dir.glob("trainable_*/checkpoint_*/model.ckpt"))) == 1  # one fit
+    text = (run_dir / "summary.md").read_text()
+    assert text.count(f"same config as {first['trial_id']}") == 2
+    assert summary["best"]["checkpoint"].startswith(str(run_dir))

@@ -19,6 +19,7 @@ from hdmap.tune.start_points import start_points
 SPACES_DIR = Path(search_spaces.__file__).resolve().parent  # package data: works from an installed package
 RUN_FILE = "hdmap_search.json"
 OWN_ERRORS_DIR = "trial_errors"  # the trials' own errors, where every node reads them (hdmap/tune/retries.py)
+TRIAL_RESULTS_DIR = "trial_results"  # finished trials' values by config (hdmap/tune/trial_results.py)
 
 
 @dataclass
@@ -165,7 +166,8 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
                                      cache_dir=str(options.cache_dir or default_cache_dir()),
                                      cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)),
                                      repeats=options.repeats, prefetch_taps=prefetch_taps, started=time.time(),
-                                     errors_dir=str(experiment_dir(options) / OWN_ERRORS_DIR), gpu_share=share)
+                                     errors_dir=str(experiment_dir(options) / OWN_ERRORS_DIR), gpu_share=share,
+                                     results_dir=str(experiment_dir(options) / TRIAL_RESULTS_DIR))
     return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": share})
 
 

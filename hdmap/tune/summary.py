@@ -42,8 +42,19 @@ def _rows(results, starts: list[dict]) -> tuple[list[dict], list[dict]]:
                                                    if k.startswith("memory_")}),
                          "retried_after": earlier_error(Path(result.path)),
                          "checkpoint": result.checkpoint.path if result.checkpoint else None,
-                         "number": trial_number(result.path)})
-    return one_label_per_start(done), failed
+                         "number": trial_number(result.path), "reused_from": metrics.get("reused_from")})
+    return with_reused_checkpoints(one_label_per_start(done)), failed
+
+
+def with_reused_checkpoints(done: list[dict]) -> list[dict]:
+    """A trial that reused an earlier trial's result (same config) points to that trial's checkpoint."""
+    by_id = {row["trial_id"]: row for row in done}
+    for row in done:
+        original = by_id.get(row.get("reused_from"))
+        if original is not None and row["checkpoint"] is None:
+            row["checkpoint"] = original["checkpoint"]
+            row["repeats_config_of"] = original["trial_id"]
+    return done
 
 
 def trial_number(path) -> int:

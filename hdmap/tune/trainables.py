@@ -19,6 +19,7 @@ from hdmap.kinds.registry import kind_of, validate
 from hdmap.models.memory_bank import set_cpu_threads
 from hdmap.tune.retries import OwnErrors
 from hdmap.tune.spaces import trial_overrides
+from hdmap.tune.trial_results import TrialResults, config_key
 from hdmap.tune.trial_devices import (TrialGpuMemoryError, assigned_gpu_ids, confine, gpu_memory_message,
                                       peak_memory, reset_peak_memory)
 
@@ -36,7 +37,8 @@ def full_config(base_config: dict, trial_config: dict) -> dict:
 
 def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str, cache_dir: str | None,
               cache_enabled: bool = True, threads: int = 1, repeats: int = 1, prefetch_taps: tuple = (),
-              started: float = 0.0, errors_dir: str | None = None, gpu_share: float = 0.0) -> None:
+              started: float = 0.0, errors_dir: str | None = None, gpu_share: float = 0.0,
+              results_dir: str | None = None) -> None:
     """Run the trial of the config's kind on exactly the GPUs Ray gave it; each of its reports goes to Tune with a
     checkpoint of the model and the trial's own metrics beside it (the record `hdmap eval` and the summary read).
     An error of the trial's own code is recorded in the experiment's storage (`errors_dir`), so a retry of it (one
@@ -52,7 +54,7 @@ def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: st
     where = confine(assigned_gpu_ids(), gpu_share)  # before anything in this trial touches CUDA
     try:
         _run_trial(trial_config, base_config, data_args, metric, cache_dir, cache_enabled, threads, repeats,
-                   prefetch_taps, where)
+                   prefetch_taps, where, TrialResults(results_dir) if results_dir and trial_id else None, trial_id)
     except torch.cuda.OutOfMemoryError as error:
         message = gpu_memory_message(error, where)
         if errors:
@@ -65,11 +67,19 @@ def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: st
 
 
 def _run_trial(trial_config: dict, base_config: dict, data_args: dict, metric: str, cache_dir: str | None,
-               cache_enabled: bool, threads: int, repeats: int, prefetch_taps: tuple, where: dict) -> None:
+               cache_enabled: bool, threads: int, repeats: int, prefetch_taps: tuple, where: dict,
+               results: TrialResults | None = None, trial_id: str | None = None) -> None:
     from ray import tune
 
     set_cpu_threads(threads)
     config = full_config(base_config, trial_config)
+    kind = kind_of(config)
+    key = config_key(config, metric, repeats)
+    earlier = results.get(key) if results is not None and not kind.iterative else None
+    if earlier is not None:  # a finished trial ran exactly this: its values, not a second fit
+        print(f"[hdmap] this config was run by trial {earlier['trial_id']}: its result is reused", flush=True)
+        tune.report({**earlier["values"], **where, "reused_from": earlier["trial_id"]})
+        return
     cache = FeatureCache(cache_dir, enabled=cache_enabled, progress=True, prefetch_taps=prefetch_taps,
                          device="cuda" if where["device"] == "cuda" else "cpu")  # lines in its log
     data = _domain(**data_args)
@@ -81,7 +91,9 @@ def _run_trial(trial_config: dict, base_config: dict, data_args: dict, metric: s
             save_checkpoint(folder, module, config, data, {**metrics, "placement": where, "peak_memory": memory})
             tune.report({**values, **where, **{f"memory_{k}": v for k, v in memory.items()}},
                         checkpoint=tune.Checkpoint.from_directory(folder))
+        if results is not None and not kind.iterative:
+            results.put(key, trial_id, values)
 
     if where["placement_note"]:
         print(f"[hdmap] {where['placement_note']}", flush=True)
-    kind_of(config).trial(config, data, cache, metric, repeats, report)
+    kind.trial(config, data, cache, metric, repeats, report)
