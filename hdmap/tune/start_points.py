@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from hdmap.config import ConfigError, merge
+from hdmap.config import ConfigError, merge, nest, safe_yaml
 from hdmap.kinds.registry import validate
 from hdmap.tune.spaces import Param, SearchSpace, _active, _encode, decode
 
@@ -82,7 +82,7 @@ def _leaves(config: dict, prefix: str = "") -> dict:
 def read_start_file(path: str | Path) -> list[dict]:
     """Start configs of a YAML file: one mapping of settings (nested or dotted keys) or a list of them."""
     try:
-        data = yaml.safe_load(Path(path).read_text())
+        data = safe_yaml(Path(path).read_text())
     except FileNotFoundError as error:
         raise ConfigError(f"--start: file not found: {path}") from error
     except yaml.YAMLError as error:
@@ -90,17 +90,7 @@ def read_start_file(path: str | Path) -> list[dict]:
     configs = data if isinstance(data, list) else [data]
     if not all(isinstance(c, dict) for c in configs):
         raise ConfigError(f"--start {path}: expected a mapping of settings or a list of mappings")
-    out = []
-    for config in configs:
-        nested: dict = {}
-        for key, value in config.items():
-            node = nested
-            *parents, leaf = str(key).split(".")
-            for part in parents:
-                node = node.setdefault(part, {})
-            node[leaf] = value
-        out.append(nested)
-    return out
+    return [nest({str(key): value for key, value in config.items()}) for config in configs]
 
 
 def start_points(space: SearchSpace, base_config: dict, start_files: list[str] = ()) -> list[dict]:
