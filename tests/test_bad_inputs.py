@@ -354,4 +354,4 @@ def test_a_full_disk_while_writing_the_run_names_the_folder_and_leaves_it_as_it_
 def test_a_tap_the_backbone_does_not_have_is_named_with_the_range(root, tmp_path, capsys):
     assert fit_eval(root, tmp_path / "run", sets=["backbone.taps=[0,99]"]) == 2
     err = capsys.readouterr().err
-    assert "'backbone.taps' [0, 99]: [99] not among the 2 blocks" in err and "taps 0..1" in err
+    assert "config key 'backbone.taps'" in err and "[99] not among the 2 blocks" in err and "taps 0..1" in err

@@ -142,3 +142,16 @@ def test_a_full_disk_while_writing_an_entry_names_the_cache_and_leaves_no_partia
     with pytest.raises(OSError, match=r"could not write the feature cache entry \(1228800 requested"):
         cache.features(SPEC, transform, _paths(synth_root))
     assert not [p for p in (tmp_path / "cache").rglob("*") if ".partial" in p.name or p.suffix == ".npy"]
+
+
+def test_a_tap_set_of_a_shared_model_is_checked_like_a_new_one(tmp_path):
+    from dataclasses import replace
+
+    import pytest
+
+    from hdmap.config import ConfigError
+
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    cache.backbone(SPEC, "cpu")
+    with pytest.raises(ConfigError, match=r"\[99\] not among the 2 blocks"):
+        cache.backbone(replace(SPEC, taps=(0, 99)), "cpu")

