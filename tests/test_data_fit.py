@@ -92,3 +92,12 @@ def test_the_shipped_quick_space_on_100_train_maps_runs_every_trial(hundred_maps
     assert summary["n_trials"] == 2 and summary["n_failed"] == 0
     text = (tmp_path / "runs" / "hundred" / "summary.md").read_text()
     assert "'model.shots' dropped [64]" in text and "assigns" in text
+
+
+def test_a_parameter_searched_only_under_a_dropped_choice_is_said_to_be_unsearched(hundred_maps, tmp_path):
+    space_file = tmp_path / "when.yaml"
+    space_file.write_text("params:\n  model.shots: {choice: [8, 64]}\n"
+                          "  model.reweight_k: {int: [1, 9], when: {model.shots: 64}}\n")
+    space = load_space(space_file)
+    notes = fit_space_to_data(space, space.base_config(), load_domain(str(hundred_maps), "C"))
+    assert any("'model.reweight_k' is searched only when model.shots is [64], all dropped" in n for n in notes)

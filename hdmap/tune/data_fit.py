@@ -91,6 +91,20 @@ def clip_param(param: Param, most: int) -> list:
     return [f"({most}, {high}]"]
 
 
+def unreachable_after(space: SearchSpace, parent: Param, dropped: list) -> list[str]:
+    """Parameters searched only `when:` the parent takes a value just dropped: they are never searched now."""
+    notes = []
+    for param in space.params:
+        wanted = param.when.get(parent.key)
+        if wanted is None or parent.distribution != "choice":
+            continue
+        wanted = wanted if isinstance(wanted, list) else [wanted]
+        if not any(value in parent.values for value in wanted):
+            notes.append(f"search space fitted to the data: '{param.key}' is searched only when {parent.key} is "
+                         f"{wanted}, all dropped: it is not searched")
+    return notes
+
+
 def fit_space_to_data(space: SearchSpace, base_config: dict, data) -> list[str]:
     """Drop what `data` cannot hold from `space` (in place); returns the notes (also printed and added to
     `space.notes`). A searched setting left with no value is a ConfigError naming it and its limit."""
@@ -107,6 +121,7 @@ def fit_space_to_data(space: SearchSpace, base_config: dict, data) -> list[str]:
         if dropped:
             notes.append(f"search space fitted to the data: '{limit.key}' dropped {dropped}: at most {limit.most} "
                          f"({limit.why})")
+            notes += unreachable_after(space, param, dropped)
     for note in notes:
         print(f"[hdmap] {note}", file=sys.stderr)
     space.notes.extend(notes)
