@@ -283,7 +283,8 @@ def one_search_at_a_time(exp_dir: Path):
             yield
     except LockHeldError as error:
         raise ConfigError(f"experiment {exp_dir} is being run by another hdmap tune ("
-                          f"{str(error).split('held by ')[-1]}): wait for it to end, or choose another --name") from None
+                          f"{str(error).split('held by ')[-1]}): wait for it to end, or choose another --name (if that "
+                          f"process is gone, e.g. its node died, delete {exp_dir / '.search.lock'})") from None
 
 
 def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root: str, base_config: dict,
