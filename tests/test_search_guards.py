@@ -46,3 +46,18 @@ def test_a_resumed_search_refuses_an_edited_space_unless_allowed(tmp_path):
     options.allow_space_change = True
     changes = check_space_unchanged(options, exp_dir)
     assert len(changes) == 1 and "gated" in changes[0]["before"]
+
+
+def test_base_settings_from_the_command_line_are_checked_and_a_searched_key_is_refused(synth_root, tmp_path):
+    from conftest import TINY_SPACE
+
+    space = tmp_path / "tiny.yaml"
+    space.write_text(TINY_SPACE)
+    options = dict(data_root=str(synth_root), space=str(space), storage=str(tmp_path / "runs"), verbose=0)
+    with pytest.raises(ConfigError, match=r"--set/--config model.bank_mode: the space \(tiny.yaml\) searches "
+                                          r"model.bank_mode"):
+        run_search(SearchOptions(sets=["model.bank_mode=gated"], **options))
+    with pytest.raises(ConfigError, match="unknown config key 'model.colour'"):
+        run_search(SearchOptions(sets=["model.colour=red"], **options))
+    with pytest.raises(ConfigError, match="config key 'model.top_fraction' expects"):
+        run_search(SearchOptions(sets=["model.top_fraction=0"], **options))

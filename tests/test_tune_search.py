@@ -246,3 +246,19 @@ def test_a_config_already_run_reuses_its_result_instead_of_fitting_again(synth_r
     text = (run_dir / "summary.md").read_text()
     assert text.count(f"same config as {first['trial_id']}") == 2
     assert summary["best"]["checkpoint"].startswith(str(run_dir))
+
+
+def test_tune_set_changes_the_base_settings_of_every_trial(synth_root, tmp_path):
+    """`hdmap tune --set model.reweight_k=3`: every trial (the defaults included) runs with it."""
+    from hdmap.cli.main import main
+
+    space = tmp_path / "no_k.yaml"
+    space.write_text(TINY_SPACE)
+    assert main(["tune", "--data-root", str(synth_root), "--space", str(space), "--num-samples", "2",
+                 "--max-concurrent", "2", "--storage", str(tmp_path / "runs"), "--name", "set",
+                 "--cache-dir", str(tmp_path / "cache"), "--set", "model.reweight_k=3"]) == 0
+    configs = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "set").glob("trainable_*/checkpoint_*/"
+                                                                                    "config.json")]
+    assert len(configs) >= 1 and all(c["model"]["reweight_k"] == 3 for c in configs)
+    record = json.loads((tmp_path / "runs" / "set" / "hdmap_search.json").read_text())
+    assert record["base_config"]["model"]["reweight_k"] == 3 and record["options"]["sets"] == ["model.reweight_k=3"]

@@ -57,6 +57,9 @@ def add_tune(sub) -> None:
     p.add_argument("--model", default=DEFAULT_MODEL, choices=list(KINDS))
     p.add_argument("--backbone", help="backbone preset (its taps, image size, weights), e.g. tf_efficientnet_lite0 "
                                       "offline; default: the space's (DINOv2 ViT-S/14 with --data-root)")
+    p.add_argument("--config", help="YAML file of base settings of the search (the keys of docs/settings.md)")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                   help="one base setting of the search (a key the space searches is refused)")
     p.add_argument("--space", help="search space YAML (default: the packaged <model>.yaml; <model>_quick.yaml on "
                                    "the embedded synthetic data)")
     p.add_argument("--num-samples", type=counted(1), default=None, help="trials (default 12 synthetic, 64 real data)")
@@ -106,7 +109,8 @@ def options_from(args):
                          condition_csv=args.condition_csv, start=args.start, repeats=args.repeats,
                          keep_defaults_within=args.keep_defaults_within,
                          condition_csv_partial=args.condition_csv_partial,
-                         ignore_other_files=args.ignore_other_files, allow_space_change=args.allow_space_change)
+                         ignore_other_files=args.ignore_other_files, allow_space_change=args.allow_space_change,
+                         config=args.config, sets=list(args.set))
 
 
 def print_best(summary: dict) -> None:

@@ -11,7 +11,7 @@ from pathlib import Path
 
 from hdmap import search_spaces
 from hdmap.atomic_files import write_text_atomic
-from hdmap.config import ConfigError
+from hdmap.config import ConfigError, merge
 from hdmap.kinds.registry import kind_of
 from hdmap.tune.spaces import load_space
 from hdmap.tune.start_points import start_points
@@ -51,6 +51,8 @@ class SearchOptions:
     condition_csv_partial: bool = False
     ignore_other_files: bool = False
     allow_space_change: bool = False  # --resume with a space file edited since the search began (recorded)
+    config: str | None = None  # a YAML file of base settings (as fit-eval's --config)
+    sets: list[str] = field(default_factory=list)  # base settings, key=value (as fit-eval's --set)
     verbose: int = 1
 
     def space_path(self) -> Path:
@@ -63,7 +65,7 @@ class SearchOptions:
 def absolute_paths(options: SearchOptions) -> None:
     """Paths the trials read, made absolute: Ray runs each trial in a folder of its own, where a path relative
     to where `hdmap tune` was started names nothing."""
-    for name in ("data_root", "condition_csv", "cache_dir", "space"):
+    for name in ("data_root", "condition_csv", "cache_dir", "space", "config"):
         value = getattr(options, name)
         if value:
             setattr(options, name, str(Path(value).resolve()))
@@ -187,6 +189,34 @@ def gpus_per_trial(options: SearchOptions, cluster_gpus: float | None = None) ->
     return 1.0 / math.ceil(max(1, options.max_concurrent) / cluster_gpus)  # shares that pack: 3 trials, 2 GPUs: 1/2
 
 
+def with_base_settings(base_config: dict, space, options: SearchOptions) -> dict:
+    """The search's base settings changed by --config FILE and --set key=value (checked by name and value); a
+    setting the space searches is refused: its value is the search's to choose."""
+    from hdmap.config import load_yaml, parse_set
+    from hdmap.kinds.registry import validate
+
+    layers = [load_yaml(options.config) if options.config else {}, parse_set(options.sets)]  # file, then --set
+    if not any(layers):
+        return base_config
+    searched = [p.key for p in space.params]
+    for key in (k for layer in layers for k in dotted_keys(layer)):
+        clash = next((k for k in searched if key == k or key.startswith(k + ".") or k.startswith(key + ".")), None)
+        if clash:
+            raise ConfigError(f"--set/--config {key}: the space ({options.space_path().name}) searches {clash}; set "
+                              f"it in the space's fixed: instead of params:, or leave it to the search")
+    for layer in layers:
+        base_config = merge(base_config, layer)
+    return validate(base_config)
+
+
+def dotted_keys(nested: dict, prefix: str = "") -> list[str]:
+    out = []
+    for key, value in nested.items():
+        dotted = f"{prefix}{key}"
+        out += dotted_keys(value, dotted + ".") if isinstance(value, dict) and value else [dotted]
+    return out
+
+
 def check_space_unchanged(options: SearchOptions, exp_dir: Path) -> list[dict]:
     """A resumed search runs the space it began with: its sampler was built from it. A space file edited since is
     refused, naming it, unless --allow-space-change (the change is then recorded and printed). Returns the
@@ -249,6 +279,7 @@ def run_search(options: SearchOptions) -> dict:
     root = options.data_root or str(ensure_embedded_dataset())
     base_config = space.base_config(real_data=options.data_root is not None, backbone=options.backbone)
     fit_space_to_backbone(space, base_config, options.backbone)
+    base_config = with_base_settings(base_config, space, options)
     kind = kind_of(base_config)
     if options.repeats > 1 and not kind.supports_repeats:
         raise ConfigError(f"--repeats averages reference/coreset seeds of PatchCore trials; {kind.name} trials have "
