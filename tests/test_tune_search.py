@@ -262,3 +262,19 @@ def test_tune_set_changes_the_base_settings_of_every_trial(synth_root, tmp_path)
     assert len(configs) >= 1 and all(c["model"]["reweight_k"] == 3 for c in configs)
     record = json.loads((tmp_path / "runs" / "set" / "hdmap_search.json").read_text())
     assert record["base_config"]["model"]["reweight_k"] == 3 and record["options"]["sets"] == ["model.reweight_k=3"]
+
+
+def test_the_study_is_an_optuna_study_in_sqlite_that_a_fresh_process_reads(synth_root, space_file, tmp_path):
+    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=3, name="study"))
+    study = summary["optuna_study"]
+    assert study["storage"] == f"sqlite:///{tmp_path / 'runs' / 'study' / 'study.optuna.db'}"
+    reader = ("import json, sys, optuna\n"
+              "s = optuna.load_study(study_name=sys.argv[1], storage=sys.argv[2])\n"
+              "print(json.dumps([[t.value, t.user_attrs.get('ray_trial_id'), t.state.name] for t in s.trials]))")
+    done = subprocess.run([sys.executable, "-c", reader, study["study_name"], study["storage"]], capture_output=True,
+                          text=True, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    trials = json.loads(done.stdout.strip().splitlines()[-1])
+    assert len(trials) == 3 and all(state == "COMPLETE" for _, _, state in trials)
+    reported = _finished_trials(tmp_path / "runs" / "study")
+    assert {ray_id: value for value, ray_id, _ in trials} == pytest.approx(reported)

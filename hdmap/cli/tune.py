@@ -78,6 +78,9 @@ def add_tune(sub) -> None:
     p.add_argument("--max-retries", type=counted(0), default=1,
                    help="run a trial whose worker or node was lost again, up to this many times (default 1); a "
                         "trial that failed in its own code is not run again")
+    p.add_argument("--optuna-storage", metavar="URL",
+                   help="the Optuna study's database (default: sqlite:///<experiment>/<name>.optuna.db), e.g. a "
+                        "PostgreSQL server several searches share")
     p.add_argument("--dashboard", action="store_true", help="start the Ray dashboard on 127.0.0.1 and print its URL")
     p.add_argument("--metric", choices=["accuracy_cv", "accuracy", "auroc"],
                    help="objective on the tune split (default: the space's; accuracy_cv in every shipped space)")
@@ -110,7 +113,7 @@ def options_from(args):
                          keep_defaults_within=args.keep_defaults_within,
                          condition_csv_partial=args.condition_csv_partial,
                          ignore_other_files=args.ignore_other_files, allow_space_change=args.allow_space_change,
-                         config=args.config, sets=list(args.set))
+                         config=args.config, sets=list(args.set), optuna_storage=args.optuna_storage)
 
 
 def print_best(summary: dict) -> None:
@@ -154,6 +157,10 @@ def print_best(summary: dict) -> None:
           f"oracle accuracy {100 * hold['accuracy_oracle']:.1f} % (threshold on holdout, comparison only)")
     print(f"best checkpoint: {best['checkpoint']}")
     print(f"summary: {Path(summary['experiment']) / 'summary.md'}")
+    study = summary.get("optuna_study")
+    if study:
+        print(f"Optuna study '{study['study_name']}': optuna-dashboard {study['storage']}   (pip install "
+              f"optuna-dashboard; or optuna.load_study(study_name=..., storage=...))")
 
 
 def run_tune(args) -> int:

@@ -53,6 +53,10 @@ class SearchOptions:
     allow_space_change: bool = False  # --resume with a space file edited since the search began (recorded)
     config: str | None = None  # a YAML file of base settings (as fit-eval's --config)
     sets: list[str] = field(default_factory=list)  # base settings, key=value (as fit-eval's --set)
+    optuna_storage: str | None = None  # the Optuna study's database URL (default: SQLite in the experiment folder)
+
+    def study_storage(self, exp_dir: Path) -> str:
+        return self.optuna_storage or f"sqlite:///{exp_dir / (self.name + '.optuna.db')}"
     verbose: int = 1
 
     def space_path(self) -> Path:
@@ -339,7 +343,9 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=options.retry_failed)
     else:
-        searcher = ConcurrencyLimiter(optuna_search(space, options.seed, points=[s["point"] for s in starts]),
+        searcher = ConcurrencyLimiter(optuna_search(space, options.seed, points=[s["point"] for s in starts],
+                                                    storage_url=options.study_storage(exp_dir),
+                                                    study_name=options.name),
                                       max_concurrent=options.max_concurrent)
         scheduler = make_scheduler(space, base_config)
         tuner = tune.Tuner(
@@ -355,4 +361,7 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
     results = tuner.fit()
     from hdmap.tune.summary import summarise
 
-    return summarise(results, exp_dir, metric, options, starts, space, expected=options.num_samples)
+    summary = summarise(results, exp_dir, metric, options, starts, space, expected=options.num_samples)
+    summary["optuna_study"] = {"storage": options.study_storage(exp_dir), "study_name": options.name}
+    write_text_atomic(exp_dir / "summary.json", json.dumps(summary, indent=2, default=str))
+    return summary

@@ -210,13 +210,36 @@ class DefineByRun:
         return suggest(trial, self.space)
 
 
-def optuna_search(space: SearchSpace, seed: int, metric: str = "objective", points: list[dict] | None = None):
-    """Seeded TPE over the space; `points` (trial configs, e.g. the defaults) are evaluated first."""
+RECORDED_METRICS = ("objective", "objective_se", "tune_accuracy", "tune_accuracy_cv", "tune_auroc", "gate_accuracy",
+                    "reused_from")
+
+
+def optuna_search(space: SearchSpace, seed: int, metric: str = "objective", points: list[dict] | None = None,
+                  storage_url: str | None = None, study_name: str | None = None):
+    """Seeded TPE over the space; `points` (trial configs, e.g. the defaults) are evaluated first. With
+    `storage_url` the study lives in that database (SQLite in the experiment folder by default: optuna-dashboard and
+    optuna.load_study open it), each Optuna trial carrying the Ray trial id and the tune metrics."""
     import optuna
     from ray.tune.search.optuna import OptunaSearch
 
-    return OptunaSearch(space=DefineByRun(space), metric=metric, mode="max", points_to_evaluate=points or None,
-                        sampler=optuna.samplers.TPESampler(seed=seed))
+    class RecordingOptunaSearch(OptunaSearch):
+        def on_trial_complete(self, trial_id, result=None, error=False):
+            ot_trial = self._ot_trials.get(trial_id)
+            if ot_trial is not None and trial_id not in self._completed_trials:
+                try:
+                    ot_trial.set_user_attr("ray_trial_id", trial_id)
+                    ot_trial.set_user_attr("status", "failed" if error else "finished")
+                    for key in RECORDED_METRICS:
+                        if result and result.get(key) is not None:
+                            ot_trial.set_user_attr(key, result[key])
+                except Exception as problem:  # noqa: BLE001 - a record, never the search's end
+                    print(f"[hdmap] could not record trial {trial_id} in the Optuna study: {problem}")
+            return super().on_trial_complete(trial_id, result, error)
+
+    storage = optuna.storages.RDBStorage(storage_url) if storage_url else None
+    return RecordingOptunaSearch(space=DefineByRun(space), metric=metric, mode="max",
+                                 points_to_evaluate=points or None, sampler=optuna.samplers.TPESampler(seed=seed),
+                                 storage=storage, study_name=study_name)
 
 
 
