@@ -48,6 +48,7 @@ def test_trial_reports_the_objective_fit_eval_computes(tiny_feclip, domain_c, mo
     monkeypatch.setattr(trainables, "_domain", lambda **kwargs: domain_c)
     trainables.trainable({}, config, {}, "auroc", None)
     assert [r["epoch"] for r in reports] == [1, 2]
+    assert all(isinstance(r["train_loss"], float) and r["train_loss"] > 0 for r in reports)  # TensorBoard shows it
     _, _, metrics = fit_and_score_feclip(config, domain_c, progress=False)
     assert reports[-1]["objective"] == pytest.approx(metrics["tune"]["auroc"], abs=1e-9)
     assert reports[-1]["tune_accuracy"] == pytest.approx(metrics["tune"]["accuracy"], abs=1e-9)

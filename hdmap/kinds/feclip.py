@@ -49,14 +49,16 @@ def trial(config: dict, data: DomainData, cache, metric: str, repeats: int, repo
 
     tune_idx = np.asarray(data.split.tune)
 
-    def report_epoch(module, epoch: int) -> None:
+    def report_epoch(module, epoch: int, train_loss: float | None = None) -> None:
         scored = score_feclip(module, config, data, tune_idx, during_fit=epoch > 0)
         values = tune_metrics(scored.scores, data.test_labels[tune_idx], [data.test_conditions[i] for i in tune_idx])
-        report(module, {"tune": values, "notes": scored.notes}, {**trial_values(values, metric), "epoch": epoch})
+        report(module, {"tune": values, "notes": scored.notes},
+               {**trial_values(values, metric), "epoch": epoch, "train_loss": train_loss})  # in Tune's TensorBoard
 
     class ReportEachEpoch(L.Callback):
         def on_train_epoch_end(self, trainer, module):
-            report_epoch(module, trainer.current_epoch + 1)
+            loss = trainer.callback_metrics.get("train_loss")
+            report_epoch(module, trainer.current_epoch + 1, float(loss) if loss is not None else None)
 
     module = fit_feclip(config, data, progress=False, callbacks=[ReportEachEpoch()])
     if config["train"]["source"] != "hdmap_bands":  # nothing trained: one report of the loaded/untrained adapters
