@@ -278,3 +278,38 @@ def test_the_study_is_an_optuna_study_in_sqlite_that_a_fresh_process_reads(synth
     assert len(trials) == 3 and all(state == "COMPLETE" for _, _, state in trials)
     reported = _finished_trials(tmp_path / "runs" / "study")
     assert {ray_id: value for value, ray_id, _ in trials} == pytest.approx(reported)
+
+
+def test_optuna_dashboard_serves_a_finished_search_and_its_trials(synth_root, space_file, tmp_path):
+    """optuna-dashboard (the `dashboard` extra) on 127.0.0.1 against a finished 2-trial search: its HTTP API lists
+    the study and both trials with the objectives the trials reported. Bounded: 60 s to start, then stopped."""
+    pytest.importorskip("optuna_dashboard", reason="the `dashboard` extra is not installed: pip install -e .[dashboard]")
+    import socket
+    import urllib.request
+
+    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=2, name="served"))
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    server = subprocess.Popen([str(Path(sys.executable).with_name("optuna-dashboard")), summary["optuna_study"]["storage"],
+                               "--host", "127.0.0.1", "--port", str(port)], stdout=subprocess.DEVNULL,
+                              stderr=subprocess.DEVNULL)
+    try:
+        deadline, studies = time.time() + 60, None
+        while time.time() < deadline and studies is None:
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies", timeout=5) as reply:
+                    studies = json.loads(reply.read())["study_summaries"]
+            except OSError:
+                time.sleep(0.5)
+        assert studies, "optuna-dashboard did not answer within 60 s"
+        study = next(s for s in studies if s["study_name"] == "served")
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/api/studies/{study['study_id']}?after=0",
+                                    timeout=10) as reply:
+            trials = json.loads(reply.read())["trials"]
+    finally:
+        server.terminate()
+        server.wait(timeout=30)
+    reported = _finished_trials(tmp_path / "runs" / "served")
+    served = {next(a["value"] for a in t["user_attrs"] if a["key"] == "ray_trial_id"): t["values"][0] for t in trials}
+    assert served == pytest.approx(reported) and len(served) == 2

@@ -159,8 +159,8 @@ def print_best(summary: dict) -> None:
     print(f"summary: {Path(summary['experiment']) / 'summary.md'}")
     study = summary.get("optuna_study")
     if study:
-        print(f"Optuna study '{study['study_name']}': optuna-dashboard {study['storage']}   (pip install "
-              f"optuna-dashboard; or optuna.load_study(study_name=..., storage=...))")
+        print(f"Optuna study '{study['study_name']}': optuna-dashboard {study['storage']}   (pip install -e "
+              f"\".[dashboard]\"; or optuna.load_study(study_name=..., storage=...))")
 
 
 def run_tune(args) -> int:
