@@ -48,16 +48,23 @@ def _finished_trials(exp_dir: Path) -> dict:
     return out
 
 
+def _search_until_its_first_trial(program: list[str], synth_root, space_file, tmp_path, name: str, **popen):
+    """An 8-trial search, one trial at a time, in a process of its own; returns once its first trial finished."""
+    command = program + ["--data-root", str(synth_root), "--space", str(space_file), "--num-samples", "8",
+                         "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", name,
+                         "--cache-dir", str(tmp_path / "cache")]
+    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, **popen)
+    deadline = time.time() + 240
+    while time.time() < deadline and len(_finished_trials(tmp_path / "runs" / name)) < 1:
+        time.sleep(0.1)
+    return process, tmp_path / "runs" / name
+
+
 def test_interrupted_search_resumes_keeping_finished_trials(synth_root, space_file, tmp_path):
     name = "resumable"
-    command = [sys.executable, str(REPO / "experiments" / "tune_domainC.py"), "--data-root", str(synth_root),
-               "--space", str(space_file), "--num-samples", "8", "--max-concurrent", "1", "--storage",
-               str(tmp_path / "runs"), "--name", name, "--cache-dir", str(tmp_path / "cache")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, start_new_session=True)
-    exp_dir = tmp_path / "runs" / name
-    deadline = time.time() + 240
-    while time.time() < deadline and len(_finished_trials(exp_dir)) < 1:
-        time.sleep(0.1)
+    process, exp_dir = _search_until_its_first_trial([sys.executable, str(REPO / "experiments" / "tune_domainC.py")],
+                                                     synth_root, space_file, tmp_path, name,
+                                                     stderr=subprocess.DEVNULL, start_new_session=True)
     os.killpg(process.pid, signal.SIGINT)
     assert process.wait(timeout=120) == 130
     before = _finished_trials(exp_dir)
@@ -85,15 +92,8 @@ def _parity_conditions_csv(root: Path, path: Path) -> Path:
 def test_sigterm_to_the_search_stops_it_with_143_and_an_interrupted_summary(synth_root, space_file, tmp_path):
     """What a scheduler or `timeout` does: SIGTERM to the driver alone. The search stops as on Ctrl-C (summary
     "interrupted", resumable) and exits 143 naming SIGTERM."""
-    name = "terminated"
-    command = [HDMAP, "tune", "--data-root", str(synth_root), "--space", str(space_file), "--num-samples", "8",
-               "--max-concurrent", "1", "--storage", str(tmp_path / "runs"), "--name", name, "--cache-dir",
-               str(tmp_path / "cache")]
-    process = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
-    exp_dir = tmp_path / "runs" / name
-    deadline = time.time() + 240
-    while time.time() < deadline and len(_finished_trials(exp_dir)) < 1:
-        time.sleep(0.1)
+    process, exp_dir = _search_until_its_first_trial([HDMAP, "tune"], synth_root, space_file, tmp_path, "terminated",
+                                                     stderr=subprocess.PIPE, text=True)
     os.kill(process.pid, signal.SIGTERM)
     _, err = process.communicate(timeout=180)
     assert process.returncode == 143, err[-3000:]
