@@ -241,3 +241,15 @@ def test_default_inputs_follow_step6_and_plain_patchcore_takes_the_raw_maps(doma
         assert module.core.condition_stats.fitted == (name == "gated_patchcore")
     assert metrics["config"]["model"]["input_norm"] == "none" and metrics["config"]["model"]["band_weight"] == 0
     assert sizes["gated_patchcore"] == sizes["patchcore"] + 1  # the band-descriptor channel
+
+
+def test_a_checkpoint_whose_hparams_still_hold_backbone_and_input_settings_loads(tmp_path):
+    """Earlier GatedPatchCore modules took backbone, image_size, resize and normalisation (unused): their
+    checkpoints load into the module that takes its model settings only."""
+    module = GatedPatchCore(model={"bank_mode": "mixed"})
+    old = {"state_dict": module.state_dict(), "pytorch-lightning_version": "2.6.0",
+           "hyper_parameters": {"backbone": {"name": "dinov2_vits14"}, "model": {"bank_mode": "mixed"},
+                                "image_size": 448, "resize": "aspect", "normalisation": "backbone"}}
+    torch.save(old, tmp_path / "old.ckpt")
+    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu", weights_only=True)
+    assert dict(reloaded.hparams) == {"model": {"bank_mode": "mixed"}}
