@@ -64,3 +64,32 @@ def test_search_vs_default_and_repeats_noise_write_their_tables(synth_root, tmp_
                                str(tmp_path / "c"), "--out", str(out)]) == 0
     text = out.read_text()
     assert "| trial | shots/cond | seed 0 % | seed 1 % |" in text and "Spearman" in text
+
+
+def test_the_h2_table_reports_what_hdmap_fit_eval_measures_for_the_same_settings(synth_root, tmp_path):
+    """A value, not a header: the H2 script's holdout accuracy of one grid cell equals `hdmap fit-eval` run with the
+    same settings on the same split (an independent path through the console command)."""
+    import json
+
+    from hdmap.cli.main import main as hdmap_main
+    from hdmap.evaluation.results_file import pct
+    from hdmap.kinds.patchcore import BASELINE_MODEL
+
+    out = tmp_path / "h2.md"
+    h2 = importlib.import_module("h2_gating")
+    assert h2.main(["--data-root", str(synth_root), "--out", str(out), "--cache-dir", str(tmp_path / "c"),
+                    "--shots", "4", "--contexts", "0", "--banks", "mixed", "--gates", "intensity"]
+                   + [f"--set={s}" for s in TINY_SETS]) == 0
+    row = next(line for line in out.read_text().splitlines() if line.startswith("| 4 | mixed | intensity | 0 |"))
+    table_accuracy = row.split("|")[5].strip()
+    sets = TINY_SETS + [f"model.{k}={json.dumps(v)}" for k, v in BASELINE_MODEL.items()] + [
+        "model.bank_mode=mixed", "model.shots=4", "model.context_ks=[0]", "model.gate.kind=intensity",
+        "model.reference_sampling=per_condition"]
+    args = ["fit-eval", "--data-root", str(synth_root), "--out", str(tmp_path / "run"), "--cache-dir",
+            str(tmp_path / "c"), "--split", str(out.with_suffix(".split.json")), "--condition-csv",
+            str(synth_root / "domain_C" / "train_conditions.csv"), "--condition-csv-partial"]
+    for setting in sets:
+        args += ["--set", setting]
+    assert hdmap_main(args) == 0
+    metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
+    assert table_accuracy == f"{pct(metrics['holdout']['accuracy'])}"
