@@ -18,23 +18,16 @@ RUNNER = """
 import sys, time
 from pathlib import Path
 marker, stage, argv = Path(sys.argv[1]), sys.argv[2], sys.argv[3:]
-if stage == "fit":
-    from hdmap.models import memory_bank as owner
-    name = "MemoryBank"
-    original = owner.MemoryBank.fit
-    def slow(self, *args, **kwargs):
-        marker.write_text("in the fit")
-        time.sleep(60)
-        return original(self, *args, **kwargs)
-    owner.MemoryBank.fit = slow
-else:
-    from hdmap.features import cache as owner
-    original = owner.FeatureCache._extract
-    def slow(self, *args, **kwargs):
-        marker.write_text("extracting")
-        time.sleep(60)
-        return original(self, *args, **kwargs)
-    owner.FeatureCache._extract = slow
+import importlib
+module, owner_name, method = {"fit": ("hdmap.models.memory_bank", "MemoryBank", "fit"),
+                              "features": ("hdmap.features.cache", "FeatureCache", "_extract")}[stage]
+owner = getattr(importlib.import_module(module), owner_name)
+original = getattr(owner, method)
+def slow(self, *args, **kwargs):
+    marker.write_text(stage)
+    time.sleep(60)
+    return original(self, *args, **kwargs)
+setattr(owner, method, slow)
 from hdmap.cli.main import main
 sys.exit(main(argv))
 """

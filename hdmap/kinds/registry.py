@@ -6,7 +6,7 @@ from hdmap.kinds.band import BAND
 from hdmap.kinds.feclip import FECLIP
 from hdmap.kinds.kind import ModelKind
 from hdmap.kinds.patchcore import GATED_PATCHCORE, PATCHCORE
-from hdmap.kinds.settings_trees import check_run
+from hdmap.setting_rules import check_settings
 
 KINDS: dict[str, ModelKind] = {kind.name: kind for kind in (GATED_PATCHCORE, PATCHCORE, BAND, FECLIP)}
 MODELS = tuple(KINDS)
@@ -31,7 +31,7 @@ def validate(config: dict) -> dict:
     kind's own checks across settings; a ConfigError names the first bad key. Returns the config."""
     kind = kind_of(config)
     if kind.settings is not None:
-        check_run(config, kind.settings)
+        check_settings("", config, kind.settings)
     kind.validate(config)
     return config
 

@@ -1,7 +1,8 @@
 """The settings tree of each model kind: every key a run config may hold, as dataclasses whose fields declare type,
-choices, range and help (hdmap/setting_rules.py). `check_run(config)` checks a whole config against its kind's
-tree at the edge (CLI, config file, search space, trial, checkpoint); docs/settings.md is generated from these trees.
-The defaults of a run are its kind's `defaults()` (a backbone preset sets backbone, image size and resize)."""
+choices, range and help (hdmap/setting_rules.py). `check_settings("", config, tree)` checks a whole config against
+its kind's tree at the edge (CLI, config file, search space, trial, checkpoint); docs/settings.md is generated from
+these trees. The defaults of a run are its kind's `defaults()` (a backbone preset sets backbone, image size and
+resize)."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -13,7 +14,7 @@ from hdmap.gating.gates import GateConfig
 from hdmap.models.band import BandConfig
 from hdmap.models.feclip.model import FEClipConfig
 from hdmap.models.patchcore_config import PatchCoreConfig
-from hdmap.setting_rules import check_settings, setting
+from hdmap.setting_rules import setting
 
 FECLIP_TRAIN_SOURCES = ("checkpoint", "hdmap_bands", "none")
 SMALLEST_INPUT = 14  # px: one ViT patch; any smaller input has no patch grid
@@ -90,9 +91,3 @@ class FEClipRun(InputSettings):
     train: FEClipTrainSettings = setting(help="how the adapters are trained", factory=FEClipTrainSettings)
     fewshot: FewShotSettings = setting(help="variant 2's few-shot memory", factory=FewShotSettings)
     split: SplitSettings = setting(help="the tune/holdout split", factory=SplitSettings)
-
-
-def check_run(config: dict, tree: type) -> None:
-    """Every key and value of a run config against its kind's tree; a ConfigError names the dotted key, the value
-    and what the setting expects."""
-    check_settings("", config, tree)

@@ -361,7 +361,5 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
     results = tuner.fit()
     from hdmap.tune.summary import summarise
 
-    summary = summarise(results, exp_dir, metric, options, starts, space, expected=options.num_samples)
-    summary["optuna_study"] = {"storage": options.study_storage(exp_dir), "study_name": options.name}
-    write_text_atomic(exp_dir / "summary.json", json.dumps(summary, indent=2, default=str))
-    return summary
+    return summarise(results, exp_dir, metric, options, starts, space, expected=options.num_samples,
+                     study={"storage": options.study_storage(exp_dir), "study_name": options.name})

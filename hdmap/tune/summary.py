@@ -150,9 +150,10 @@ def plot_objective(rows: list[dict], path: Path, metric: str) -> None:
 
 
 def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] = (),
-              space: SearchSpace | None = None, expected: int | None = None) -> dict:
+              space: SearchSpace | None = None, expected: int | None = None, study: dict | None = None) -> dict:
     """summary.json / summary.md of a search; fewer finished or failed trials than `expected` means it was
-    interrupted: the summary says so and labels the winner as the best so far."""
+    interrupted: the summary says so and labels the winner as the best so far. `study`: where its Optuna study
+    lives ({storage, study_name})."""
     done, failed = _rows(results, list(starts))
     done.sort(key=rank_key)
     ended = len(done) + len(failed)
@@ -184,6 +185,8 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
         summary["importance"] = {"evaluator": EVALUATOR, "values": importances(space, done)}
         summary["importance"]["plot"] = plot_top_parameters(done, summary["importance"]["values"],
                                                             exp_dir / "importance.png", metric)
+    if study:
+        summary["optuna_study"] = study
     write_text_atomic(exp_dir / "summary.json", json.dumps(summary, indent=2, default=str))
     write_summary_md(exp_dir / "summary.md", summary, done, failed, metric)
     return summary
