@@ -22,7 +22,8 @@ def atomic_path(path: str | Path):
 
 
 def unique_partial(path: Path) -> Path:
-    """A temporary name beside `path`, with its suffix (np.save keeps a name that ends in .npy), unique to this writer."""
+    """A temporary name beside `path`, with its suffix (np.save keeps a name that ends in .npy), unique to this
+    writer."""
     return path.with_name(f".{path.stem}.{os.getpid()}-{secrets.token_hex(4)}.partial{path.suffix}")
 
 

@@ -128,7 +128,8 @@ def check_blocks(labels: np.ndarray, conditions: np.ndarray, tune: list[int], ho
     short = [f"{block} has {count} {label} map(s)" for block, by_label in counts.items()
              for label, count in by_label.items() if count < 1]
     if short or len(np.unique(labels)) < 2:
-        strata = {f"{LABEL_NAMES.get(label, label)}/{condition}": int(((labels == label) & (conditions == condition)).sum())
+        strata = {f"{LABEL_NAMES.get(label, label)}/{condition}":
+                  int(((labels == label) & (conditions == condition)).sum())
                   for label in np.unique(labels).tolist() for condition in np.unique(conditions).tolist()}
         raise SplitTooSmallError(f"too few test maps for a tune and a holdout block with both labels: "
                                  f"{'; '.join(short) or 'only one label in test'} (test maps per label/condition: "

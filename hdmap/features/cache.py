@@ -1,6 +1,6 @@
 """Features computed once per (backbone, weights, transform, condition statistics, files' contents) key, one array
-per tap, stored fp16 on disk, memory-mapped. The key leaves the tap set out: every tap of a key comes from the same input, so
-tap sets share an entry, and a pass can also extract the taps a search may ask for later (`prefetch_taps`).
+per tap, stored fp16 on disk, memory-mapped. The key leaves the tap set out: every tap of a key comes from the same
+input, so tap sets share an entry, and a pass can also extract the taps a search may ask for later (`prefetch_taps`).
 
 Layout: CACHE/<key>/tap<t>.npy (N, C, h, w) float16 for backbone tap t + meta.json (each file's size and CRC-32,
 checked once per file version and process: a corrupt or truncated tap is recomputed with a warning). Readers share
@@ -34,8 +34,8 @@ from hdmap.progress import StageProgress
 _BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers reused across trials keep them
 _MODELS: dict[tuple[str, str], tuple[str, str]] = {}  # (identity without taps, device) -> first _BACKBONES key
 _GEOMETRY: dict[str, tuple[int, tuple]] = {}  # backbone identity -> (stride, mean_std), per process
-_VERIFIED: set[tuple[str, int, int, str]] = set()
-_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns, inode) -> SHA-256 of the file's bytes  # (file, size, mtime_ns, checksum) this process has checked
+_VERIFIED: set[tuple[str, int, int, str]] = set()  # (file, size, mtime_ns, checksum) this process has checked
+_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns, inode) -> SHA-256 of the file's bytes
 
 
 def default_cache_dir() -> Path:

@@ -51,7 +51,8 @@ class GatedPatchCoreModel(nn.Module):
         # (PatchCore, band) x [mean, std] of the image scores on held-out train normals, for fusion
         self.register_buffer("fusion_calibration", torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64))
         cfg = self.config
-        self.condition_stats = ConditionStatistics(cfg.input_norm, cfg.norm_percentile, cfg.gate.percentile, cfg.band_window)
+        self.condition_stats = ConditionStatistics(cfg.input_norm, cfg.norm_percentile, cfg.gate.percentile,
+                                                   cfg.band_window)
         self.notes: list[str] = []  # what the fit had to decide (fallbacks), for the report
         self.coreset_store = None  # a CoresetStore: greedy orders reused between fits (Tune trials)
         self.train_assignment: torch.Tensor | None = None

@@ -100,7 +100,8 @@ def score_saved_module(module: GatedPatchCore, config: dict, data: DomainData, c
     """(outputs, metrics) of an already fitted (e.g. reloaded) module; needs no train features."""
     start = time.perf_counter()
     device = accelerator_device(accelerator)
-    test_grids = item_features(config, data.test, cache, module.core.condition_stats, device)  # as fitted, from the checkpoint
+    # the condition statistics as fitted, from the checkpoint
+    test_grids = item_features(config, data.test, cache, module.core.condition_stats, device)
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator)

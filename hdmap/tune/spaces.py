@@ -140,7 +140,8 @@ def load_space(path: str | Path) -> SearchSpace:
     for section in ("params", "fixed"):
         if not isinstance(data.get(section) or {}, dict):
             raise ConfigError(f"{path}: `{section}:` must be a mapping of dotted setting names "
-                              f"(e.g. `model.bank_mode: {{choice: [mixed, gated]}}`), got a {type(data[section]).__name__}")
+                              f"(e.g. `model.bank_mode: {{choice: [mixed, gated]}}`), got a "
+                              f"{type(data[section]).__name__}")
     params: list[Param] = []
     for key, spec in (data.get("params") or {}).items():
         params.append(parse_param(key, spec, str(path), params))

@@ -49,7 +49,8 @@ def include_value(param: Param, value, label: str) -> None:
         if param.distribution == "loguniform" and param.values[0] <= 0:
             raise ConfigError(f"parameter '{param.key}': the {label} value {value} cannot lie in a loguniform range")
     else:
-        raise ConfigError(f"parameter '{param.key}': the {label} value {value!r} cannot be a {param.distribution} value")
+        raise ConfigError(f"parameter '{param.key}': the {label} value {value!r} cannot be a {param.distribution} "
+                          f"value")
     print(f"[hdmap] search space: '{param.key}' now includes the {label} value {value!r} ({param.distribution} "
           f"{param.values}) so the {label} are a candidate", file=sys.stderr)
 
