@@ -264,20 +264,38 @@ def test_tune_set_changes_the_base_settings_of_every_trial(synth_root, tmp_path)
     assert record["base_config"]["model"]["reweight_k"] == 3 and record["options"]["sets"] == ["model.reweight_k=3"]
 
 
-def test_the_study_is_an_optuna_study_in_sqlite_that_a_fresh_process_reads(synth_root, space_file, tmp_path):
-    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=3, name="study"))
-    study = summary["optuna_study"]
-    assert study["storage"] == f"sqlite:///{tmp_path / 'runs' / 'study' / 'study.optuna.db'}"
+def _study_trials(study: dict) -> list:
+    """[value, Ray trial id, state] of each trial of the study, read by optuna.load_study in a fresh process."""
     reader = ("import json, sys, optuna\n"
               "s = optuna.load_study(study_name=sys.argv[1], storage=sys.argv[2])\n"
               "print(json.dumps([[t.value, t.user_attrs.get('ray_trial_id'), t.state.name] for t in s.trials]))")
     done = subprocess.run([sys.executable, "-c", reader, study["study_name"], study["storage"]], capture_output=True,
                           text=True, timeout=120)
     assert done.returncode == 0, done.stderr[-2000:]
-    trials = json.loads(done.stdout.strip().splitlines()[-1])
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_the_study_is_an_optuna_study_in_sqlite_that_a_fresh_process_reads_and_a_resume_grows(synth_root, space_file,
+                                                                                              tmp_path):
+    summary = run_search(_options(synth_root, space_file, tmp_path, num_samples=3, name="study"))
+    study = summary["optuna_study"]
+    assert study["storage"] == f"sqlite:///{tmp_path / 'runs' / 'study' / 'study.optuna.db'}"
+    trials = _study_trials(study)
     assert len(trials) == 3 and all(state == "COMPLETE" for _, _, state in trials)
     reported = _finished_trials(tmp_path / "runs" / "study")
     assert {ray_id: value for value, ray_id, _ in trials} == pytest.approx(reported)
+
+    with pytest.raises(ConfigError, match="begun with 3 trials; a resumed search can grow, not shrink"):
+        run_search(_options(synth_root, space_file, tmp_path, num_samples=2, name="study", resume=True))
+    grown = run_search(_options(synth_root, space_file, tmp_path, num_samples=5, name="study", resume=True))
+    assert grown["n_trials"] == 5 and grown["status"] == "finished" and grown["optuna_study"] == study
+    trials = _study_trials(study)
+    assert len(trials) == 5 and all(state == "COMPLETE" for _, _, state in trials)
+    reported_after = _finished_trials(tmp_path / "runs" / "study")
+    assert {ray_id: value for value, ray_id, _ in trials} == pytest.approx(reported_after)
+    assert all(reported_after[trial] == value for trial, value in reported.items())  # the first 3 kept, not rerun
+    record = json.loads((tmp_path / "runs" / "study" / "hdmap_search.json").read_text())
+    assert record["options"]["num_samples"] == 5
 
 
 def test_optuna_dashboard_serves_a_finished_search_and_its_trials(synth_root, space_file, tmp_path):

@@ -62,7 +62,8 @@ def add_tune(sub) -> None:
                    help="one base setting of the search (a key the space searches is refused)")
     p.add_argument("--space", help="search space YAML (default: the packaged <model>.yaml; <model>_quick.yaml on "
                                    "the embedded synthetic data)")
-    p.add_argument("--num-samples", type=counted(1), default=None, help="trials (default 12 synthetic, 64 real data)")
+    p.add_argument("--num-samples", type=counted(1), default=None,
+                   help="trials (default 12 synthetic, 64 real data); with --resume: grow the search to this many")
     p.add_argument("--max-concurrent", type=counted(1), default=2)
     p.add_argument("--cpus-per-trial", type=positive_share, default=1.0)
     p.add_argument("--gpus-per-trial", type=gpu_share, default="auto",
@@ -101,9 +102,8 @@ def add_tune(sub) -> None:
 def options_from(args):
     from hdmap.tune.runner import SearchOptions
 
-    num_samples = args.num_samples if args.num_samples is not None else (12 if args.data_root is None else 64)
     return SearchOptions(data_root=args.data_root, domain=args.domain, model=args.model, backbone=args.backbone,
-                         space=args.space, num_samples=num_samples, max_concurrent=args.max_concurrent,
+                         space=args.space, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
                          cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
                          address=args.address, storage=args.storage, name=args.name, resume=args.resume,
                          retry_failed=args.retry_failed, max_retries=args.max_retries, dashboard=args.dashboard,

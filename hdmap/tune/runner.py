@@ -29,7 +29,7 @@ class SearchOptions:
     model: str = "gated_patchcore"
     backbone: str | None = None  # a backbone preset replacing the space's default backbone
     space: str | None = None  # default: search_spaces/<model>.yaml (<model>_quick.yaml on the embedded data)
-    num_samples: int = 12
+    num_samples: int | None = None  # trials; default 12 on the embedded data, 64 on real data; on --resume: grow to
     max_concurrent: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | str = "auto"  # auto: the cluster's GPUs shared by max_concurrent trials (at most 1 each)
@@ -271,8 +271,16 @@ def run_search(options: SearchOptions) -> dict:
         keep = {"resume": True, "retry_failed": options.retry_failed, "dashboard": options.dashboard,
                 "address": options.address, "verbose": options.verbose,
                 "allow_space_change": options.allow_space_change}
+        if options.num_samples is not None:  # --resume --num-samples N: the search grows to N trials
+            if options.num_samples < saved["options"]["num_samples"]:
+                raise ConfigError(f"--num-samples {options.num_samples}: this search was begun with "
+                                  f"{saved['options']['num_samples']} trials; a resumed search can grow, not shrink "
+                                  f"(resume without --num-samples to finish it)")
+            keep["num_samples"] = options.num_samples
         known = {f.name for f in fields(SearchOptions)}  # a record of an older hdmap may hold retired options
         options = SearchOptions(**{**{k: v for k, v in saved["options"].items() if k in known}, **keep})
+    if options.num_samples is None:
+        options.num_samples = 12 if options.data_root is None else 64
     check_counts(options)
     options.name = options.name or f"{options.model}_domain{options.domain}_{time.strftime('%Y%m%d-%H%M%S')}"
     absolute_paths(options)
@@ -327,6 +335,7 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
     from ray import tune
     from ray.tune.search import ConcurrencyLimiter
 
+    from hdmap.tune.growable_search import GrowableSearch, raise_restored_budget
     from hdmap.tune.spaces import optuna_search
 
     if not split_path.exists():
@@ -342,11 +351,11 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
     if options.resume and tune.Tuner.can_restore(str(exp_dir)):
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=options.retry_failed)
+        raise_restored_budget(tuner, options.num_samples)
     else:
-        searcher = ConcurrencyLimiter(optuna_search(space, options.seed, points=[s["point"] for s in starts],
-                                                    storage_url=options.study_storage(exp_dir),
-                                                    study_name=options.name),
-                                      max_concurrent=options.max_concurrent)
+        optuna = optuna_search(space, options.seed, points=[s["point"] for s in starts],
+                               storage_url=options.study_storage(exp_dir), study_name=options.name)
+        searcher = GrowableSearch(ConcurrencyLimiter(optuna, max_concurrent=options.max_concurrent))
         scheduler = make_scheduler(space, base_config)
         tuner = tune.Tuner(
             trainable,
