@@ -87,8 +87,11 @@ def latest_experiment(storage: str) -> str:
     return runs[-1].parent.name
 
 
-def start_ray(options: SearchOptions):
+def start_ray(options: SearchOptions, exp_dir: Path):
+    """Join `--address`, or start a local cluster whose processes end with the search however it ends."""
     import ray
+
+    from hdmap.tune.ray_reaper import marked_ray_start
 
     if ray.is_initialized():
         return None
@@ -99,13 +102,18 @@ def start_ray(options: SearchOptions):
               "runtime_env": {"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}}}
     if options.dashboard:
         kwargs.update(dashboard_host="127.0.0.1")
-    context = ray.init(address=options.address, **kwargs)
+    if options.address:
+        context = ray.init(address=options.address, **kwargs)
+    else:
+        with marked_ray_start(exp_dir):
+            context = ray.init(**kwargs)
     from hdmap import termination
 
     termination.reinstall()  # ray.init replaced the driver's SIGTERM handler with a plain exit
     if options.dashboard and getattr(context, "dashboard_url", None):
+        port = str(context.dashboard_url).rsplit(":", 1)[-1]  # 8265, or the next free port Ray took
         print(f"[hdmap] Ray dashboard: http://{context.dashboard_url}  (remote machine: "
-              f"ssh -L 8265:127.0.0.1:8265 USER@HOST, then open http://127.0.0.1:8265; if it asks for a token, "
+              f"ssh -L {port}:127.0.0.1:{port} USER@HOST, then open http://127.0.0.1:{port}; if it asks for a token, "
               f"`ray get-auth-token` prints it)", file=sys.stderr)
     return context
 
@@ -243,6 +251,18 @@ def check_space_unchanged(options: SearchOptions, exp_dir: Path) -> list[dict]:
     return changes + [change]
 
 
+def note_ray_left_behind(exp_dir: Path) -> None:
+    """Say so when the last run of this search ended without stopping its Ray cluster (kill -9, a crash)."""
+    from hdmap.tune.ray_reaper import RECORD
+
+    record = exp_dir / RECORD
+    if record.exists():
+        ended = json.loads(record.read_text())
+        print(f"[hdmap] note: an earlier run of this search (pid {ended['driver_pid']}) ended without stopping its Ray "
+              f"cluster; hdmap ended the {len(ended['processes'])} Ray process(es) it left at {ended['ended_at']} "
+              f"({record})", file=sys.stderr)
+
+
 def check_counts(options: SearchOptions) -> None:
     """Counts a search cannot run with (the CLI refuses them too): named, before anything starts."""
     for name, least in (("num_samples", 1), ("max_concurrent", 1), ("repeats", 1), ("max_retries", 0)):
@@ -285,6 +305,8 @@ def run_search(options: SearchOptions) -> dict:
     options.name = options.name or f"{options.model}_domain{options.domain}_{time.strftime('%Y%m%d-%H%M%S')}"
     absolute_paths(options)
     exp_dir = experiment_dir(options)
+    if options.resume:
+        note_ray_left_behind(exp_dir)
     space_changes = check_space_unchanged(options, exp_dir)
     space = load_space(options.space_path())
     metric = options.metric or space.metric
@@ -346,7 +368,7 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
                                                       "space_text": options.space_path().read_text(),
                                                       "space_changes": space_changes},
                                                      indent=2))
-    start_ray(options)
+    start_ray(options, exp_dir)
     trainable = build_trainable(options, base_config, metric, split_path, root, space_taps(space, base_config))
     if options.resume and tune.Tuner.can_restore(str(exp_dir)):
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
