@@ -35,6 +35,52 @@ CASES = {
 }
 
 
+# rows of each script's first table the arguments above ask for
+ROWS = {"step0_data_sanity": 10, "step1_h1_features": 2, "h2_gating": 2, "step3_context": 4, "step4_feclip": 2,
+        "feclip_learns_bands": None, "step6_invariant_inputs": 4, "shots_curve": None, "step5_all_domains": 4}
+
+
+def tables(text: str) -> list[list[dict]]:
+    """Each markdown table of a results file as a list of {column: cell} rows."""
+    found, lines = [], text.splitlines()
+    for i, line in enumerate(lines):
+        if line.startswith("|") and i + 1 < len(lines) and lines[i + 1].startswith("|---") and \
+                not (i and lines[i - 1].startswith("|")):
+            header = [c.strip() for c in line.strip("|").split("|")]
+            rows = []
+            for body in lines[i + 2:]:
+                if not body.startswith("|"):
+                    break
+                rows.append(dict(zip(header, (c.strip() for c in body.strip("|").split("|")))))
+            found.append(rows)
+    return found
+
+
+def number(cell: str) -> float | None:
+    """The first number of a cell ('62.5', '99.1 ± 1.3'), None for 'n/a' and the like."""
+    try:
+        return float(cell.split()[0])
+    except (ValueError, IndexError):
+        return None
+
+
+def check_invariants(script: str, text: str) -> None:
+    """What holds of any honest table: percentages within 0-100, tune-threshold accuracy never above the oracle's
+    (whose threshold is chosen on the holdout scores themselves), the rows the arguments ask for."""
+    every = tables(text)
+    assert every, f"{script} wrote no table"
+    if ROWS[script] is not None:
+        assert len(every[0]) == ROWS[script], f"{script}: {len(every[0])} rows, expected {ROWS[script]}"
+    for table in every:
+        for row in table:
+            for column, cell in row.items():
+                if column.endswith("%") and (value := number(cell)) is not None:
+                    assert 0.0 <= value <= 100.0, f"{script}: {column} = {cell}"
+            held, oracle = number(row.get("holdout acc %", "")), number(row.get("oracle acc %", ""))
+            if held is not None and oracle is not None:
+                assert held <= oracle + 0.05, f"{script}: holdout accuracy {held} above the oracle's {oracle}: {row}"
+
+
 @pytest.mark.parametrize("script", sorted(CASES))
 def test_script_writes_its_table(script, synth_root, tmp_path):
     args, expected = CASES[script]
@@ -46,6 +92,32 @@ def test_script_writes_its_table(script, synth_root, tmp_path):
     assert "- command:" in text and str(synth_root) in text
     for snippet in expected:
         assert snippet in text, f"{snippet!r} missing from {script}'s results"
+    check_invariants(script, text)
+    if script == "step0_data_sanity":
+        check_data_sanity_values(text, synth_root)
+    if script == "shots_curve":
+        check_coreset_sizes(text)
+
+
+def check_data_sanity_values(text: str, root) -> None:
+    """Step 0's statistics of domain C's train maps equal numpy's on the TIFF files themselves."""
+    import numpy as np
+    import tifffile
+
+    maps = np.stack([tifffile.imread(p) for p in sorted((root / "domain_C" / "train" / "good").glob("*.tiff"))])
+    row = next(r for r in tables(text)[0] if r["domain"] == "C" and r["subset"] == "train")
+    assert int(row["n"]) == len(maps)
+    assert row["mean"] == f"{maps.mean():.3f}" and row["p90"] == f"{np.percentile(maps, 90):.3f}"
+    assert row["max"] == f"{maps.max():.2f}"
+
+
+def check_coreset_sizes(text: str) -> None:
+    """The 10 % coreset keeps a tenth of the bank the same references give without one; all maps > 4 per condition."""
+    rows = [r for r in tables(text)[0] if r["image score"] == "max"]
+    size = {(r["shots/cond"], r["coreset"]): int(r["bank patches"]) for r in rows}
+    for shots in ("4", "all"):
+        assert abs(size[(shots, "10 %")] - 0.1 * size[(shots, "off")]) <= 1, size
+    assert size[("all", "off")] > size[("4", "off")], size
 
 
 def test_search_vs_default_and_repeats_noise_write_their_tables(synth_root, tmp_path):
