@@ -25,12 +25,12 @@ def reference_patches(n_maps: int) -> torch.Tensor:
     from hdmap.data.synthetic_default import ensure_embedded_dataset
     from hdmap.features.cache import FeatureCache
     from hdmap.kinds.patchcore import build_module
-    from hdmap.kinds.registry import default_config
+    from hdmap.kinds.registry import default_config, settings_of
     from hdmap.models.embedding import flatten_patches
     from hdmap.models.patchcore_config import fit_condition_stats
     from hdmap.run.patchcore_pipeline import cached_features
 
-    config = default_config()
+    config = settings_of(default_config())
     with tempfile.TemporaryDirectory() as folder:
         data = load_domain(str(ensure_embedded_dataset()), "C", Path(folder) / "split.json")
         module = build_module(config)

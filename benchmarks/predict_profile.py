@@ -58,6 +58,9 @@ def profile(config: dict, data, cache, repeats: int) -> dict:
     from hdmap.kinds.patchcore import build_module
     from hdmap.run import patchcore_pipeline as pipeline
 
+    from hdmap.kinds.registry import settings_of
+
+    config = settings_of(config)
     module, _, _ = pipeline.fit_and_score(build_module(config), config, data, cache, accelerator="cpu",
                                           tune_only=True)  # warms the cache and the coreset store
     _, test_grids = pipeline.cached_features(config, data, cache, module.core.condition_stats, "cpu")

@@ -33,7 +33,7 @@ from hdmap.evaluation.compare import compare_runs
 from hdmap.evaluation.results_file import markdown_table, pct, stamp, write_results
 from hdmap.features.backbones import OFFLINE_BACKBONE
 from hdmap.jobs.fit_eval import DataOptions, fit_eval
-from hdmap.kinds.registry import default_config, validate
+from hdmap.kinds.registry import default_config, settings_of, validate
 from hdmap.models.band import BandConfig
 from hdmap.run import band_pipeline
 from synthetic_sets import DATA_SEEDS, N_TEST, N_TRAIN, SETS, describe_sets, set_root
@@ -60,7 +60,7 @@ def band_tune_grid(root: str, split_path: Path) -> list[dict]:
     data = load_domain(root, "C", split_path)
     rows = []
     for band in band_candidates():
-        config = validate(merge(default_config(model_name="band"), {"band": band}))
+        config = settings_of(merge(default_config(model_name="band"), {"band": band}))
         _, _, metrics = band_pipeline.fit_and_score(config, data, tune_only=True)
         rows.append({"band": band, "tune_auroc": metrics["tune"]["auroc"], "se": metrics["tune"]["se"]["auroc"]})
     return rows

@@ -18,7 +18,7 @@ from tqdm import tqdm
 from hdmap.evaluation.results_file import markdown_table
 from hdmap.models.feclip.model import describe_clip
 from hdmap.config import merge, parse_set
-from hdmap.kinds.registry import default_config, validate
+from hdmap.kinds.registry import default_config, settings_of, validate
 from hdmap.run.feclip_pipeline import fit_and_score_feclip
 from study import Study, study_parser
 
@@ -84,7 +84,7 @@ def main(argv=None) -> int:
         for seed in range(args.seeds):
             config = merge(merge(copy.deepcopy(base), update), {"feclip": {"image_score": score},
                                                                 "train": {"seed": seed}})
-            _, _, metrics = fit_and_score_feclip(validate(config), data, progress=False)
+            _, _, metrics = fit_and_score_feclip(settings_of(config), data, progress=False)
             results.append(metrics)
         tune_means[score, name] = 100 * float(np.mean([m["tune"]["auroc"] for m in results]))
         rows.append({"model": name, "image score": score,

@@ -23,7 +23,7 @@ from hdmap.features.cache import FeatureCache
 from hdmap.models.embedding import flatten_patches
 from hdmap.models.memory_bank import knn
 from hdmap.config import merge
-from hdmap.kinds.registry import default_config, validate
+from hdmap.kinds.registry import default_config, settings_of, validate
 from hdmap.kinds.patchcore import BASELINE_MODEL
 from hdmap.data.domain import load_domain
 from hdmap.kinds.registry import fit_and_score
@@ -102,7 +102,7 @@ def main(argv=None) -> int:
                        condition_csv=str(condition_csv) if condition_csv.exists() else None,
                        condition_csv_partial=True)  # train rows only
     cache = FeatureCache(args.cache_dir)
-    _, test_grids = cached_features(base, data, cache)
+    _, test_grids = cached_features(settings_of(base), data, cache)
     rows = []
     from rich.progress import track
     grid = list(itertools.product(args.shots, args.banks, args.gates, args.contexts))

@@ -18,7 +18,7 @@ from hdmap.evaluation.results_file import stamp, write_results
 from hdmap.features.backbones import OFFLINE_BACKBONE
 from hdmap.features.cache import FeatureCache
 from hdmap.jobs.checkpoints import save_checkpoint
-from hdmap.kinds.registry import default_config, validate
+from hdmap.kinds.registry import default_config, settings_of
 from hdmap.data.domain import load_domain
 from hdmap.jobs.run_files import write_run_outputs
 from hdmap.kinds.registry import fit_and_score
@@ -32,7 +32,7 @@ def fit_eval_defaults(root: str, out: Path, cache_dir: str | None) -> Path:
     """`hdmap fit-eval --data-root ROOT --backbone tf_efficientnet_lite0 --out OUT`, through the same functions."""
     if (out / "metrics.json").exists():
         return out
-    config = validate(default_config(real_data=True, backbone=OFFLINE_BACKBONE))
+    config = settings_of(default_config(real_data=True, backbone=OFFLINE_BACKBONE))
     data = load_domain(root, "C", out / "split.json")
     module, outputs, metrics = fit_and_score(config, data, FeatureCache(cache_dir, progress=False))
     write_run_outputs(out, metrics, data, outputs, "search_vs_default.py: fit-eval defaults")

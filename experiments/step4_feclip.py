@@ -13,7 +13,7 @@ import copy
 from hdmap.evaluation.results_file import markdown_table, pct
 from hdmap.models.feclip.model import TINY_CLIP, describe_clip
 from hdmap.config import merge, parse_set
-from hdmap.kinds.registry import default_config, validate
+from hdmap.kinds.registry import default_config, settings_of, validate
 from hdmap.run.feclip_pipeline import fit_and_score_feclip
 from study import Study, study_parser
 
@@ -43,7 +43,7 @@ def main(argv=None) -> int:
                      {"train": {"source": "hdmap_bands"}, "fewshot": {"shots": args.shots}}))
     rows = []
     for name, update in variants:
-        config = validate(merge(copy.deepcopy(base), update))
+        config = settings_of(merge(copy.deepcopy(base), update))
         _, _, metrics = fit_and_score_feclip(config, data, progress=False)
         hold = metrics["holdout"]
         rows.append({"variant": name, "holdout acc %": pct(hold["accuracy"]), "oracle acc %": pct(hold["accuracy_oracle"]),

@@ -133,3 +133,25 @@ def check_type(key: str, value, declared: str) -> None:
             if isinstance(value, allowed) and (kind == "bool" or not isinstance(value, bool)):
                 return
     raise ConfigError(f"config key '{key}' expects {declared}, got {value!r}")
+
+
+def from_plain(cls, values: dict, where: str = ""):
+    """The settings dataclass tree `cls` of a checked mapping (`check_settings` first): nested mappings become their
+    dataclasses, lists of tuple fields tuples; keys absent keep the field defaults. A value a dataclass's own
+    cross-setting checks refuse is a ConfigError naming that dataclass's dotted key."""
+    nested = nested_classes(cls)
+    hints = typing.get_type_hints(cls)
+    built = {}
+    for key, value in values.items():
+        dotted = f"{where}.{key}" if where else key
+        if key in nested and isinstance(value, dict):
+            value = from_plain(nested[key], value, dotted)
+        elif isinstance(value, list) and "tuple" in str(hints[key]):
+            value = tuple(value)
+        built[key] = value
+    try:
+        return cls(**built)
+    except ConfigError:
+        raise
+    except (TypeError, ValueError) as error:
+        raise ConfigError(f"{where or cls.__name__}: {error}") from error

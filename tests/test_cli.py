@@ -93,15 +93,15 @@ def test_hub_failure_names_the_offline_flag(synth_root, tmp_path, capsys, monkey
 
 
 def test_backbone_flag_sets_its_presets():
+    from hdmap.features.backbones import BackboneSpec
     from hdmap.jobs.fit_eval import resolve_config
 
-    config = resolve_config("ROOT", None, None, [], backbone="tf_efficientnet_lite0")
-    assert config["backbone"] == {"name": "tf_efficientnet_lite0", "weights": "default", "taps": [2, 3],
-                                  "model_kwargs": {}}
-    assert config["image_size"] == 384 and config["resize"] == "aspect"
-    assert resolve_config("ROOT", None, None, [])["backbone"]["name"] == "dinov2_vits14"  # real data default
+    run = resolve_config("ROOT", None, None, [], backbone="tf_efficientnet_lite0")
+    assert run.backbone == BackboneSpec(name="tf_efficientnet_lite0", weights="default", taps=(2, 3), model_kwargs={})
+    assert run.image_size == 384 and run.resize == "aspect"
+    assert resolve_config("ROOT", None, None, []).backbone.name == "dinov2_vits14"  # real data default
     overridden = resolve_config("ROOT", None, None, ["backbone.taps=[1]"], backbone="tf_efficientnet_lite0")
-    assert overridden["backbone"]["taps"] == [1]  # --set wins over the preset
+    assert overridden.backbone.taps == (1,)  # --set wins over the preset
 
 
 def test_one_place_for_defaults():

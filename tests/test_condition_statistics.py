@@ -7,6 +7,7 @@ import pytest
 import tifffile
 import torch
 
+from hdmap.kinds.registry import settings_of
 from hdmap.data.condition_statistics import INPUT_NORMS, ConditionStatistics
 from hdmap.statistics import ashman_d, held_out_projection, is_bimodal
 from hdmap.data.domain import load_domain
@@ -138,7 +139,7 @@ def test_normalised_model_reloads_and_scores_the_same(tiny_config, domain_c, fea
     module, outputs, _ = fit_and_score(config, domain_c, feature_cache)
     torch.save(lightning_checkpoint(module), tmp_path / "m.ckpt")
     reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
-    again, _ = score_saved_module(reloaded, config, domain_c, feature_cache)
+    again, _ = score_saved_module(reloaded, settings_of(config), domain_c, feature_cache)
     assert torch.allclose(again["scores"], outputs["scores"], rtol=1e-5)
 
 

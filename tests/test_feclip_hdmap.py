@@ -5,6 +5,7 @@ import numpy as np
 import pytest
 import torch
 
+from hdmap.kinds.registry import settings_of
 from hdmap.models.feclip.model import TINY_CLIP
 from hdmap.config import merge
 from hdmap.kinds.registry import default_config, validate
@@ -23,15 +24,15 @@ def _adapters(module):
 
 
 def test_one_seed_gives_identical_adapters_and_scores(tiny_feclip, domain_c):
-    runs = [fit_and_score_feclip(tiny_feclip, domain_c, progress=False) for _ in range(2)]
+    runs = [fit_and_score_feclip(settings_of(tiny_feclip), domain_c, progress=False) for _ in range(2)]
     torch.manual_seed(123)  # the global state before a run must not matter
-    runs.append(fit_and_score_feclip(tiny_feclip, domain_c, progress=False))
+    runs.append(fit_and_score_feclip(settings_of(tiny_feclip), domain_c, progress=False))
     first = _adapters(runs[0][0])
     for module, outputs, metrics in runs[1:]:
         assert all(torch.equal(first[k], v) for k, v in _adapters(module).items())
         assert torch.equal(outputs["scores"], runs[0][1]["scores"])
     other = merge(tiny_feclip, {"train": {"seed": 1}})
-    module, outputs, _ = fit_and_score_feclip(other, domain_c, progress=False)
+    module, outputs, _ = fit_and_score_feclip(settings_of(other), domain_c, progress=False)
     assert not torch.equal(_adapters(module)["model.patch_to_text.weight"], first["model.patch_to_text.weight"])
 
 
@@ -49,7 +50,7 @@ def test_trial_reports_the_objective_fit_eval_computes(tiny_feclip, domain_c, mo
     trainables.trainable({}, config, {}, "auroc", None)
     assert [r["epoch"] for r in reports] == [1, 2]
     assert all(isinstance(r["train_loss"], float) and r["train_loss"] > 0 for r in reports)  # TensorBoard shows it
-    _, _, metrics = fit_and_score_feclip(config, domain_c, progress=False)
+    _, _, metrics = fit_and_score_feclip(settings_of(config), domain_c, progress=False)
     assert reports[-1]["objective"] == pytest.approx(metrics["tune"]["auroc"], abs=1e-9)
     assert reports[-1]["tune_accuracy"] == pytest.approx(metrics["tune"]["accuracy"], abs=1e-9)
 
@@ -58,14 +59,14 @@ def test_fewshot_weight_changes_the_objective(tiny_feclip, domain_c):
     from hdmap.evaluation.protocol import tune_metrics
 
     config = merge(tiny_feclip, {"train": {"source": "none"}, "fewshot": {"shots": 4}})
-    module = fit_feclip(config, domain_c, progress=False)
+    module = fit_feclip(settings_of(config), domain_c, progress=False)
     tune_idx = np.asarray(domain_c.split.tune)
     objectives = {}
     for weight in (0.0, 0.3, 3.0):
-        scored = score_feclip(module, merge(config, {"fewshot": {"weight": weight}}), domain_c, tune_idx)
+        scored = score_feclip(module, settings_of(merge(config, {"fewshot": {"weight": weight}})), domain_c, tune_idx)
         objectives[weight] = tune_metrics(scored.scores, domain_c.test_labels[tune_idx])["auroc"]
     assert len({round(v, 9) for v in objectives.values()}) == 3
-    zero_shot = score_feclip(module, merge(config, {"fewshot": {"shots": 0}}), domain_c, tune_idx)
+    zero_shot = score_feclip(module, settings_of(merge(config, {"fewshot": {"shots": 0}})), domain_c, tune_idx)
     assert tune_metrics(zero_shot.scores, domain_c.test_labels[tune_idx])["auroc"] == pytest.approx(objectives[0.0])
 
 
@@ -76,7 +77,7 @@ def test_calibration_without_held_out_maps_falls_back_with_a_note(tiny_feclip, d
     shots = min(counts.values())
     config = merge(tiny_feclip, {"train": {"source": "none"},
                                  "fewshot": {"shots": shots, "gate": {"kind": "oracle"}}})
-    _, _, metrics = fit_and_score_feclip(config, domain_c, progress=False)
+    _, _, metrics = fit_and_score_feclip(settings_of(config), domain_c, progress=False)
     assert any("leave-one-out" in note for note in metrics["notes"])
     assert math.isfinite(metrics["holdout"]["auroc"])
 
@@ -84,10 +85,10 @@ def test_calibration_without_held_out_maps_falls_back_with_a_note(tiny_feclip, d
 def test_calibration_with_one_reference_and_none_held_out_is_refused(tiny_feclip, domain_c, monkeypatch):
     from hdmap.run import feclip_pipeline
 
-    module = fit_feclip(merge(tiny_feclip, {"train": {"source": "none"}}), domain_c, progress=False)
+    module = fit_feclip(settings_of(merge(tiny_feclip, {"train": {"source": "none"}})), domain_c, progress=False)
     with pytest.raises(ValueError, match="condition 'cold' has 1 train map and none held out"):
         feclip_pipeline.calibration_scale(module, domain_c.train_maps[:1], domain_c.train_maps[:0], "cold",
-                                       feclip_pipeline.map_transform(tiny_feclip), False, [])
+                                       feclip_pipeline.map_transform(settings_of(tiny_feclip)), False, [])
 
 
 def test_asha_runs_as_long_as_the_longest_searched_epochs():
@@ -130,9 +131,9 @@ def test_each_test_map_goes_through_the_tower_once_with_the_fewshot_memory(tiny_
     """Scores and few-shot distances of a test map come from one pass; references and held-out calibration maps
     take one pass each."""
     config = merge(tiny_feclip, {"train": {"source": "none"}, "fewshot": {"shots": 3, "calibration_maps": 4}})
-    module = fit_feclip(config, domain_c, progress=False)
+    module = fit_feclip(settings_of(config), domain_c, progress=False)
     seen = _count_tower_passes(monkeypatch)
-    scored = score_feclip(module, config, domain_c)
+    scored = score_feclip(module, settings_of(config), domain_c)
     assert len(scored.scores) == len(domain_c.test_maps)
     assert sum(seen) == len(domain_c.test_maps) + 2 * (3 + 4)  # test maps once; per condition 3 refs + 4 held out
 
@@ -145,5 +146,5 @@ def test_fewshot_memory_and_knn_live_on_the_gpu(tiny_feclip, domain_c, monkeypat
     monkeypatch.setattr(MemoryBank, "fit", lambda self, patches, *a, **k: devices.append(patches.device.type) or
                         original(self, patches, *a, **k))
     config = merge(tiny_feclip, {"train": {"source": "none"}, "fewshot": {"shots": 3}})
-    score_feclip(fit_feclip(config, domain_c, progress=False), config, domain_c)
+    score_feclip(fit_feclip(settings_of(config), domain_c, progress=False), settings_of(config), domain_c)
     assert devices and set(devices) == {"cuda"}

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 
+from hdmap.kinds.registry import settings_of
 from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE
 from hdmap.kinds.registry import fit_and_score
 from hdmap.models import fit_embeddings, memory_bank
@@ -68,12 +69,12 @@ def test_a_fit_epoch_over_a_datamodule_its_plan_did_not_make_is_refused(tiny_con
 
     config = copy.deepcopy(tiny_config)
     config["model"].update(input_norm="none", band_weight=0.0, fusion="none")  # no condition statistics needed
-    train_grids, _ = cached_features(config, domain_c, feature_cache)
-    module = build_module(config)
+    train_grids, _ = cached_features(settings_of(config), domain_c, feature_cache)
+    module = build_module(settings_of(config))
     with pytest.raises(RuntimeError, match="prepare_fit"):  # no plan yet
         make_trainer("cpu").fit(module, datamodule=FeatureDataModule(train_grids, domain_c.train_maps))
     features = module.prepare_fit(train_grids, domain_c.train_maps)
-    other = build_module(config)
+    other = build_module(settings_of(config))
     other.prepare_fit(train_grids, domain_c.train_maps)
     with pytest.raises(RuntimeError, match="prepare_fit"):  # another model's plan
         make_trainer("cpu").fit(other, datamodule=features)

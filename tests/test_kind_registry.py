@@ -1,17 +1,20 @@
 """A new model kind is one module and one registry line: a toy kind (a row-energy z-score, written here) runs
 through `hdmap fit-eval`, `hdmap eval` and a Tune trial without touching any other file."""
 import json
+from dataclasses import dataclass
 
 import lightning as L
 import pytest
 import torch
 
 from hdmap.cli.main import main
-from hdmap.config import SPLIT_DEFAULT, ConfigError
+from hdmap.config import SPLIT_DEFAULT, ConfigError, plain
 from hdmap.evaluation.protocol import protocol_metrics, tune_metrics
 from hdmap.kinds import registry
 from hdmap.kinds.kind import ModelKind, trial_values
 from hdmap.models.checkpoint_files import load_data_only
+from hdmap.run.run_settings import SplitSettings
+from hdmap.setting_rules import setting
 
 
 # --- the toy kind's module --------------------------------------------------------------------------------------
@@ -33,17 +36,30 @@ class RowEnergy(L.LightningModule):
         return z.abs().amax(dim=1).double()
 
 
+@dataclass(frozen=True)
+class ToySettings:
+    rows: int = setting(31, "rows of a map", low=1)
+
+
+@dataclass(frozen=True)
+class ToyRun:
+    """The toy kind's settings tree: what its runs receive, typed."""
+
+    model_name: str = setting("toy", "the model kind", choices=("toy",))
+    toy: ToySettings = setting(help="the row-energy score", factory=ToySettings)
+    split: SplitSettings = setting(help="the tune/holdout split", factory=SplitSettings)
+
+
 def toy_defaults(real_data=False, backbone=None):
     return {"model_name": "toy", "toy": {"rows": 31}, "split": dict(SPLIT_DEFAULT)}
 
 
-def toy_validate(config):
-    if set(config["toy"]) != {"rows"}:
-        raise ConfigError(f"unknown config key(s) in toy: {sorted(set(config['toy']) - {'rows'})}")
+def toy_validate(run: ToyRun):
+    assert isinstance(run, ToyRun), "a kind receives its settings tree, not a mapping"
 
 
-def toy_metrics(config, data, scores):
-    return {"model": "toy", "domain": data.domain, "config": config, "data_root": data.root,
+def toy_metrics(run, data, scores):
+    return {"model": "toy", "domain": data.domain, "config": plain(run), "data_root": data.root,
             **protocol_metrics(scores.numpy(), data.test_labels, data.test_conditions, data.split.tune,
                                data.split.holdout)}
 
@@ -53,21 +69,21 @@ def toy_outputs(module, data):
     return {"scores": scores, "patch_maps": torch.as_tensor(data.test_maps).float()}
 
 
-def toy_fit_and_score(config, data, cache=None, progress=False, tune_only=False):
-    module = RowEnergy(**config["toy"]).fit(data.train_maps)
+def toy_fit_and_score(run, data, cache=None, progress=False, tune_only=False):
+    module = RowEnergy(run.toy.rows).fit(data.train_maps)
     outputs = toy_outputs(module, data)
-    return module, outputs, toy_metrics(config, data, outputs["scores"])
+    return module, outputs, toy_metrics(run, data, outputs["scores"])
 
 
-def toy_score_saved(path, config, data, cache_dir=None, progress=False):
-    module = RowEnergy(**config["toy"])
+def toy_score_saved(path, run, data, cache_dir=None, progress=False):
+    module = RowEnergy(run.toy.rows)
     module.load_state_dict(load_data_only(path)["state_dict"])
     outputs = toy_outputs(module, data)
-    return outputs, toy_metrics(config, data, outputs["scores"])
+    return outputs, toy_metrics(run, data, outputs["scores"])
 
 
-def toy_trial(config, data, cache, metric, repeats, report):
-    module = RowEnergy(**config["toy"]).fit(data.train_maps)
+def toy_trial(run, data, cache, metric, repeats, report):
+    module = RowEnergy(run.toy.rows).fit(data.train_maps)
     tune = data.split.tune
     values = tune_metrics(module.score(data.test_maps[tune]).numpy(), data.test_labels[tune],
                           [data.test_conditions[i] for i in tune])
@@ -75,7 +91,7 @@ def toy_trial(config, data, cache, metric, repeats, report):
 
 
 TOY = ModelKind("toy", "row-energy z-score (a test of the registry)", toy_defaults, toy_validate, toy_fit_and_score,
-                toy_score_saved, toy_trial)
+                toy_score_saved, toy_trial, settings=ToyRun)
 
 
 # --- the one registry line, and the three paths ------------------------------------------------------------------

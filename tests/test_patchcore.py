@@ -4,6 +4,7 @@ import numpy as np
 import pytest
 import torch
 
+from hdmap.kinds.registry import settings_of
 from hdmap.models.checkpoint_files import lightning_checkpoint
 from hdmap.models.lightning_patchcore import GatedPatchCore
 from hdmap.features.backbones import BackboneSpec
@@ -37,7 +38,7 @@ def test_bank_modes_fit_and_score(tiny_config, domain_c, feature_cache, mode):
 
 def test_gated_mode_scores_against_the_routed_bank(tiny_config, domain_c, feature_cache):
     module, outputs, _ = fit_and_score(_config(tiny_config, bank_mode="gated"), domain_c, feature_cache)
-    _, test_grids = cached_features(tiny_config, domain_c, feature_cache)
+    _, test_grids = cached_features(settings_of(tiny_config), domain_c, feature_cache)
     embedding = module.core.embed([torch.from_numpy(np.array(g)) for g in test_grids])
     cold = module.core._bank_scores("cold", embedding)[0]
     warm = module.core._bank_scores("warm", embedding)[0]
@@ -49,7 +50,7 @@ def test_soft_calibration_is_a_z_score(tiny_config, domain_c, feature_cache):
     module, _, _ = fit_and_score(_config(tiny_config, bank_mode="soft"), domain_c, feature_cache)
     plan, core = module.plan, module.core
     assert len(set(plan.calibration) & set(plan.references)) == 0  # held out: not references
-    train_grids, _ = cached_features(tiny_config, domain_c, feature_cache)
+    train_grids, _ = cached_features(settings_of(tiny_config), domain_c, feature_cache)
     for code, name in enumerate(("cold", "warm")):
         maps = plan.calibration[plan.calibration_codes == code]
         assert len(maps) == tiny_config["model"]["calibration_maps"]
@@ -74,7 +75,7 @@ def _assert_devices(module, outputs, device: str, knn: str):
 
 def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache):
     config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0, fusion="max")
-    module, outputs, metrics = patchcore_pipeline.fit_and_score(build_module(config), config, domain_c,
+    module, outputs, metrics = patchcore_pipeline.fit_and_score(build_module(settings_of(config)), settings_of(config), domain_c,
                                                                 feature_cache, accelerator="cpu")
     cpu_knn = knn_choice("cpu")  # faiss-cpu where installed (here), torch without faiss (the GPU machine)
     _assert_devices(module, outputs, "cpu", cpu_knn.backend)  # fit and predict
@@ -84,7 +85,7 @@ def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache
     assert next(backbone.parameters()).device.type == "cpu"
     torch.save(lightning_checkpoint(module), feature_cache.root / "devices.ckpt")
     reloaded = GatedPatchCore.load_from_checkpoint(feature_cache.root / "devices.ckpt", map_location="cpu")
-    again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, config, domain_c, feature_cache, "cpu")
+    again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, settings_of(config), domain_c, feature_cache, "cpu")
     _assert_devices(reloaded, again, "cpu", cpu_knn.backend)  # eval
     assert eval_metrics["devices"] == metrics["devices"] and torch.equal(again["scores"], outputs["scores"])
 
@@ -106,7 +107,7 @@ def test_cuda_run_puts_backbone_banks_and_knn_on_the_gpu(tiny_config, domain_c, 
     assert metrics["devices"]["banks"].startswith("cuda") and metrics["devices"]["backbone"].startswith("cuda")
     torch.save(lightning_checkpoint(module), tmp_path / "devices.ckpt")
     reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "devices.ckpt", map_location="cpu")
-    again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, config, domain_c, cache)
+    again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, settings_of(config), domain_c, cache)
     reloaded.cuda()
     _assert_devices(reloaded, again, "cuda", knn_backend("cuda:0"))  # eval
     assert eval_metrics["devices"] == metrics["devices"]
@@ -115,7 +116,7 @@ def test_cuda_run_puts_backbone_banks_and_knn_on_the_gpu(tiny_config, domain_c, 
 def test_bank_size_follows_coreset_ratio(tiny_config, domain_c, feature_cache):
     module, _, _ = fit_and_score(_config(tiny_config, bank_mode="mixed", coreset_ratio=0.25), domain_c,
                                  feature_cache)
-    train_grids, _ = cached_features(tiny_config, domain_c, feature_cache)
+    train_grids, _ = cached_features(settings_of(tiny_config), domain_c, feature_cache)
     patches_per_map = np.prod(train_grids[0].shape[2:])
     assert len(module.core.banks["mixed"]) == round(0.25 * 8 * patches_per_map)
 
@@ -165,8 +166,8 @@ def test_one_sided_gate_errors_in_gated_and_falls_back_in_soft(tiny_config, doma
 
 
 def test_unfitted_model_refuses_to_score(tiny_config, domain_c, feature_cache):
-    module = build_module(tiny_config)
-    _, test_grids = cached_features(tiny_config, domain_c, feature_cache)
+    module = build_module(settings_of(tiny_config))
+    _, test_grids = cached_features(settings_of(tiny_config), domain_c, feature_cache)
     with pytest.raises(RuntimeError, match="empty"):
         module.core.score(test_grids, domain_c.test_maps)
 
@@ -176,7 +177,7 @@ def test_checkpoint_round_trip_identical_scores(tiny_config, domain_c, feature_c
                                        feature_cache)
     torch.save(lightning_checkpoint(module), tmp_path / "model.ckpt")
     reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "model.ckpt", map_location="cpu")
-    _, test_grids = cached_features(tiny_config, domain_c, feature_cache)
+    _, test_grids = cached_features(settings_of(tiny_config), domain_c, feature_cache)
     again = score_patchcore(reloaded, test_grids, domain_c)
     assert torch.equal(again["scores"], outputs["scores"])
 

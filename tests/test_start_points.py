@@ -4,6 +4,7 @@ from pathlib import Path
 
 import pytest
 
+from hdmap.kinds.registry import settings_of
 from hdmap.config import ConfigError, merge
 from hdmap.kinds.registry import default_config, validate
 from hdmap.tune.importance import importances
@@ -121,12 +122,12 @@ def test_repeats_average_the_objective_over_reference_seeds(domain_c, tiny_confi
         scored = outputs["index"].numpy()
         single.append(tune_metrics(outputs["scores"].numpy(), domain_c.test_labels[scored],
                                    [domain_c.test_conditions[i] for i in scored])["auroc"])
-    module, metrics, report = fit_over_seeds(config, domain_c, cache, "auroc", repeats=3)
+    module, metrics, report = fit_over_seeds(settings_of(config), domain_c, cache, "auroc", repeats=3)
     assert report["objective_per_seed"] == pytest.approx(single)
     assert report["objective"] == pytest.approx(sum(single) / 3)
     assert len(set(single)) > 1  # the seeds draw different references: averaging changes the objective
     assert module.core.config.seed == 0 and metrics["tune"]["auroc"] == pytest.approx(single[0])
-    assert fit_over_seeds(config, domain_c, cache, "auroc", repeats=1)[2]["objective"] == pytest.approx(single[0])
+    assert fit_over_seeds(settings_of(config), domain_c, cache, "auroc", repeats=1)[2]["objective"] == pytest.approx(single[0])
 
 
 def test_a_sampled_trial_that_repeats_the_defaults_is_not_labelled_the_defaults():

@@ -23,7 +23,7 @@ GATE_KINDS = ("oracle", "intensity", "feature", "discover")
 DISCOVER_ON = ("intensity", "features")
 
 
-@dataclass
+@dataclass(frozen=True)
 class GateConfig:
     kind: str = setting("intensity", "how a map is routed cold or warm: a map percentile against a threshold "
                         "(intensity), the nearest centroid of global backbone features (feature), a 2-component "

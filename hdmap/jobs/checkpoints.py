@@ -10,19 +10,23 @@ import torch
 from lightning import LightningModule
 
 from hdmap.atomic_files import atomic_path, write_text_atomic
+from hdmap.config import plain
 from hdmap.data.splits import SplitMismatchError, TestSplit
 from hdmap.models.checkpoint_files import CheckpointMismatchError, lightning_checkpoint, load_data_only
 from hdmap.data.domain import DomainData, load_domain
+from hdmap.run.run_settings import Run
 
 CHECKPOINT_FILE = "model.ckpt"
 TRIAL_METRICS_FILE = "trial_metrics.json"
 
 
 
-def save_checkpoint(folder: str | Path, module: LightningModule, config: dict, data: DomainData,
+def save_checkpoint(folder: str | Path, module: LightningModule, run: Run, data: DomainData,
                     metrics: dict) -> Path:
-    """model.ckpt + config.json + the metrics of the run that wrote it (an independent record for checks)."""
+    """model.ckpt + config.json + the metrics of the run that wrote it (an independent record for checks); the
+    settings are recorded as their plain mapping (`plain(run)`), which `hdmap eval` turns back into the tree."""
     folder = Path(folder)
+    config = plain(run)
     folder.mkdir(parents=True, exist_ok=True)
     extra = {"model_name": config["model_name"], "config": config, "domain": data.domain, "data_root": data.root,
              "split": data.split.__dict__, "conditions": data.condition_record(),

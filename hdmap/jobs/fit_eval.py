@@ -5,28 +5,30 @@ from __future__ import annotations
 import os
 import shutil
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
-from hdmap.config import load_yaml, merge, parse_set
+from hdmap.config import load_yaml, merge, parse_set, plain
 from hdmap.data.domain import load_domain
 from hdmap.data.synthetic_default import ensure_embedded_dataset
 from hdmap.features.cache import FeatureCache
 from hdmap.jobs.checkpoints import save_checkpoint
 from hdmap.jobs.run_files import write_run_outputs
-from hdmap.kinds.registry import default_config, fit_and_score, validate
+from hdmap.kinds.registry import default_config, fit_and_score, settings_of
+from hdmap.run.run_settings import Run, SplitSettings
 
 
 def resolve_config(data_root: str | None, model: str | None, config_path: str | None, sets: list[str],
-                   backbone: str | None = None) -> dict:
-    """Defaults (of the model, with the backbone's presets), then the YAML file, then --set."""
+                   backbone: str | None = None) -> Run:
+    """The run's settings tree: defaults (of the model, with the backbone's presets), then the YAML file, then --set;
+    checked once, here."""
     loaded = load_yaml(config_path) if config_path else {}
     model = model or loaded.get("model_name")
     config = default_config(real_data=data_root is not None, model_name=model, backbone=backbone)
     config = merge(config, loaded)
     if model:
         config["model_name"] = model
-    return validate(merge(config, parse_set(sets)))
+    return settings_of(merge(config, parse_set(sets)))
 
 
 RUN_FILES = ("metrics.json", "report.md", "scores.csv", "model.ckpt", "config.json", "trial_metrics.json",
@@ -50,10 +52,12 @@ class DataOptions:
     ignore_other_files: bool = False
 
 
-def fit_eval(config: dict, source: DataOptions, out: str | Path, overwrite: bool = False,
+def fit_eval(config: dict | Run, source: DataOptions, out: str | Path, overwrite: bool = False,
              cache_dir: str | None = None, command: str | None = None, progress: bool = True) -> dict:
-    """Fit and evaluate `config`; write the run folder `out` (refused when it holds a run, unless `overwrite`).
-    Nothing is written before the inputs and the fit succeeded. Returns the metrics.json dict."""
+    """Fit and evaluate `config` (a run config, or its settings tree); write the run folder `out` (refused when it
+    holds a run, unless `overwrite`). Nothing is written before the inputs and the fit succeeded. Returns the
+    metrics.json dict."""
+    run = settings_of(config)
     out = Path(out)
     held = held_run_files(out)
     if held and not overwrite:
@@ -62,18 +66,18 @@ def fit_eval(config: dict, source: DataOptions, out: str | Path, overwrite: bool
     if source.split and not Path(source.split).is_file():
         raise FileNotFoundError(f"--split {source.split}: no such split.json")
     root = source.data_root or str(ensure_embedded_dataset())
-    data = load_domain(root, source.domain, source.split, config["split"]["tune_fraction"], config["split"]["seed"],
+    data = load_domain(root, source.domain, source.split, run.split.tune_fraction, run.split.seed,
                        source.condition_csv, condition_csv_partial=source.condition_csv_partial,
                        ignore_other_files=source.ignore_other_files, reuse_split=bool(source.split))
-    reused = {"tune_fraction": data.split.tune_fraction, "seed": data.split.seed}
-    if source.split and reused != config["split"]:  # the settings say the split that ran
-        print(f"[hdmap] --split {source.split}: its split.tune_fraction={reused['tune_fraction']}, split.seed="
-              f"{reused['seed']} replace the settings' {config['split']}", file=sys.stderr)
-        config = {**config, "split": reused}
-    module, outputs, metrics = fit_and_score(config, data, FeatureCache(cache_dir, progress=progress), progress=progress)
+    reused = SplitSettings(tune_fraction=data.split.tune_fraction, seed=data.split.seed)
+    if source.split and reused != run.split:  # the settings say the split that ran
+        print(f"[hdmap] --split {source.split}: its split.tune_fraction={reused.tune_fraction}, split.seed="
+              f"{reused.seed} replace the settings' {plain(run.split)}", file=sys.stderr)
+        run = replace(run, split=reused)
+    module, outputs, metrics = fit_and_score(run, data, FeatureCache(cache_dir, progress=progress), progress=progress)
     write_run_folder(out, held, lambda folder: (data.split.save(folder / "split.json"),
                                                 write_run_outputs(folder, metrics, data, outputs, command),
-                                                save_checkpoint(folder, module, config, data, metrics)))
+                                                save_checkpoint(folder, module, run, data, metrics)))
     return metrics
 
 

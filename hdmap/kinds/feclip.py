@@ -3,15 +3,16 @@ the domain's train normals (variant 1), plus an optional few-shot memory of the 
 and scores through run/feclip_pipeline.py; its trials report after every epoch (the search adds ASHA)."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
 
-from hdmap.config import SPLIT_DEFAULT, ConfigError, build, plain
+from hdmap.config import SPLIT_DEFAULT, ConfigError, plain
 from hdmap.data.domain import DomainData
 from hdmap.evaluation.protocol import tune_metrics
 from hdmap.kinds.kind import ModelKind, TrialReport, trial_values
-from hdmap.kinds.settings_trees import FEClipRun, FEClipTrainSettings, FewShotSettings
+from hdmap.run.run_settings import FEClipRun, FEClipTrainSettings, FewShotSettings
 from hdmap.models.feclip.model import FEClipConfig
 from hdmap.run.feclip_pipeline import fit_and_score_feclip, fit_feclip, score_feclip
 
@@ -23,26 +24,25 @@ def defaults(real_data: bool = False, backbone: str | None = None) -> dict:
             "split": dict(SPLIT_DEFAULT)}
 
 
-def validate(config: dict) -> None:
-    """Checks across settings (each value was checked against the settings tree: hdmap/kinds/settings_trees.py)."""
-    build("feclip", FEClipConfig, config["feclip"])
-    if config["train"]["source"] == "checkpoint" and not config["train"]["checkpoint"]:
+def validate(run: FEClipRun) -> None:
+    """Checks across settings (each value was checked against the settings tree: hdmap/run/run_settings.py)."""
+    if run.train.source == "checkpoint" and not run.train.checkpoint:
         raise ConfigError("train.source=checkpoint needs train.checkpoint=/path/to/feclip.ckpt")
 
 
-def fit_and_score(config: dict, data: DomainData, cache=None, progress: bool = False, tune_only: bool = False):
-    return fit_and_score_feclip(config, data, progress=progress)
+def fit_and_score(run: FEClipRun, data: DomainData, cache=None, progress: bool = False, tune_only: bool = False):
+    return fit_and_score_feclip(run, data, progress=progress)
 
 
-def score_saved(path: str | Path, config: dict, data: DomainData, cache_dir: str | None = None,
+def score_saved(path: str | Path, run: FEClipRun, data: DomainData, cache_dir: str | None = None,
                 progress: bool = False) -> tuple[dict, dict]:
     """The saved adapters (the few-shot memory is rebuilt from the same seeded train references)."""
-    config = {**config, "train": {**config["train"], "source": "checkpoint", "checkpoint": str(path)}}
-    _, outputs, metrics = fit_and_score_feclip(config, data, progress=progress)
+    saved = replace(run, train=replace(run.train, source="checkpoint", checkpoint=str(path)))
+    _, outputs, metrics = fit_and_score_feclip(saved, data, progress=progress)
     return outputs, metrics
 
 
-def trial(config: dict, data: DomainData, cache, metric: str, repeats: int, report: TrialReport) -> None:
+def trial(run: FEClipRun, data: DomainData, cache, metric: str, repeats: int, report: TrialReport) -> None:
     """Train the adapters; after every epoch score the tune maps with `score_feclip` (the scorer of fit-eval and
     eval, few-shot memory included) and report, so ASHA can stop weak trials."""
     import lightning as L
@@ -50,7 +50,7 @@ def trial(config: dict, data: DomainData, cache, metric: str, repeats: int, repo
     tune_idx = np.asarray(data.split.tune)
 
     def report_epoch(module, epoch: int, train_loss: float | None = None) -> None:
-        scored = score_feclip(module, config, data, tune_idx, during_fit=epoch > 0)
+        scored = score_feclip(module, run, data, tune_idx, during_fit=epoch > 0)
         values = tune_metrics(scored.scores, data.test_labels[tune_idx], [data.test_conditions[i] for i in tune_idx])
         report(module, {"tune": values, "notes": scored.notes},
                {**trial_values(values, metric), "epoch": epoch, "train_loss": train_loss})  # in Tune's TensorBoard
@@ -60,8 +60,8 @@ def trial(config: dict, data: DomainData, cache, metric: str, repeats: int, repo
             loss = trainer.callback_metrics.get("train_loss")
             report_epoch(module, trainer.current_epoch + 1, float(loss) if loss is not None else None)
 
-    module = fit_feclip(config, data, progress=False, callbacks=[ReportEachEpoch()])
-    if config["train"]["source"] != "hdmap_bands":  # nothing trained: one report of the loaded/untrained adapters
+    module = fit_feclip(run, data, progress=False, callbacks=[ReportEachEpoch()])
+    if run.train.source != "hdmap_bands":  # nothing trained: one report of the loaded/untrained adapters
         report_epoch(module, 0)
 
 

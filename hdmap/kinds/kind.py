@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
+from hdmap.run.run_settings import Run
+
 if TYPE_CHECKING:  # types only: a kind's module imports what it runs
     from hdmap.data.domain import DomainData
     from hdmap.features.cache import FeatureCache
@@ -21,33 +23,34 @@ class Defaults(Protocol):
 
 
 class Validate(Protocol):
-    def __call__(self, config: dict) -> None: ...
+    def __call__(self, run: Run) -> None: ...
 
 
 class FitAndScore(Protocol):
-    def __call__(self, config: dict, data: "DomainData", cache: "FeatureCache | None" = None, progress: bool = False,
+    def __call__(self, run: Run, data: "DomainData", cache: "FeatureCache | None" = None, progress: bool = False,
                  tune_only: bool = False) -> tuple[object, dict, dict]: ...
 
 
 class ScoreSaved(Protocol):
-    def __call__(self, path: str | Path, config: dict, data: "DomainData", cache_dir: str | None = None,
+    def __call__(self, path: str | Path, run: Run, data: "DomainData", cache_dir: str | None = None,
                  progress: bool = False) -> tuple[dict, dict]: ...
 
 
 class Trial(Protocol):
-    def __call__(self, config: dict, data: "DomainData", cache: "FeatureCache", metric: str, repeats: int,
+    def __call__(self, run: Run, data: "DomainData", cache: "FeatureCache", metric: str, repeats: int,
                  report: TrialReport) -> None: ...
 
 
 @dataclass(frozen=True)
 class ModelKind:
-    """One model kind. Callables (config and data are a run config dict and a `DomainData`):
+    """One model kind. `defaults` gives a run config mapping (the edges merge files and --set onto it); every other
+    callable takes the run's frozen settings tree (`run`, hdmap/run/run_settings.py) and a `DomainData`:
 
     - defaults(real_data, backbone) -> the complete run config of this kind
-    - validate(config) -> None; a ConfigError names the first bad key
-    - fit_and_score(config, data, cache, progress, tune_only) -> (fitted module, outputs, metrics.json dict)
-    - score_saved(path, config, data, cache_dir, progress) -> (outputs, metrics) of a checkpoint, not refitted
-    - trial(config, data, cache, metric, repeats, report) -> None; calls `report` once, or every epoch
+    - validate(run) -> None: checks across settings; a ConfigError names the first bad key
+    - fit_and_score(run, data, cache, progress, tune_only) -> (fitted module, outputs, metrics.json dict)
+    - score_saved(path, run, data, cache_dir, progress) -> (outputs, metrics) of a checkpoint, not refitted
+    - trial(run, data, cache, metric, repeats, report) -> None; calls `report` once, or every epoch
     """
 
     name: str
@@ -57,10 +60,10 @@ class ModelKind:
     fit_and_score: FitAndScore
     score_saved: ScoreSaved
     trial: Trial
+    settings: type  # the frozen settings tree of its runs (hdmap/run/run_settings.py): checked, then passed down
     iterative: bool = False  # trials report every epoch: the search adds ASHA
     supports_repeats: bool = False  # `--repeats` averages this kind's reference/coreset seeds
-    preflight: Callable[[dict], None] | None = None  # run once in the driver before Ray starts (missing weights)
-    settings: type | None = None  # the settings tree every run config is checked against (kinds/settings_trees.py)
+    preflight: Callable[[Run], None] | None = None  # run once in the driver before Ray starts (missing weights)
 
 
 def trial_values(tune: dict, metric: str) -> dict:

@@ -3,18 +3,18 @@
 Both fit and score through run/patchcore_pipeline.py over cached features."""
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 
 import torch
 
-from hdmap.config import SPLIT_DEFAULT, ConfigError, build, merge
+from hdmap.config import SPLIT_DEFAULT, ConfigError, merge, plain
 from hdmap.data.domain import DomainData
-from hdmap.features.backbones import BACKBONES, OFFLINE_BACKBONE, REAL_DATA_BACKBONE, BackboneSpec, build_backbone
+from hdmap.features.backbones import BACKBONES, OFFLINE_BACKBONE, REAL_DATA_BACKBONE, build_backbone
 from hdmap.features.cache import FeatureCache
 from hdmap.kinds import band as band_kind
 from hdmap.kinds.kind import ModelKind, TrialReport, trial_values
-from hdmap.kinds.settings_trees import PatchCoreRun
-from hdmap.models.band import BandConfig
+from hdmap.run.run_settings import BandRun, PatchCoreRun
 from hdmap.models.lightning_patchcore import GatedPatchCore, PatchCore
 from hdmap.models.patchcore_config import PatchCoreConfig
 from hdmap.run import patchcore_pipeline
@@ -48,79 +48,77 @@ def baseline_defaults(real_data: bool = False, backbone: str | None = None) -> d
     return merge(gated_defaults(real_data, backbone), {"model_name": "patchcore", "model": BASELINE_MODEL})
 
 
-def validate(config: dict) -> None:
-    """Checks across settings (each value was checked against the settings tree: hdmap/kinds/settings_trees.py)."""
-    model = dict(config["model"])
-    build("model.band", BandConfig, dict(model.get("band", {})))  # its cross-setting checks, named as its own
-    build("model", PatchCoreConfig, model)
-    build("backbone", BackboneSpec.from_config, config["backbone"])
-    entry = BACKBONES.get(config["backbone"]["name"])
-    if entry is not None and entry.fixed_size and (config["image_size"] != entry.image_size
-                                                   or config["resize"] == "aspect"):
-        raise ConfigError(f"backbone {config['backbone']['name']} takes {entry.image_size} px squares only (its "
-                          f"positional embeddings fix the input size): image_size={entry.image_size} and resize "
-                          f"bilinear or nearest, not {config['image_size']} / {config['resize']}")
+def validate(run: PatchCoreRun) -> None:
+    """Checks across settings (each value was checked against the settings tree: hdmap/run/run_settings.py,
+    and by its dataclass's own checks as the tree was built)."""
+    entry = BACKBONES.get(run.backbone.name)
+    if entry is not None and entry.fixed_size and (run.image_size != entry.image_size or run.resize == "aspect"):
+        raise ConfigError(f"backbone {run.backbone.name} takes {entry.image_size} px squares only (its positional "
+                          f"embeddings fix the input size): image_size={entry.image_size} and resize bilinear or "
+                          f"nearest, not {run.image_size} / {run.resize}")
 
 
 MODULES = {"patchcore": PatchCore, "gated_patchcore": GatedPatchCore}
 
 
-def build_module(config: dict) -> GatedPatchCore:
-    return MODULES[config["model_name"]](model=config["model"])
+def build_module(run: PatchCoreRun) -> GatedPatchCore:
+    """The Lightning module of the run's kind, given only its model settings."""
+    return MODULES[run.model_name](model=plain(run.model))
 
 
-def band_only(config: dict) -> bool:
+def band_only(run: PatchCoreRun) -> bool:
     """Whether this run is the band detector alone (model.fusion=band_only): no backbone, no bank."""
-    return config["model"].get("fusion") == "band_only"
+    return run.model.fusion == "band_only"
 
 
 BAND_ONLY_NOTE = ("model.fusion=band_only: the band detector alone scored these maps (model.band settings); no "
                   "backbone ran and the other PatchCore settings of this config were not used")
 
 
-def as_band_run(config: dict) -> dict:
-    """The band kind's run config of a band_only PatchCore config."""
-    return {"model_name": "band", "band": config["model"]["band"], "split": config["split"]}
+def as_band_run(run: PatchCoreRun) -> BandRun:
+    """The band kind's run of a band_only PatchCore run."""
+    return BandRun(band=run.model.band, split=run.split)
 
 
-def _band_metrics(config: dict, metrics: dict) -> dict:
-    metrics.update({"model": config["model_name"], "config": config, "band_run": as_band_run(config)})
+def _band_metrics(run: PatchCoreRun, metrics: dict) -> dict:
+    metrics.update({"model": run.model_name, "config": plain(run), "band_run": plain(as_band_run(run))})
     metrics["notes"] = [BAND_ONLY_NOTE] + metrics["notes"]
     return metrics
 
 
-def fit_and_score(config: dict, data: DomainData, cache: FeatureCache | None = None, progress: bool = False,
+def fit_and_score(run: PatchCoreRun, data: DomainData, cache: FeatureCache | None = None, progress: bool = False,
                   tune_only: bool = False):
-    if band_only(config):
-        module, outputs, metrics = band_kind.fit_and_score(as_band_run(config), data, tune_only=tune_only)
-        return module, outputs, _band_metrics(config, metrics)
-    return patchcore_pipeline.fit_and_score(build_module(config), config, data,
-                                            cache or FeatureCache(progress=progress), tune_only=tune_only)
+    if band_only(run):
+        module, outputs, metrics = band_kind.fit_and_score(as_band_run(run), data, tune_only=tune_only)
+        return module, outputs, _band_metrics(run, metrics)
+    return patchcore_pipeline.fit_and_score(build_module(run), run, data, cache or FeatureCache(progress=progress),
+                                            tune_only=tune_only)
 
 
-def score_saved(path: str | Path, config: dict, data: DomainData, cache_dir: str | None = None,
+def score_saved(path: str | Path, run: PatchCoreRun, data: DomainData, cache_dir: str | None = None,
                 progress: bool = False) -> tuple[dict, dict]:
-    if band_only(config):
-        outputs, metrics = band_kind.score_saved(path, as_band_run(config), data)
-        return outputs, _band_metrics(config, metrics)
-    module = MODULES[config["model_name"]].load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    return patchcore_pipeline.score_saved_module(module, config, data, FeatureCache(cache_dir, progress=progress))
+    if band_only(run):
+        outputs, metrics = band_kind.score_saved(path, as_band_run(run), data)
+        return outputs, _band_metrics(run, metrics)
+    module = MODULES[run.model_name].load_from_checkpoint(path, map_location="cpu", weights_only=True)
+    return patchcore_pipeline.score_saved_module(module, run, data, FeatureCache(cache_dir, progress=progress))
 
 
-def repeat_seeds(config: dict, repeats: int) -> list[int]:
-    """Reference/coreset seeds of a trial: the config's own seed first, then the next ones (one: the band
-    detector alone has no seed)."""
-    if band_only(config):
-        return [config["model"]["seed"]]
-    return [config["model"]["seed"] + r for r in range(max(1, repeats))]
+def repeat_seeds(run: PatchCoreRun, repeats: int) -> list[int]:
+    """Reference/coreset seeds of a trial: the run's own seed first, then the next ones (one: the band detector
+    alone has no seed)."""
+    if band_only(run):
+        return [run.model.seed]
+    return [run.model.seed + r for r in range(max(1, repeats))]
 
 
-def fit_over_seeds(config: dict, data: DomainData, cache: FeatureCache, metric: str, repeats: int = 1):
-    """(module and metrics of the config's own seed, Tune values) where the objective is the mean over `repeats`
+def fit_over_seeds(run: PatchCoreRun, data: DomainData, cache: FeatureCache, metric: str, repeats: int = 1):
+    """(module and metrics of the run's own seed, Tune values) where the objective is the mean over `repeats`
     reference/coreset seeds (with each seed's objective and their sd when repeats > 1)."""
     module, metrics, reports = None, None, []
-    for seed in repeat_seeds(config, repeats):
-        fitted, _, seeded = fit_and_score(merge(config, {"model": {"seed": seed}}), data, cache, tune_only=True)
+    for seed in repeat_seeds(run, repeats):
+        fitted, _, seeded = fit_and_score(replace(run, model=replace(run.model, seed=seed)), data, cache,
+                                          tune_only=True)
         reports.append(trial_values(seeded["tune"], metric))
         if module is None:
             module, metrics = fitted, seeded
@@ -133,22 +131,22 @@ def fit_over_seeds(config: dict, data: DomainData, cache: FeatureCache, metric: 
     return module, metrics, values
 
 
-def trial(config: dict, data: DomainData, cache: FeatureCache, metric: str, repeats: int,
+def trial(run: PatchCoreRun, data: DomainData, cache: FeatureCache, metric: str, repeats: int,
           report: TrialReport) -> None:
     """One search trial: the fit-eval function on the tune maps (mean objective over `repeats` seeds), one report
-    with the model of the config's own seed (the one `hdmap eval` reloads)."""
-    module, metrics, values = fit_over_seeds(config, data, cache, metric, repeats)
+    with the model of the run's own seed (the one `hdmap eval` reloads)."""
+    module, metrics, values = fit_over_seeds(run, data, cache, metric, repeats)
     values.update({"gate_accuracy": metrics["gate"]["accuracy"], "features_s": metrics["timing_s"]["features"],
                    "fit_s": metrics["timing_s"]["fit"], "predict_s": metrics["timing_s"]["predict"],
                    "feature_cache_hits": cache.hits, "repeats": metrics["objective"]["repeats"]})
     report(module, metrics, values)
 
 
-def preflight(config: dict) -> None:
+def preflight(run: PatchCoreRun) -> None:
     """Build the backbone once in the driver: missing weights end the command in one line before Ray starts."""
-    if band_only(config):
+    if band_only(run):
         return
-    build_backbone(BackboneSpec.from_config(config["backbone"]))
+    build_backbone(run.backbone)
 
 
 _SHARED = dict(validate=validate, fit_and_score=fit_and_score, score_saved=score_saved, trial=trial,

@@ -28,7 +28,7 @@ IMAGE_SCORES = ("max", "top")
 MIN_PER_CONDITION = 8  # train maps a condition needs for its own line statistics
 
 
-@dataclass
+@dataclass(frozen=True)
 class BandConfig:
     """Settings of the band detector; every one is a search dimension (search_spaces/band.yaml). The defaults of
     polarity, compare_neighbours, runs and detrend are the best mean tune AUROC of a grid over them on eight
@@ -57,8 +57,9 @@ class BandConfig:
 
     def __post_init__(self):
         if isinstance(self.gate, dict):
-            self.gate = GateConfig(**self.gate)
-        self.runs = tuple(float(r) for r in ((self.runs,) if isinstance(self.runs, (int, float)) else self.runs))
+            object.__setattr__(self, "gate", GateConfig(**self.gate))
+        object.__setattr__(self, "runs", tuple(float(r) for r in ((self.runs,) if isinstance(self.runs, (int, float))
+                                                              else self.runs)))
         check_instance(self)
         if not self.runs or not all(0 < r <= 1 for r in self.runs):
             raise ValueError(f"runs must be fractions of a line in (0, 1], got {list(self.runs)}")

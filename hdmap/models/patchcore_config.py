@@ -24,7 +24,7 @@ SOFT_COMBINES = ("min", "posterior")
 FUSIONS = ("none", "sum", "max", "band_only")
 
 
-@dataclass
+@dataclass(frozen=True)
 class PatchCoreConfig:
     """Settings of the scoring model (backbone settings live with the features). These defaults are the
     documented defaults of `hdmap fit-eval` (hdmap/kinds/patchcore.py builds its config from them)."""
@@ -83,10 +83,11 @@ class PatchCoreConfig:
 
     def __post_init__(self):
         if isinstance(self.gate, dict):
-            self.gate = GateConfig(**self.gate)
+            object.__setattr__(self, "gate", GateConfig(**self.gate))
         if isinstance(self.band, dict):
-            self.band = BandConfig(**self.band)
-        self.context_ks = tuple(self.context_ks) if not isinstance(self.context_ks, int) else (self.context_ks,)
+            object.__setattr__(self, "band", BandConfig(**self.band))
+        object.__setattr__(self, "context_ks", tuple(self.context_ks) if not isinstance(self.context_ks, int)
+                           else (self.context_ks,))
         check_instance(self)
 
     def condition_statistics(self) -> ConditionStatistics | None:

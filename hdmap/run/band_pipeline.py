@@ -8,14 +8,17 @@ import time
 import numpy as np
 import torch
 
+from hdmap.config import plain
 from hdmap.data.domain import DomainData
 from hdmap.evaluation.protocol import scored_blocks, split_summary
 from hdmap.gating.gates import gate_accuracy
+from hdmap.run.run_settings import BandRun
 from hdmap.models.lightning_band import BandModel
 
 
-def build_model(config: dict, data: DomainData) -> BandModel:
-    return BandModel(config["band"], tuple(data.train_maps.shape[1:]))
+def build_model(run: BandRun, data: DomainData) -> BandModel:
+    """The Lightning model, given only its band settings."""
+    return BandModel(plain(run.band), tuple(data.train_maps.shape[1:]))
 
 
 def score_maps(model: BandModel, data: DomainData, tune_only: bool = False, batch: int = 512) -> dict:
@@ -32,12 +35,12 @@ def score_maps(model: BandModel, data: DomainData, tune_only: bool = False, batc
     return merged
 
 
-def metrics_of(config: dict, data: DomainData, outputs: dict, model: BandModel) -> dict:
+def metrics_of(run: BandRun, data: DomainData, outputs: dict, model: BandModel) -> dict:
     scores = outputs["scores"].numpy().astype(np.float64)
     scored = outputs["index"].numpy()
     core = model.core
     kind = core.config.gate.kind if core.uses_gate else None
-    metrics = {"model": config["model_name"], "domain": data.domain, "config": config, "data_root": data.root,
+    metrics = {"model": run.model_name, "domain": data.domain, "config": plain(run), "data_root": data.root,
                "gate": {"kind": kind, "train_assignment": core.gate.train_source or None if kind else None,
                         "accuracy": gate_accuracy(outputs["route"], [data.test_conditions[i] for i in scored])
                         if kind else None}}
@@ -49,21 +52,21 @@ def metrics_of(config: dict, data: DomainData, outputs: dict, model: BandModel) 
     return metrics
 
 
-def fit_and_score(config: dict, data: DomainData, tune_only: bool = False) -> tuple[BandModel, dict, dict]:
+def fit_and_score(run: BandRun, data: DomainData, tune_only: bool = False) -> tuple[BandModel, dict, dict]:
     """(fitted model, outputs, metrics.json dict); fitted on the train maps only."""
     start = time.perf_counter()
-    model = build_model(config, data).fit(data.train_maps, data.train_truth)
+    model = build_model(run, data).fit(data.train_maps, data.train_truth)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_maps(model, data, tune_only)
-    metrics = metrics_of(config, data, outputs, model)
+    metrics = metrics_of(run, data, outputs, model)
     metrics["timing_s"] = {"features": 0.0, "fit": fit_s, "predict": time.perf_counter() - start}
     return model, outputs, metrics
 
 
-def score_saved_model(model: BandModel, config: dict, data: DomainData) -> tuple[dict, dict]:
+def score_saved_model(model: BandModel, run: BandRun, data: DomainData) -> tuple[dict, dict]:
     start = time.perf_counter()
     outputs = score_maps(model, data)
-    metrics = metrics_of(config, data, outputs, model)
+    metrics = metrics_of(run, data, outputs, model)
     metrics["timing_s"] = {"features": 0.0, "fit": 0.0, "predict": time.perf_counter() - start}
     return outputs, metrics

@@ -19,12 +19,14 @@ from hdmap.data.band_anomalies import band_training_set
 from hdmap.data.splits import sample_per_condition
 from hdmap.data.transforms import MapTransform
 from hdmap.evaluation.protocol import protocol_metrics
-from hdmap.gating.gates import Gate, GateConfig, gate_accuracy
+from hdmap.config import plain
+from hdmap.gating.gates import Gate, gate_accuracy
 from hdmap.models.feclip.model import describe_clip
 from hdmap.models.feclip.module import FEClipModule
 from hdmap.models.memory_bank import MemoryBank
 from hdmap.models.checkpoint_files import load_data_only
 from hdmap.data.domain import DomainData
+from hdmap.run.run_settings import FEClipRun
 from hdmap.run.feclip_training import predict_feclip, predict_tokens, seed_everything, train_feclip
 
 
@@ -43,39 +45,39 @@ class MapBatchDataset(Dataset):
         return {"image": self.images[i], "mask": self.masks[i], "label": self.labels[i]}
 
 
-def map_transform(config: dict) -> MapTransform:
-    return MapTransform(config["image_size"], config["resize"], config["normalisation"], 1)
+def map_transform(run: FEClipRun) -> MapTransform:
+    return MapTransform(run.image_size, run.resize, run.normalisation, 1)
 
 
-def band_dataset(config: dict, data: DomainData) -> MapBatchDataset:
+def band_dataset(run: FEClipRun, data: DomainData) -> MapBatchDataset:
     """Variant 1's training set: band anomalies synthesised on the domain's train normals (seeded)."""
-    train = config["train"]
-    images, masks, labels = band_training_set(data.train_maps, train["fault_fraction"], train["seed"])
-    return MapBatchDataset(images, masks, labels, map_transform(config))
+    images, masks, labels = band_training_set(data.train_maps, run.train.fault_fraction, run.train.seed)
+    return MapBatchDataset(images, masks, labels, map_transform(run))
 
 
-def build_feclip(config: dict) -> FEClipModule:
-    """The module with adapters initialised from `train.seed` (or loaded from `train.checkpoint`)."""
-    train = config["train"]
-    seed_everything(train["seed"])  # before the adapters are built: their initial weights follow the seed
-    module = FEClipModule(model=config["feclip"], lr=train["lr"], linear_lr=train["linear_lr"])
-    if train["source"] == "checkpoint":
-        state = load_data_only(train["checkpoint"])["state_dict"]
+def build_feclip(run: FEClipRun) -> FEClipModule:
+    """The module with adapters initialised from `train.seed` (or loaded from `train.checkpoint`), given only its
+    model settings and learning rates."""
+    train = run.train
+    seed_everything(train.seed)  # before the adapters are built: their initial weights follow the seed
+    module = FEClipModule(model=plain(run.feclip), lr=train.lr, linear_lr=train.linear_lr)
+    if train.source == "checkpoint":
+        state = load_data_only(train.checkpoint)["state_dict"]
         missing = [k for k in module.state_dict() if k not in state and not k.startswith("model.visual.")]
         if missing:
-            raise ValueError(f"{train['checkpoint']}: not an FE-CLIP checkpoint of this configuration "
+            raise ValueError(f"{train.checkpoint}: not an FE-CLIP checkpoint of this configuration "
                              f"(missing {missing[:3]})")
         module.load_state_dict({**module.state_dict(), **state})
     return module
 
 
-def fit_feclip(config: dict, data: DomainData, progress: bool = True, callbacks: list | None = None) -> FEClipModule:
+def fit_feclip(run: FEClipRun, data: DomainData, progress: bool = True, callbacks: list | None = None) -> FEClipModule:
     """Build (seeded) and, for `train.source=hdmap_bands`, train the adapters on synthetic bands of train normals."""
-    train = config["train"]
-    module = build_feclip(config)
-    if train["source"] == "hdmap_bands":
-        train_feclip(module, band_dataset(config, data), train["epochs"], train["batch_size"], callbacks=callbacks,
-                     progress=progress, seed=train["seed"])
+    train = run.train
+    module = build_feclip(run)
+    if train.source == "hdmap_bands":
+        train_feclip(module, band_dataset(run, data), train.epochs, train.batch_size, callbacks=callbacks,
+                     progress=progress, seed=train.seed)
     return module
 
 
@@ -90,36 +92,36 @@ class FEClipScores:
     notes: list[str] = field(default_factory=list)
 
 
-def score_feclip(module: FEClipModule, config: dict, data: DomainData, indices=None,
+def score_feclip(module: FEClipModule, run: FEClipRun, data: DomainData, indices=None,
                  during_fit: bool = False) -> FEClipScores:
     """Zero-shot score of test maps (all, or `indices`), plus the few-shot memory when `fewshot.shots` > 0.
     Only train maps are used as references and for calibration; no statistic comes from test maps."""
     indices = np.arange(len(data.test_maps)) if indices is None else np.asarray(indices, int)
     maps, labels = data.test_maps[indices], data.test_labels[indices]
-    transform = map_transform(config)
+    transform = map_transform(run)
     test = MapBatchDataset(maps, np.zeros_like(maps), labels, transform)
-    fewshot = bool(config["fewshot"]["shots"])
-    predictions = predict_feclip(module, test, config["train"]["batch_size"], during_fit=during_fit,
+    fewshot = bool(run.fewshot.shots)
+    predictions = predict_feclip(module, test, run.train.batch_size, during_fit=during_fit,
                                  with_tokens=fewshot)  # one pass per test map serves both scores
     result = FEClipScores(indices, predictions["scores"], predictions["maps"])
     if fewshot:
-        add_fewshot_memory(module, config, data, result, predictions["tokens"], during_fit)
+        add_fewshot_memory(module, run, data, result, predictions["tokens"], during_fit)
     return result
 
 
-def fit_and_score_feclip(config: dict, data: DomainData, progress: bool = True) -> tuple[FEClipModule, dict, dict]:
+def fit_and_score_feclip(run: FEClipRun, data: DomainData, progress: bool = True) -> tuple[FEClipModule, dict, dict]:
     start = time.perf_counter()
-    module = fit_feclip(config, data, progress)
+    module = fit_feclip(run, data, progress)
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
-    scored = score_feclip(module, config, data)
+    scored = score_feclip(module, run, data)
     gate_info = {"kind": None, "accuracy": None}
     if scored.routed is not None:
-        gate_info = {"kind": config["fewshot"]["gate"]["kind"],
+        gate_info = {"kind": run.fewshot.gate.kind,
                      "accuracy": gate_accuracy(scored.routed, data.test_conditions)}
     outputs = {"scores": torch.from_numpy(scored.scores).double(), "patch_maps": torch.from_numpy(scored.maps)}
-    metrics = {"model": "feclip", "domain": data.domain, "config": config, "data_root": data.root,
-               "gate": gate_info, "notes": list(data.notes) + scored.notes, "clip": describe_clip(config["feclip"]),
+    metrics = {"model": "feclip", "domain": data.domain, "config": plain(run), "data_root": data.root,
+               "gate": gate_info, "notes": list(data.notes) + scored.notes, "clip": describe_clip(plain(run.feclip)),
                "test_conditions_from": data.condition_sources()}
     metrics.update(protocol_metrics(scored.scores, data.test_labels, data.test_conditions,
                                     data.split.tune, data.split.holdout))
@@ -154,20 +156,20 @@ def calibration_scale(module: FEClipModule, references: np.ndarray, held_out: np
     return bank, float(torch.cat(distances).median().clamp_min(1e-6))
 
 
-def add_fewshot_memory(module: FEClipModule, config: dict, data: DomainData, result: FEClipScores,
+def add_fewshot_memory(module: FEClipModule, run: FEClipRun, data: DomainData, result: FEClipScores,
                        test_tokens: torch.Tensor, during_fit: bool = False) -> None:
     """Variant 2: per condition, a memory of k train references' patch tokens; each test map's nearest-patch
     distances (from `test_tokens`, the scoring pass's) to the memory of its gated condition (divided by the median
     on held-out train normals of that condition) are added, times `weight`, to the zero-shot map and score. Memory
     and kNN live on the device the model ran on. Sets `result.routed`."""
-    settings = config["fewshot"]
-    gate = Gate(GateConfig(**settings["gate"]))
+    settings = run.fewshot
+    gate = Gate(settings.gate)
     if gate.uses_features:
         raise ValueError("few-shot FE-CLIP supports gates on intensity (intensity, discover, oracle)")
-    transform = map_transform(config)
+    transform = map_transform(run)
     assignment = gate.assign_train(torch.from_numpy(data.train_maps), None, data.train_truth)
     names = np.array(CONDITIONS)[assignment.numpy()]
-    picked = sample_per_condition(names, settings["shots"], config["train"]["seed"])
+    picked = sample_per_condition(names, settings.shots, run.train.seed)
     test_maps = data.test_maps[result.indices]
     known = [data.test_conditions[i] for i in result.indices]
     routed, _ = gate.route(torch.from_numpy(test_maps), None, known)
@@ -176,7 +178,7 @@ def add_fewshot_memory(module: FEClipModule, config: dict, data: DomainData, res
     distances = torch.zeros(test_tokens.shape[:2], device=test_tokens.device)
     for code, name in enumerate(CONDITIONS):
         chosen = set(picked[name].tolist())
-        held_out = [i for i in np.flatnonzero(names == name) if i not in chosen][:settings["calibration_maps"]]
+        held_out = [i for i in np.flatnonzero(names == name) if i not in chosen][:settings.calibration_maps]
         bank, scale = calibration_scale(module, data.train_maps[picked[name]], data.train_maps[held_out], name,
                                         transform, during_fit, result.notes)
         members = routed == code
@@ -186,6 +188,6 @@ def add_fewshot_memory(module: FEClipModule, config: dict, data: DomainData, res
     grid = distances.view(-1, 1, side, side)
     upsampled = torch.nn.functional.interpolate(grid, size=result.maps.shape[-2:], mode="bilinear",
                                                 align_corners=False)[:, 0]
-    result.maps = result.maps + settings["weight"] * upsampled.cpu().numpy()
-    result.scores = result.scores + settings["weight"] * distances.max(dim=1).values.cpu().numpy()
+    result.maps = result.maps + settings.weight * upsampled.cpu().numpy()
+    result.scores = result.scores + settings.weight * distances.max(dim=1).values.cpu().numpy()
     result.routed = routed.cpu()

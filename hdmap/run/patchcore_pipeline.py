@@ -9,37 +9,34 @@ import time
 import numpy as np
 import torch
 
+from hdmap.config import plain
 from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.domain import DomainData
 from hdmap.evaluation.protocol import scored_blocks, split_summary
-from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
 from hdmap.features.feature_datamodule import FeatureDataModule
 from hdmap.gating.gates import gate_accuracy
 from hdmap.models.coreset_store import CoresetStore
 from hdmap.models.lightning_patchcore import GatedPatchCore, gather_predictions
 from hdmap.models.patchcore_config import fit_condition_stats
+from hdmap.run.run_settings import PatchCoreRun
 from hdmap.run.trainer import accelerator_device, make_trainer
 
-def spec_of(config: dict) -> BackboneSpec:
-    return BackboneSpec.from_config(config["backbone"])
 
-
-def item_features(config: dict, items: list, cache: FeatureCache, condition_stats: ConditionStatistics | None = None,
-                  device: str | torch.device | None = None) -> list:
+def item_features(run: PatchCoreRun, items: list, cache: FeatureCache,
+                  condition_stats: ConditionStatistics | None = None, device: str | torch.device | None = None) -> list:
     """Grids per tap of `items`, from the cache (extracted on `device` when missing); `condition_stats` (fitted on
     train) normalises the maps before the backbone when the run's input_norm says so."""
-    spec = spec_of(config)
-    transform = cache.transform_for(spec, config["image_size"], config["resize"], config["normalisation"], device)
-    return cache.features(spec, transform, [i.path for i in items], condition_stats, device)
+    transform = cache.transform_for(run.backbone, run.image_size, run.resize, run.normalisation, device)
+    return cache.features(run.backbone, transform, [i.path for i in items], condition_stats, device)
 
 
-def cached_features(config: dict, data: DomainData, cache: FeatureCache,
+def cached_features(run: PatchCoreRun, data: DomainData, cache: FeatureCache,
                     condition_stats: ConditionStatistics | None = None,
                     device: str | torch.device | None = None) -> tuple[list, list]:
     """(train grids, test grids) per tap, from the cache."""
-    return (item_features(config, data.train, cache, condition_stats, device),
-            item_features(config, data.test, cache, condition_stats, device))
+    return (item_features(run, data.train, cache, condition_stats, device),
+            item_features(run, data.test, cache, condition_stats, device))
 
 
 def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData,
@@ -73,7 +70,7 @@ def score_patchcore(module: GatedPatchCore, test_grids: list, data: DomainData, 
     return merged
 
 
-def fit_and_score(module: GatedPatchCore, config: dict, data: DomainData, cache: FeatureCache,
+def fit_and_score(module: GatedPatchCore, run: PatchCoreRun, data: DomainData, cache: FeatureCache,
                   accelerator: str = "auto", tune_only: bool = False) -> tuple[GatedPatchCore, dict, dict]:
     """(`module` fitted, raw outputs over all test maps, metrics.json dict). `tune_only` (a search trial) scores
     only the tune maps: the objective needs no more, and holdout stays unseen until the best model is evaluated."""
@@ -82,7 +79,7 @@ def fit_and_score(module: GatedPatchCore, config: dict, data: DomainData, cache:
         module.core.coreset_store = CoresetStore(cache.root / "coresets")
     device = accelerator_device(accelerator)  # the backbone runs where the Trainer puts the banks
     condition_stats = fit_condition_stats(module.core.config, data.train_maps)  # the one fit, on train maps only
-    train_grids, test_grids = cached_features(config, data, cache, condition_stats, device)
+    train_grids, test_grids = cached_features(run, data, cache, condition_stats, device)
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     fit_patchcore(module, train_grids, data, condition_stats, accelerator)
@@ -90,31 +87,31 @@ def fit_and_score(module: GatedPatchCore, config: dict, data: DomainData, cache:
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator, tune_only=tune_only)
     predict_s = time.perf_counter() - start
-    metrics = metrics_of(config, data, outputs, module, device)
+    metrics = metrics_of(run, data, outputs, module, device)
     metrics["timing_s"] = {"features": features_s, "fit": fit_s, "predict": predict_s}
     return module, outputs, metrics
 
 
-def score_saved_module(module: GatedPatchCore, config: dict, data: DomainData, cache: FeatureCache,
-                accelerator: str = "auto") -> tuple[dict, dict]:
+def score_saved_module(module: GatedPatchCore, run: PatchCoreRun, data: DomainData, cache: FeatureCache,
+                       accelerator: str = "auto") -> tuple[dict, dict]:
     """(outputs, metrics) of an already fitted (e.g. reloaded) module; needs no train features."""
     start = time.perf_counter()
     device = accelerator_device(accelerator)
     # the condition statistics as fitted, from the checkpoint
-    test_grids = item_features(config, data.test, cache, module.core.condition_stats, device)
+    test_grids = item_features(run, data.test, cache, module.core.condition_stats, device)
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator)
-    metrics = metrics_of(config, data, outputs, module, device)
+    metrics = metrics_of(run, data, outputs, module, device)
     metrics["timing_s"] = {"features": features_s, "fit": 0.0, "predict": time.perf_counter() - start}
     return outputs, metrics
 
 
-def metrics_of(config: dict, data: DomainData, outputs: dict, module: GatedPatchCore,
+def metrics_of(run: PatchCoreRun, data: DomainData, outputs: dict, module: GatedPatchCore,
                backbone_device: torch.device | None = None) -> dict:
     scores = outputs["scores"].numpy().astype(np.float64)
     scored = outputs["index"].numpy()
-    metrics = {"model": config["model_name"], "domain": data.domain, "config": config, "data_root": data.root}
+    metrics = {"model": run.model_name, "domain": data.domain, "config": plain(run), "data_root": data.root}
     core = module.core.config
     gate_used = core.bank_mode != "mixed" or core.reference_sampling == "per_condition"
     kind = core.gate.kind if gate_used else None

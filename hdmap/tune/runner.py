@@ -12,7 +12,7 @@ from pathlib import Path
 from hdmap import search_spaces
 from hdmap.atomic_files import write_text_atomic
 from hdmap.config import ConfigError, merge
-from hdmap.kinds.registry import kind_of
+from hdmap.kinds.registry import kind_of, settings_of
 from hdmap.tune.spaces import load_space
 from hdmap.tune.start_points import start_points
 
@@ -330,7 +330,7 @@ def run_search(options: SearchOptions) -> dict:
     fit_space_to_data(space, base_config, data)  # no trial is spent on a choice this data cannot hold
     starts = start_points(space, base_config, options.start)
     if kind.preflight:  # e.g. build the backbone: missing weights end the command in one line before Ray starts
-        kind.preflight(base_config)
+        kind.preflight(settings_of(base_config))
     exp_dir.mkdir(parents=True, exist_ok=True)
     with one_search_at_a_time(exp_dir):
         return _run_locked(options, exp_dir, space, metric, root, base_config, split_path, data, starts,

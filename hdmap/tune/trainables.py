@@ -15,7 +15,7 @@ from hdmap.config import merge
 from hdmap.data.domain import load_domain
 from hdmap.features.cache import FeatureCache
 from hdmap.jobs.checkpoints import save_checkpoint
-from hdmap.kinds.registry import kind_of, validate
+from hdmap.kinds.registry import kind_of, settings_of
 from hdmap.models.memory_bank import set_cpu_threads
 from hdmap.tune.retries import OwnErrors
 from hdmap.tune.spaces import trial_overrides
@@ -32,7 +32,9 @@ def _domain(root: str, domain: str, split_path: str, tune_fraction: float, split
 
 
 def full_config(base_config: dict, trial_config: dict) -> dict:
-    return validate(merge(base_config, trial_overrides(trial_config)))
+    """The trial's run config: the search's base settings with the trial's values (checked when it becomes the
+    settings tree)."""
+    return merge(base_config, trial_overrides(trial_config))
 
 
 def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str, cache_dir: str | None,
@@ -73,7 +75,8 @@ def _run_trial(trial_config: dict, base_config: dict, data_args: dict, metric: s
 
     set_cpu_threads(threads)
     config = full_config(base_config, trial_config)
-    kind = kind_of(config)
+    run = settings_of(config)
+    kind = kind_of(run)
     key = config_key(config, metric, repeats)
     earlier = results.get(key) if results is not None and not kind.iterative else None
     if earlier is not None:  # a finished trial ran exactly this: its values, not a second fit
@@ -88,7 +91,7 @@ def _run_trial(trial_config: dict, base_config: dict, data_args: dict, metric: s
     def report(module, metrics: dict, values: dict) -> None:
         memory = peak_memory(where)
         with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(folder, module, config, data, {**metrics, "placement": where, "peak_memory": memory})
+            save_checkpoint(folder, module, run, data, {**metrics, "placement": where, "peak_memory": memory})
             tune.report({**values, **where, **{f"memory_{k}": v for k, v in memory.items()}},
                         checkpoint=tune.Checkpoint.from_directory(folder))
         if results is not None and not kind.iterative:
@@ -96,4 +99,4 @@ def _run_trial(trial_config: dict, base_config: dict, data_args: dict, metric: s
 
     if where["placement_note"]:
         print(f"[hdmap] {where['placement_note']}", flush=True)
-    kind.trial(config, data, cache, metric, repeats, report)
+    kind.trial(run, data, cache, metric, repeats, report)

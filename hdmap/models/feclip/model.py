@@ -23,7 +23,7 @@ TINY_CLIP = {"clip_weights": "none", "taps": [1, 2],
                                           "vocab_size": 49408}}}
 
 
-@dataclass
+@dataclass(frozen=True)
 class FEClipConfig:
     """Defaults follow the paper as described in DESIGN section 5; every ambiguous choice is a setting."""
 
@@ -46,8 +46,8 @@ class FEClipConfig:
                                 factory=dict)
 
     def __post_init__(self):
-        self.taps = tuple(self.taps)
-        self.prompts = tuple(self.prompts)
+        object.__setattr__(self, "taps", tuple(self.taps))
+        object.__setattr__(self, "prompts", tuple(self.prompts))
         check_instance(self)
 
     def to_dict(self) -> dict:

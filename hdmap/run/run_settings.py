@@ -2,7 +2,10 @@
 choices, range and help (hdmap/setting_rules.py). `check_settings("", config, tree)` checks a whole config against
 its kind's tree at the edge (CLI, config file, search space, trial, checkpoint); docs/settings.md is generated from
 these trees. The defaults of a run are its kind's `defaults()` (a backbone preset sets backbone, image size and
-resize)."""
+resize).
+
+A checked config becomes its kind's frozen tree once, at the edge (`hdmap.kinds.registry.settings_of`); kinds,
+pipelines and jobs receive that tree (`Run`), and records (metrics.json, checkpoints) keep `plain(run)`."""
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -91,3 +94,6 @@ class FEClipRun(InputSettings):
     train: FEClipTrainSettings = setting(help="how the adapters are trained", factory=FEClipTrainSettings)
     fewshot: FewShotSettings = setting(help="variant 2's few-shot memory", factory=FewShotSettings)
     split: SplitSettings = setting(help="the tune/holdout split", factory=SplitSettings)
+
+
+Run = PatchCoreRun | BandRun | FEClipRun  # the typed settings of one run, whatever its kind
