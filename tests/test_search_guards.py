@@ -57,6 +57,8 @@ def test_base_settings_from_the_command_line_are_checked_and_a_searched_key_is_r
     with pytest.raises(ConfigError, match=r"--set/--config model.bank_mode: the space \(tiny.yaml\) searches "
                                           r"model.bank_mode"):
         run_search(SearchOptions(sets=["model.bank_mode=gated"], **options))
+    with pytest.raises(ConfigError, match=r"--set/--config model.shots: the space \(tiny.yaml\) searches model.shots"):
+        run_search(SearchOptions(sets=["model.shots=16"], **options))
     with pytest.raises(ConfigError, match="unknown config key 'model.colour'"):
         run_search(SearchOptions(sets=["model.colour=red"], **options))
     with pytest.raises(ConfigError, match="config key 'model.top_fraction' expects"):

@@ -249,19 +249,23 @@ def test_a_config_already_run_reuses_its_result_instead_of_fitting_again(synth_r
 
 
 def test_tune_set_changes_the_base_settings_of_every_trial(synth_root, tmp_path):
-    """`hdmap tune --set model.reweight_k=3`: every trial (the defaults included) runs with it."""
+    """`hdmap tune --set model.shots=16 --set model.reweight_k=3` on a space that searches neither: every trial
+    (the defaults included) runs with them; the same --set on a space that searches model.shots is exit 2 naming
+    it (tests/test_search_guards.py)."""
     from hdmap.cli.main import main
 
-    space = tmp_path / "no_k.yaml"
-    space.write_text(TINY_SPACE)
+    space = tmp_path / "no_shots.yaml"
+    space.write_text(TINY_SPACE.replace("  model.shots: {choice: [4, 500]}\n", ""))
+    assert "model.shots" not in space.read_text()
     assert main(["tune", "--data-root", str(synth_root), "--space", str(space), "--num-samples", "2",
                  "--max-concurrent", "2", "--storage", str(tmp_path / "runs"), "--name", "set",
-                 "--cache-dir", str(tmp_path / "cache"), "--set", "model.reweight_k=3"]) == 0
+                 "--cache-dir", str(tmp_path / "cache"), "--set", "model.shots=16", "--set", "model.reweight_k=3"]) == 0
     configs = [json.loads(p.read_text()) for p in (tmp_path / "runs" / "set").glob("trainable_*/checkpoint_*/"
                                                                                     "config.json")]
-    assert len(configs) >= 1 and all(c["model"]["reweight_k"] == 3 for c in configs)
+    assert len(configs) == 2 and all(c["model"]["shots"] == 16 and c["model"]["reweight_k"] == 3 for c in configs)
     record = json.loads((tmp_path / "runs" / "set" / "hdmap_search.json").read_text())
-    assert record["base_config"]["model"]["reweight_k"] == 3 and record["options"]["sets"] == ["model.reweight_k=3"]
+    assert record["base_config"]["model"]["shots"] == 16
+    assert record["options"]["sets"] == ["model.shots=16", "model.reweight_k=3"]
 
 
 def _study_trials(study: dict) -> list:

@@ -214,8 +214,9 @@ def with_base_settings(base_config: dict, space, options: SearchOptions) -> dict
     for key in (k for layer in layers for k in dotted_keys(layer)):
         clash = next((k for k in searched if key == k or key.startswith(k + ".") or k.startswith(key + ".")), None)
         if clash:
-            raise ConfigError(f"--set/--config {key}: the space ({options.space_path().name}) searches {clash}; set "
-                              f"it in the space's fixed: instead of params:, or leave it to the search")
+            raise ConfigError(f"--set/--config {key}: the space ({options.space_path().name}) searches {clash}; to "
+                              f"run every trial with one value, copy {options.space_path()} and move {clash} from "
+                              f"params: to fixed: (then --space COPY), or leave it to the search")
     for layer in layers:
         base_config = merge(base_config, layer)
     return validate(base_config)
