@@ -29,7 +29,7 @@ class SearchOptions:
     model: str = "gated_patchcore"
     backbone: str | None = None  # a backbone preset replacing the space's default backbone
     space: str | None = None  # default: search_spaces/<model>.yaml (<model>_quick.yaml on the embedded data)
-    num_samples: int | None = None  # trials; default 12 on the embedded data, 64 on real data; on --resume: grow to
+    num_samples: int | None = None  # trials (12 on the embedded data, 64 on real data); with --resume: grow to this
     max_concurrent: int = 2
     cpus_per_trial: float = 1.0
     gpus_per_trial: float | str = "auto"  # auto: the cluster's GPUs shared by max_concurrent trials (at most 1 each)
