@@ -74,13 +74,18 @@ def _name(pid: int) -> str:
         return "?"
 
 
+def _stat(pid_dir: Path) -> tuple[int, int] | None:
+    """(parent pid, start time in clock ticks) of a process, None when it is gone or a zombie."""
+    try:
+        fields = (pid_dir / "stat").read_text().rsplit(") ", 1)[-1].split()
+    except OSError:
+        return None
+    return None if fields[0] in ("Z", "X") else (int(fields[1]), int(fields[19]))
+
+
 def alive(pid: int) -> bool:
     """Running (a zombie, which waits only for its parent to collect it, has ended)."""
-    try:
-        state = Path(f"/proc/{pid}/stat").read_text().rsplit(") ", 1)[-1].split()[0]
-    except OSError:
-        return False
-    return state not in ("Z", "X")
+    return _stat(Path(f"/proc/{pid}")) is not None
 
 
 def end(pids: list[int], wait_s: float = 5.0) -> None:
@@ -93,15 +98,6 @@ def end(pids: list[int], wait_s: float = 5.0) -> None:
         deadline = time.time() + wait_s
         while time.time() < deadline and any(alive(pid) for pid in pids):
             time.sleep(0.1)
-
-
-def _stat(pid_dir: Path) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of a process, None when it is gone or a zombie."""
-    try:
-        fields = (pid_dir / "stat").read_text().rsplit(") ", 1)[-1].split()
-    except OSError:
-        return None
-    return None if fields[0] in ("Z", "X") else (int(fields[1]), int(fields[19]))
 
 
 def descendants(root: int) -> dict[int, int]:
