@@ -124,10 +124,11 @@ def backbone_flops(config: dict, cache, n_maps: int, device) -> float:
     """FLOPs of the backbone over `n_maps` maps, counted on one map at this setting's input size."""
     from torch.utils.flop_counter import FlopCounterMode
 
-    from hdmap.features.backbones import BackboneSpec
+    from hdmap.kinds.registry import settings_of
 
-    spec = BackboneSpec.from_config(config["backbone"])
-    transform = cache.transform_for(spec, config["image_size"], config["resize"], config["normalisation"], device)
+    run = settings_of(config)
+    spec = run.backbone
+    transform = cache.transform_for(spec, run.image_size, run.resize, run.normalisation, device)
     import numpy as np
 
     x = transform.batch([np.random.rand(31, 95).astype("float32")]).to(device)

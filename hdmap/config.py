@@ -91,12 +91,3 @@ def load_yaml(path: str | Path) -> dict:
     if not isinstance(data, dict):
         raise ConfigError(f"{path}: expected a mapping of settings at the top level")
     return data
-
-
-def build(where: str, make, values: dict):
-    """`make(**values)` (a settings dataclass, or a `from_config`); a value its checks refuse is a ConfigError
-    naming `where`."""
-    try:
-        return make(**values) if isinstance(make, type) else make(values)
-    except (TypeError, ValueError) as error:
-        raise ConfigError(f"{where}: {error}") from error

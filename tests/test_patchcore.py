@@ -7,7 +7,6 @@ import torch
 from hdmap.kinds.registry import settings_of
 from hdmap.models.checkpoint_files import lightning_checkpoint
 from hdmap.models.lightning_patchcore import GatedPatchCore
-from hdmap.features.backbones import BackboneSpec
 from hdmap.kinds.patchcore import build_module
 from hdmap.kinds.registry import fit_and_score
 from hdmap.models.knn_choice import knn_choice
@@ -81,11 +80,12 @@ def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache
     _assert_devices(module, outputs, "cpu", cpu_knn.backend)  # fit and predict
     assert metrics["devices"] == {"backbone": "cpu", "banks": "cpu", "knn": cpu_knn.backend,
                                   "knn_reason": cpu_knn.reason}
-    backbone = feature_cache.backbone(BackboneSpec.from_config(config["backbone"]), "cpu")
+    backbone = feature_cache.backbone(settings_of(config).backbone, "cpu")
     assert next(backbone.parameters()).device.type == "cpu"
     torch.save(lightning_checkpoint(module), feature_cache.root / "devices.ckpt")
     reloaded = GatedPatchCore.load_from_checkpoint(feature_cache.root / "devices.ckpt", map_location="cpu")
-    again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, settings_of(config), domain_c, feature_cache, "cpu")
+    again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, settings_of(config), domain_c, feature_cache,
+                                                                 "cpu")
     _assert_devices(reloaded, again, "cpu", cpu_knn.backend)  # eval
     assert eval_metrics["devices"] == metrics["devices"] and torch.equal(again["scores"], outputs["scores"])
 
@@ -97,7 +97,7 @@ def test_cuda_run_puts_backbone_banks_and_knn_on_the_gpu(tiny_config, domain_c, 
 
     cache = FeatureCache(tmp_path / "cache", progress=False)
     assert cache.device == "cuda" and next(cache.backbone(
-        BackboneSpec.from_config(tiny_config["backbone"])).parameters()).device.type == "cuda"
+        settings_of(tiny_config).backbone).parameters()).device.type == "cuda"
     config = _config(tiny_config, bank_mode="gated", input_norm="percentile", band_weight=1.0, fusion="max")
     module, outputs, metrics = fit_and_score(config, domain_c, cache)
     built_in_predict = {name: bank._indexes["cuda:0"][1] for name, bank in module.core.banks.items()}

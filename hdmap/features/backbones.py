@@ -234,11 +234,6 @@ class BackboneSpec:
                        "mtime_ns": path.stat().st_mtime_ns if path.exists() else None}
         return {"name": self.name, "weights": weights, "taps": list(self.taps), "model_kwargs": self.model_kwargs}
 
-    @classmethod
-    def from_config(cls, backbone: dict) -> "BackboneSpec":
-        """The spec of a run config's `backbone` mapping (its taps a list there)."""
-        return cls(**{**backbone, "taps": tuple(backbone.get("taps", cls.taps))})
-
 
 def build_backbone(spec: BackboneSpec) -> Backbone:
     """Build a registered backbone; `timm:<name>` and `clip:<name>:<tag>` reach any other model."""
