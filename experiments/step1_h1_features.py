@@ -1,7 +1,7 @@
 """Step 1 — H1: do a backbone's patch features separate faint horizontal fault bands from normal rows?
 Per backbone and tap, on domain C COLD maps: a bank of 16 cold train references (intensity gate); each test
 patch's distance to it; patch AUROC of band patches (fault maps) vs all patches of cold good maps, and the ratio
-of their mean distances. Band positions: `fault_bands.csv` when present (synthetic), else the row with the
+of their mean distances. Band positions: `fault_truth.csv` when present (synthetic), else the row with the
 largest excess over the good maps' profile (full width).
 
     python experiments/step1_h1_features.py                               # offline EfficientNet-Lite0 taps
@@ -32,7 +32,7 @@ COLUMNS = ["backbone", "tap", "grid", "patch AUROC %", "band / normal distance",
 
 def band_boxes(data, study) -> dict[str, tuple]:
     """{fault file name: (row0, row1, col0, col1)} in map pixels."""
-    table = Path(study.root) / f"domain_{data.domain}" / "fault_bands.csv"
+    table = Path(study.root) / f"domain_{data.domain}" / "fault_truth.csv"
     if table.exists():
         return {Path(r["path"]).name: (int(r["row"]), int(r["row"]) + int(r["width"]), int(r["col_start"]),
                                        int(r["col_end"])) for r in csv.DictReader(open(table))}

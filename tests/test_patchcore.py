@@ -160,7 +160,8 @@ def test_one_sided_gate_errors_in_gated_and_falls_back_in_soft(tiny_config, doma
     assert set(reloaded.core.banks) == {"mixed"} and len(reloaded.core.banks["mixed"]) > 0
     # the settings stay as asked; the fit's decision is recorded beside them
     assert module.core.settings.bank_mode == "soft" and module.core.fallback == "mixed"
-    assert metrics["config"]["model"]["bank_mode"] == "soft" and metrics["fit_decisions"] == {"fallback": "mixed"}
+    assert metrics["config"]["model"]["bank_mode"] == "soft" and metrics["fit_decisions"] == {"fallback": "mixed",
+                                                                                           "fusion": None}
     assert reloaded.hparams["model"]["bank_mode"] == "soft" and reloaded.core.fallback == "mixed"
     assert reloaded.core.config.bank_mode == "mixed"  # what runs
 

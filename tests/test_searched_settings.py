@@ -30,7 +30,9 @@ TINY_VALUES = {"backbone.taps": [[0], [1]], "feclip.taps": [[1], [2]], "model.ba
 CONTEXT = {"model.gate.": {"model.bank_mode": "soft", "model.soft_combine": "posterior",
                            "model.gate_fallback": False},
            # 0.2 % and 5 % of the tiny 112 px grid are both one patch; at 448 px they are different counts
-           "model.top_fraction": {"image_size": 448}}
+           "model.top_fraction": {"image_size": 448},
+           # fusion auto may choose PatchCore's z alone on tune, and then no band setting reaches the score
+           "model.band.": {"model.fusion": "max"}}
 OVERLAPPING = ("model.gate.",)
 
 
@@ -64,7 +66,9 @@ def _active_setting(space, param) -> dict:
         if param.key.startswith(prefix):
             setting.update(extra)
     for name, wanted in param.when.items():
-        setting[name] = wanted[0] if isinstance(wanted, list) else wanted
+        allowed = wanted if isinstance(wanted, list) else [wanted]
+        if setting.get(name) not in allowed:
+            setting[name] = allowed[0]
     return setting
 
 

@@ -38,7 +38,7 @@ def test_conditional_parameters_only_when_active():
         assert isinstance(overrides["model"]["context_ks"], list)  # JSON-encoded lists come back as lists
         study.tell(trial, 0.5)
     assert {"intensity", "feature", "discover"} <= set(seen)
-    assert set(fusions) == {"none", "sum", "max", "band_only"}
+    assert set(fusions) == {"auto", "none", "sum", "max", "band_only"}
 
 
 def _write(tmp_path, text):

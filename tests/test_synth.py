@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 
 from hdmap.data.map_files import discover_domain, read_map
-from hdmap.data.synth import SynthConfig, generate_domain
+from hdmap.data.synth import SynthConfig, generate_domain, write_dataset
 
 
 def test_counts_shapes_dtype(synth_root):
@@ -60,7 +60,7 @@ def test_faults_are_horizontal_bands_only_in_fault_maps():
 
 
 def test_fault_band_rows_are_brighter(synth_root):
-    rows = list(csv.DictReader(open(synth_root / "domain_A" / "fault_bands.csv")))
+    rows = list(csv.DictReader(open(synth_root / "domain_A" / "fault_truth.csv")))
     ratios = []
     for row in rows:
         array = read_map(synth_root / "domain_A" / row["path"])
@@ -93,3 +93,95 @@ def test_defects_that_are_not_bands_change_only_their_box_by_their_contrast(defe
         ratio = image[image != normal] / normal[image != normal]
         expected = box["contrast"] if defect == "spot" else 1 / box["contrast"]
         assert np.allclose(ratio[normal[image != normal] > 0.05], expected, rtol=1e-3)
+
+
+# --- the shapes a gearbox draws (hdmap/data/band_shapes.py) -----------------------------------------------------
+from hdmap.data.band_shapes import SOFT_EDGE, BandShape, draw_band  # noqa: E402
+
+
+def drawn(shape: BandShape, seed: int, level: float = 2.0, contrast: float = 1.5):
+    image = np.full((31, 95), level)
+    truth = draw_band(image, contrast, shape, np.random.default_rng(seed))
+    return image, truth
+
+
+def spans(truth: dict) -> list[tuple[int, int]]:
+    return [tuple(int(v) for v in piece.split("-")) for piece in truth["pieces"].split(";")]
+
+
+def test_bands_take_every_width_asked_and_soft_edges_part_of_the_contrast():
+    widths = set()
+    for seed in range(60):
+        image, truth = drawn(BandShape((1, 3), "soft"), seed)
+        widths.add(truth["width"])
+        row, width, (start, end) = truth["row"], truth["width"], spans(truth)[0]
+        assert np.allclose(image[row:row + width, start:end], 3.0)  # 2 x 1.5
+        edges = [r for r in (row - 1, row + width) if 0 <= r < 31]
+        assert np.allclose(image[edges, start:end], 2.0 * (1 + SOFT_EDGE * 0.5))
+        others = np.delete(image, list(range(row, row + width)) + edges, axis=0)
+        assert np.all(others == 2.0)
+    assert widths == {1, 2, 3}
+
+
+@pytest.mark.parametrize("extent,counts", [("broken", range(2, 5)), ("pulses", range(3, 7))])
+def test_broken_bands_and_pulse_trains_cover_only_their_pieces(extent, counts):
+    for seed in range(30):
+        image, truth = drawn(BandShape(extent=extent), seed)
+        pieces = spans(truth)
+        assert len(pieces) in counts and truth["extent"] == extent
+        covered = np.zeros(95, bool)
+        for start, end in pieces:
+            covered[start:end] = True
+        assert np.allclose(image[truth["row"], covered], 3.0) and np.all(image[truth["row"], ~covered] == 2.0)
+        assert covered.sum() < 95 and truth["col_start"] == min(s for s, _ in pieces)
+        if extent == "pulses":  # evenly spaced along the row
+            gaps = np.diff(sorted(s for s, _ in pieces))
+            assert gaps.max() - gaps.min() <= 1
+
+
+def test_additive_bands_add_a_share_of_the_maps_mean_level():
+    image, truth = drawn(BandShape(mode="additive"), seed=3, level=2.0, contrast=1.25)
+    start, end = spans(truth)[0]
+    assert np.allclose(image[truth["row"], start:end], 2.0 + 0.25 * 2.0) and truth["mode"] == "additive"
+
+
+def test_the_default_band_shape_draws_todays_bands_bit_for_bit():
+    """The draws of `BandShape()` are those of the generator before the shapes existed (widths 1-2, rows 1..,
+    full row or one partial run) -- recomputed here from the same seed by the same rules."""
+    rng, again = np.random.default_rng(7), np.random.default_rng(7)
+    image = np.ones((31, 95))
+    truth = draw_band(image, 1.3, BandShape(), rng)
+    width = int(again.integers(1, 3))
+    row = int(again.integers(1, 31 - width))
+    if again.random() < 0.5:
+        start, end = 0, 95
+    else:
+        length = int(again.integers(int(0.3 * 95), int(0.8 * 95)))
+        start = int(again.integers(0, 95 - length))
+        end = start + length
+    assert (truth["row"], truth["width"], truth["col_start"], truth["col_end"]) == (row, width, start, end)
+
+
+def test_row_gain_drifts_smoothly_from_map_to_map():
+    still = generate_domain("C", SynthConfig(n_train=60, n_test=2, seed=4, noise_scale=0.0))
+    drifting = generate_domain("C", SynthConfig(n_train=60, n_test=2, seed=4, noise_scale=0.0, row_drift=0.1))
+    ratio = np.stack(drifting["train"]).mean(axis=2) / np.stack(still["train"]).mean(axis=2)  # (maps, rows)
+    ratio /= ratio.mean(axis=1, keepdims=True)
+    assert 0.05 < ratio.std(axis=1).mean() < 0.15  # each map its own gain profile, sd ~0.1
+    assert np.abs(np.diff(ratio, axis=1)).mean() < 0.5 * ratio.std(axis=1).mean()  # smooth over the rows
+    assert np.corrcoef(ratio[0], ratio[1])[0, 1] < 0.9  # not the same profile on every map
+
+
+def test_ground_truth_rows_match_the_brightest_line_on_easy_maps(tmp_path):
+    from hdmap.models.band import BandConfig, BandDetector
+
+    config = SynthConfig(n_train=100, n_test=60, seed=5, domains="C", contrast_scale=3.0, row_drift=0.03,
+                         band=BandShape((1, 3), "soft", "mixed", "multiplicative"))
+    write_dataset(tmp_path, config)
+    truth = list(csv.DictReader(open(tmp_path / "domain_C" / "fault_truth.csv")))
+    assert len(truth) == 60 and {row["extent"] for row in truth} == {"contiguous", "broken", "pulses"}
+    train = np.stack([read_map(p) for p in sorted((tmp_path / "domain_C" / "train" / "good").glob("*.tiff"))])
+    faults = np.stack([read_map(tmp_path / "domain_C" / row["path"]) for row in truth])
+    rows = BandDetector(BandConfig()).fit(train).line_z(faults)["rows"].argmax(dim=1).numpy()
+    hits = [int(row["row"]) - 1 <= found <= int(row["row"]) + int(row["width"]) for row, found in zip(truth, rows)]
+    assert np.mean(hits) >= 0.95

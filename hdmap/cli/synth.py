@@ -1,7 +1,18 @@
 """`hdmap synth`: write a synthetic HDMAP data set in the ROOT/domain_X layout."""
 from __future__ import annotations
 
+import argparse
 import sys
+
+from hdmap.data.band_shapes import EXTENTS, MODES, PROFILES
+
+
+def band_widths(text: str) -> tuple[int, int]:
+    try:
+        low, _, high = text.partition("-")
+        return int(low), int(high or low)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"--band-widths expects LOW-HIGH rows (e.g. 1-3), got {text!r}") from None
 
 
 def add_synth(sub) -> None:
@@ -17,18 +28,31 @@ def add_synth(sub) -> None:
     p.add_argument("--noise-scale", type=float, default=1.0)
     p.add_argument("--defect", default="band", choices=["band", "spot", "ridge"],
                    help="the faults drawn: band (a damaged tooth, the default) or a defect that is not a band")
+    p.add_argument("--row-drift", type=float, default=0.0,
+                   help="sd of each map's own smooth row gain (a gain drifting from map to map); 0 = none")
+    p.add_argument("--column-drift", type=float, default=0.0, help="the same over the columns")
+    p.add_argument("--band-widths", type=band_widths, default=(1, 2), help="band widths in rows, LOW-HIGH (1-3: up to three rows)")
+    p.add_argument("--band-profile", default="flat", choices=PROFILES,
+                   help="soft: the rows just outside a band get part of its contrast")
+    p.add_argument("--band-extent", default="contiguous", choices=EXTENTS,
+                   help="along the row: one run (contiguous), a run broken into pieces, a train of short pulses, "
+                        "or each map one of the three (mixed)")
+    p.add_argument("--band-mode", default="multiplicative", choices=MODES,
+                   help="the band multiplies the map, or adds a share of its mean level")
     p.add_argument("--preview", help="also write a PNG of a few maps per domain")
     p.set_defaults(run=run_synth)
 
 
 def run_synth(args) -> int:
     from hdmap.data.preview import plot_domain_samples
+    from hdmap.data.band_shapes import BandShape
     from hdmap.data.synth import SynthConfig, write_dataset
 
     n_train, n_test = (1000, 1000) if args.full else (args.n_train, args.n_test)
     config = SynthConfig(n_train=n_train, n_test=n_test, seed=args.seed, domains=args.domains,
                          warm_gain=args.warm_gain, contrast_scale=args.contrast_scale, noise_scale=args.noise_scale,
-                         defect=args.defect)
+                         defect=args.defect, row_drift=args.row_drift, column_drift=args.column_drift,
+                         band=BandShape(args.band_widths, args.band_profile, args.band_extent, args.band_mode))
     write_dataset(args.out, config, progress=lambda d: print(f"domain_{d} written", file=sys.stderr))
     if args.preview:
         plot_domain_samples(args.out, args.domains, args.preview)

@@ -18,6 +18,8 @@ from pathlib import Path
 import numpy as np
 import tifffile
 
+from hdmap.data.band_shapes import BandShape, draw_band, smooth_gain
+
 SHAPE = (31, 95)
 
 
@@ -52,6 +54,9 @@ class SynthConfig:
     shape: tuple[int, int] = SHAPE
     defect: str = "band"  # band (a damaged tooth) | spot | ridge: defects that are NOT bands, to test detectors on
     specs: dict = field(default_factory=lambda: dict(DEFAULT_DOMAINS))
+    row_drift: float = 0.0  # sd of each map's own smooth row gain (1 + drift x a smooth profile over the rows)
+    column_drift: float = 0.0  # the same over the columns
+    band: BandShape = field(default_factory=BandShape)  # the shape of a fault band (widths, profile, extent, mode)
 
 
 class DomainGenerator:
@@ -91,6 +96,10 @@ class DomainGenerator:
             base = self.config.warm_gain * base * (1.0 + self.warm_ramp)
         column_gain = 1.0 + 0.05 * g.standard_normal(base.shape[1])[None, :]
         image = base * column_gain
+        if self.config.row_drift > 0:
+            image = image * smooth_gain(image.shape[0], self.config.row_drift, g)[:, None]
+        if self.config.column_drift > 0:
+            image = image * smooth_gain(image.shape[1], self.config.column_drift, g)[None, :]
         image = image + self.spec.noise * self.config.noise_scale * image.mean() * g.standard_normal(image.shape)
         band = None
         contrast = (self.spec.contrast_warm if warm else self.spec.contrast_cold)
@@ -99,17 +108,7 @@ class DomainGenerator:
             defect = self._other_defect(image, contrast)  # in place, before the map is returned
             return np.maximum(image, 0.0).astype(np.float32), defect
         if fault:
-            rows, cols = image.shape
-            width = int(g.integers(1, 3))
-            row = int(g.integers(1, rows - width))
-            if g.random() < 0.5:
-                start, end = 0, cols
-            else:
-                length = int(g.integers(int(0.3 * cols), int(0.8 * cols)))
-                start = int(g.integers(0, cols - length))
-                end = start + length
-            image[row:row + width, start:end] *= contrast
-            band = {"row": row, "width": width, "col_start": start, "col_end": end, "contrast": contrast}
+            band = draw_band(image, contrast, self.config.band, g)  # in place
         return np.maximum(image, 0.0).astype(np.float32), band
 
 
@@ -157,9 +156,23 @@ def generate_domain(domain: str, config: SynthConfig) -> dict:
     }
 
 
+TRUTH_FIELDS = ["path", "condition", "defect", "row", "width", "col_start", "col_end", "pieces", "contrast", "extent",
+                "profile", "mode"]
+
+
+def fault_truth_rows(data: dict, config: SynthConfig) -> list[dict]:
+    """One ground-truth row per test fault map: its core rows (`row`..`row + width - 1`), column span and pieces."""
+    out = []
+    for index, (fault, condition) in enumerate(zip(data["bands"], data["test_conditions"])):
+        row = {"path": f"test/fault/{index:06d}.tiff", "condition": condition, "defect": config.defect,
+               "pieces": f"{fault['col_start']}-{fault['col_end']}", "extent": "", "profile": "", "mode": ""}
+        out.append({**row, **fault})
+    return out
+
+
 def write_dataset(out: str | Path, config: SynthConfig, progress=None) -> Path:
     """Write `OUT/domain_X/{train/good,test/good,test/fault}/NNNNNN.tiff` plus two CSVs per domain:
-    `train_conditions.csv` (the hidden truth, `path,condition`) and `fault_bands.csv`."""
+    `train_conditions.csv` (the hidden truth, `path,condition`) and `fault_truth.csv` (where each fault is)."""
     out = Path(out)
     for domain in config.domains:
         if domain not in config.specs:
@@ -176,11 +189,10 @@ def write_dataset(out: str | Path, config: SynthConfig, progress=None) -> Path:
             writer.writerow(["path", "condition"])
             for index, condition in enumerate(data["train_conditions"]):
                 writer.writerow([f"train/good/{index:06d}.tiff", condition])
-        with open(root / "fault_bands.csv", "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=["path", "condition", "row", "width", "col_start", "col_end", "contrast"])
+        with open(root / "fault_truth.csv", "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=TRUTH_FIELDS)
             writer.writeheader()
-            for index, (band, condition) in enumerate(zip(data["bands"], data["test_conditions"])):
-                writer.writerow({"path": f"test/fault/{index:06d}.tiff", "condition": condition, **band})
+            writer.writerows(fault_truth_rows(data, config))
         if progress:
             progress(domain)
     return out

@@ -5,6 +5,7 @@ import os
 import sys
 from pathlib import Path
 
+from hdmap.data.band_shapes import BandShape
 from hdmap.data.synth import SynthConfig, write_dataset
 
 EMBEDDED = SynthConfig(n_train=200, n_test=200, seed=0, domains="ABCD")
@@ -19,6 +20,11 @@ def synthetic_cache() -> Path:
 def synthetic_root(config: SynthConfig) -> Path:
     extra = "" if config.contrast_scale == 1.0 else f"_contrast{config.contrast_scale:g}"
     extra += "" if config.defect == "band" else f"_{config.defect}"
+    extra += "" if config.row_drift == 0 else f"_rowdrift{config.row_drift:g}"
+    extra += "" if config.column_drift == 0 else f"_coldrift{config.column_drift:g}"
+    shape = config.band
+    if shape != BandShape():
+        extra += f"_w{shape.widths[0]}-{shape.widths[1]}_{shape.profile}_{shape.extent}_{shape.mode}"
     return synthetic_cache() / f"seed{config.seed}_train{config.n_train}_test{config.n_test}{extra}_{config.domains}"
 
 

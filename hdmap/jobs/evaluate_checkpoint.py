@@ -16,6 +16,16 @@ from hdmap.kinds.registry import default_config
 from hdmap.data.domain import load_domain
 from hdmap.jobs.run_files import write_run_outputs
 from hdmap.kinds.registry import score_saved
+from hdmap.models.band import legacy_band_settings
+
+
+def legacy_config(config: dict) -> dict:
+    """A run record from before the band filter family: its band settings described one filter (statistic single)."""
+    if "band" in config:
+        return {**config, "band": legacy_band_settings(config["band"])}
+    if "band" in config.get("model", {}):
+        return {**config, "model": {**config["model"], "band": legacy_band_settings(config["model"]["band"])}}
+    return config
 
 
 def adapters_config(checkpoint: dict, path: Path) -> dict:
@@ -51,7 +61,7 @@ def evaluate_checkpoint(path: str | Path, out: str | Path | None = None, data_ro
     checkpoint = read_checkpoint(path)
     extra = checkpoint.get("hdmap", {})
     if extra:
-        config, data = extra["config"], load_checkpoint_data(extra, data_root, ignore_other_files)
+        config, data = legacy_config(extra["config"]), load_checkpoint_data(extra, data_root, ignore_other_files)
     else:
         if data_root is None:
             raise ValueError(f"{path} holds FE-CLIP adapters without an HDMAP record (e.g. from "

@@ -1,10 +1,16 @@
-"""Torch core of the band detector: a matched filter for thin HORIZONTAL (or vertical) bands, no backbone.
+"""Torch core of the band detector: matched filters for thin HORIZONTAL (or vertical) bands, no backbone.
 
-A damaged tooth multiplies a run of one or two rows of the map by a faint contrast. Per map: a transform (log
-turns that contrast, and the warm state's overall gain, into offsets), removal of the smooth structure (by default
-each map's column profile), then for every line (row) the largest mean of a run of columns (optionally compared
-with the same run in the neighbouring lines), at several run lengths at once. The largest run statistic of a line is z-scored against the train maps (per line, per run length,
-optionally per condition through a gate); the image score is the largest line z (or the mean of the top few).
+A damaged tooth raises a band of one to three rows of the map, along all or part of the row. Per map: a transform
+(log turns a multiplicative contrast, and the warm state's overall gain, into offsets; percentile divides each map
+by its own level), removal of the smooth structure (by default each map's column profile), then for every line
+(row) the matched filters' statistics (hdmap/models/band_filters.py). Each statistic of a line is standardised on
+the train maps (per line and filter, optionally per condition through a gate); a line's z is its largest, the
+image score the largest line z (or the mean of the top few).
+
+`statistic=family` (the default) runs a family of filters at once: two transforms (log, percentile) x band widths
+x neighbour comparison off and on x extents (contiguous runs, the brightest pieces of the line); since each member
+is standardised on train normals, the largest member is a generalised likelihood ratio over band shapes: no band
+shape needs to be known or searched. `statistic=single` is one filter (its transform and neighbour comparison).
 No Lightning here: hdmap/models/lightning_band.py wraps it.
 """
 from __future__ import annotations
@@ -16,6 +22,7 @@ import torch
 
 from hdmap.condition_names import CONDITIONS
 from hdmap.gating.gates import Gate, GateConfig
+from hdmap.models.band_filters import family_statistics, neighbour_mean, run_lengths, true_median
 from hdmap.resizable_buffers import ResizableBuffers
 from hdmap.setting_rules import check_instance, setting
 
@@ -25,26 +32,42 @@ DETRENDS = ("column_profile", "train_mean", "neighbour_lines")
 POLARITIES = ("bright", "dark", "both")
 CENTRES = ("mean_std", "median_mad")
 IMAGE_SCORES = ("max", "top")
+STATISTICS = ("family", "single")
+FAMILY_TRANSFORMS = ("log", "percentile")  # the transforms of statistic=family
 MIN_PER_CONDITION = 8  # train maps a condition needs for its own line statistics
+# A condition's own line scales weigh n / (n + SHRINK_MAPS) against a pooled target (`shrunk`; n: its train maps):
+# 20 % at 8 maps, 57 % at 42, 86 % at 200. A standard deviation from n maps is off by ~1/sqrt(2n) (25 % at 8 maps),
+# and an image score is a maximum over many lines: a few underestimated scales inflate a condition's normal scores.
+SHRINK_MAPS = 32
+FLOOR_PERCENTILE = 1.0  # the log transform's floor: this percentile of the train pixels, relative to their map's median
+FLOOR_MAPS = 2000  # train maps the floor is read from (the first ones; a percentile needs no more)
 
 
 @dataclass(frozen=True)
 class BandConfig:
-    """Settings of the band detector; every one is a search dimension (search_spaces/band.yaml). The defaults of
-    polarity, compare_neighbours, runs and detrend are the best mean tune AUROC of a grid over them on eight
-    synthetic sets (experiments/results/band_vs_patchcore.md, step 1)."""
+    """Settings of the band detector; every one is a search dimension (search_spaces/band.yaml). How the defaults
+    were chosen, across families of band shapes: docs/model.md and experiments/results/band_families.md."""
 
+    statistic: str = setting("family", "family: the largest train-standardised member of a family of matched "
+                             "filters (transforms log and percentile x widths x neighbour comparison off and on x "
+                             "runs and pieces); single: one filter (transform, compare_neighbours, runs)",
+                             choices=STATISTICS)
+    widths: tuple[int, ...] = setting((1, 2, 3), "statistic family: band widths in lines", items_low=1)
+    pieces: int = setting(12, "statistic family: a line cut into this many pieces, the member averaging its "
+                          "brightest top_pieces (a band broken along the row, a train of pulses); 0 = no such member",
+                          low=0)
+    top_pieces: int = setting(3, "statistic family: pieces averaged", low=1)
     direction: str = setting("rows", "lines the matched filter follows: rows (horizontal bands: a damaged tooth), "
                              "columns or both", choices=DIRECTIONS)
-    transform: str = setting("log", "intensity scale: log (multiplicative contrast and warm gain become offsets), "
+    transform: str = setting("log", "statistic single: intensity scale: log (multiplicative contrast and warm gain become offsets), "
                              "linear, or percentile (each map divided by its own percentile)", choices=TRANSFORMS)
     percentile: float = setting(50.0, "transform percentile: the percentile each map is divided by", low=0,
                                 high=100, low_open=True)
     detrend: str = setting("column_profile", "what is subtracted first: each map's column profile, the condition's "
                            "train mean map, or the neighbouring lines", choices=DETRENDS)
-    compare_neighbours: bool = setting(False, "a run's mean minus the mean of the same run in the two neighbouring "
+    compare_neighbours: bool = setting(False, "statistic single: a run's mean minus the mean of the same run in the two neighbouring "
                                        "lines")
-    runs: tuple[float, ...] = setting((0.5, 0.25), "run lengths of the matched filter, as fractions of a line "
+    runs: tuple[float, ...] = setting((1.0, 0.5, 0.25), "run lengths of the matched filter, as fractions of a line "
                                       "(each in (0, 1])")
     polarity: str = setting("bright", "bands brighter, darker, or either (|statistic|)", choices=POLARITIES)
     centre_scale: str = setting("mean_std", "normalisation of a line statistic on train: mean_std, or median_mad "
@@ -60,49 +83,87 @@ class BandConfig:
             object.__setattr__(self, "gate", GateConfig(**self.gate))
         object.__setattr__(self, "runs", tuple(float(r) for r in ((self.runs,) if isinstance(self.runs, (int, float))
                                                               else self.runs)))
+        object.__setattr__(self, "widths", tuple(int(w) for w in ((self.widths,) if isinstance(self.widths, int)
+                                                                  else self.widths)))
         check_instance(self)
         if not self.runs or not all(0 < r <= 1 for r in self.runs):
             raise ValueError(f"runs must be fractions of a line in (0, 1], got {list(self.runs)}")
+        if not self.widths or min(self.widths) < 1:
+            raise ValueError(f"widths must be band widths of at least one line, got {list(self.widths)}")
         if self.gate.uses_features and (self.per_condition or self.gate.kind == "discover"):
             raise ValueError(f"gate.kind {self.gate.kind!r} (discover_on {self.gate.discover_on!r}) reads backbone "
                              f"features; the band detector has none (a gate on intensity: intensity, discover on "
                              f"intensity, oracle)")
 
 
-def transform_maps(maps: torch.Tensor, config: BandConfig) -> torch.Tensor:
-    """(N, H, W) float64 maps in the detector's intensity scale."""
+    @property
+    def transforms(self) -> tuple[str, ...]:
+        return FAMILY_TRANSFORMS if self.statistic == "family" else (self.transform,)
+
+    @property
+    def members(self) -> int:
+        """Statistics per line: transforms x widths x neighbour comparisons x extents (one of each when single)."""
+        if self.statistic == "single":
+            return len(self.runs)
+        return len(FAMILY_TRANSFORMS) * len(self.widths) * 2 * (len(self.runs) + (1 if self.pieces > 0 else 0))
+
+
+def transform_maps(maps: torch.Tensor, transform: str, percentile: float, log_floor: float) -> torch.Tensor:
+    """(N, H, W) float64 maps in one intensity scale. log floors each map at `log_floor` x its median (fitted on
+    train: `fit_log_floor`), which keeps log(1.4 x) = log 1.4 + log x exactly and zeros finite."""
     maps = maps.double()
-    if config.transform == "linear":
+    if transform == "linear":
         return maps
-    if config.transform == "percentile":
-        level = torch.quantile(maps.flatten(1), config.percentile / 100, dim=1)
+    if transform == "percentile":
+        level = torch.quantile(maps.flatten(1), percentile / 100, dim=1)
         return maps / level.abs().clamp_min(1e-12)[:, None, None]
-    # log: a floor proportional to each map's median keeps log(1.4 x) = log 1.4 + log x exactly, zeros finite
-    floor = 1e-3 * maps.flatten(1).abs().median(dim=1).values
-    floor = torch.where(floor > 0, floor, torch.full_like(floor, 1e-12))
+    floor = (log_floor * true_median(maps.flatten(1), dim=1).abs()).clamp_min(1e-12)
     return torch.log(torch.maximum(maps, floor[:, None, None]))
 
 
-def neighbour_mean(lines: torch.Tensor) -> torch.Tensor:
-    """Mean of the line above and below each line of (N, L, ...) (one neighbour at the edges)."""
-    up = torch.cat([lines[:, 1:2], lines[:, :-1]], dim=1)  # line i-1 (line 1 for the first)
-    down = torch.cat([lines[:, 1:], lines[:, -2:-1]], dim=1)  # line i+1 (line L-2 for the last)
-    return (up + down) / 2
+def fit_log_floor(maps: torch.Tensor) -> float:
+    """The log transform's floor relative to a map's median: the FLOOR_PERCENTILE-th percentile of train pixels
+    over their map's median (of the first FLOOR_MAPS maps), at least 1e-3. A clipped-zero pixel then sits at the
+    train's own dark tail, not at a thousandth of the median (a strong dark outlier)."""
+    flat = maps[:FLOOR_MAPS].double().flatten(1)
+    medians = true_median(flat, dim=1).abs().clamp_min(1e-12)
+    return max(float(np.percentile((flat / medians[:, None]).cpu().numpy(), FLOOR_PERCENTILE)), 1e-3)
 
 
-def run_means(lines: torch.Tensor, length: int) -> torch.Tensor:
-    """(N, L, P) means of every run of `length` consecutive values along the last axis of (N, L, K)."""
-    padded = torch.nn.functional.pad(lines.cumsum(dim=-1), (1, 0))
-    return (padded[..., length:] - padded[..., :-length]) / length
+def shrunk(fitted: list[tuple[torch.Tensor, torch.Tensor]], counts: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    """Each condition's (centre, scale) per line and filter, its scale shrunk by its count n towards the count-weighted
+    within-condition scale times the condition's own typical ratio to it (the median over all lines and filters:
+    hundreds of values), with weight n / (n + SHRINK_MAPS). A condition that is noisier as a whole keeps that; only
+    its line-to-line noise is shrunk. Centres stay its own (a mean of n maps is off by scale / sqrt(n); a scale
+    underestimated on a few of many lines is what inflates the largest line z)."""
+    weights = torch.tensor(counts, dtype=torch.float64) / sum(counts)
+    pooled_scale = sum(w * s ** 2 for w, (_, s) in zip(weights, fitted)).sqrt()
+    out = []
+    for count, (centre, scale) in zip(counts, fitted):
+        ratio = true_median((scale / pooled_scale).flatten())
+        weight = count / (count + SHRINK_MAPS)
+        out.append((centre, (weight * scale ** 2 + (1 - weight) * (ratio * pooled_scale) ** 2).sqrt()))
+    return out
 
 
-def run_lengths(config: BandConfig, size: int) -> list[int]:
-    return [max(1, min(size, int(round(fraction * size)))) for fraction in config.runs]
+def legacy_band_settings(band: dict) -> dict:
+    """Band settings recorded before `statistic` existed described one filter: they load as statistic=single."""
+    return band if "statistic" in band else {**band, "statistic": "single"}
+
+
+def legacy_band_state(state: dict, prefix: str) -> None:
+    """A band detector's state from before the family, in place: one transform's mean maps gain their transform
+    axis, and the log floor is the 1e-3 x median it was then."""
+    mean_map = state.get(prefix + "mean_map")
+    if mean_map is not None and mean_map.dim() == 3:
+        state[prefix + "mean_map"] = mean_map[:, None]
+    if mean_map is not None and prefix + "log_floor" not in state:
+        state[prefix + "log_floor"] = torch.tensor(1e-3, dtype=torch.float64)
 
 
 class BandDetector(ResizableBuffers):
-    """The fitted detector: train mean maps and line statistics per condition are buffers (a data-only state that
-    takes the map size of the data it is fitted on, or of the checkpoint it is loaded from)."""
+    """The fitted detector: the log floor, train mean maps and line statistics per condition are buffers (a
+    data-only state that takes the map size of the data it is fitted on, or of the checkpoint it is loaded from)."""
 
     def __init__(self, config: BandConfig | None = None, shape: tuple[int, int] = (31, 95)):
         super().__init__()
@@ -111,19 +172,21 @@ class BandDetector(ResizableBuffers):
         self._allocate(tuple(int(s) for s in shape))
         self.register_buffer("fitted", torch.tensor(False))
         self.register_buffer("pooled", torch.tensor(True))  # one set of line statistics for both conditions
+        self.register_buffer("log_floor", torch.tensor(1e-3, dtype=torch.float64))
         self.notes: list[str] = []
 
     def _allocate(self, shape: tuple[int, int]) -> None:
         height, width = shape
-        runs, conditions = len(self.config.runs), len(CONDITIONS)
-        self.register_buffer("mean_map", torch.zeros(conditions, height, width, dtype=torch.float64))
+        members, conditions = self.config.members, len(CONDITIONS)
+        self.register_buffer("mean_map", torch.zeros(conditions, len(self.config.transforms), height, width,
+                                                     dtype=torch.float64))
         for name, lines in (("rows", height), ("columns", width)):
-            self.register_buffer(f"centre_{name}", torch.zeros(conditions, lines, runs, dtype=torch.float64))
-            self.register_buffer(f"scale_{name}", torch.ones(conditions, lines, runs, dtype=torch.float64))
+            self.register_buffer(f"centre_{name}", torch.zeros(conditions, lines, members, dtype=torch.float64))
+            self.register_buffer(f"scale_{name}", torch.ones(conditions, lines, members, dtype=torch.float64))
 
     @property
     def shape(self) -> tuple[int, int]:
-        return tuple(self.mean_map.shape[1:])
+        return tuple(self.mean_map.shape[-2:])
 
     @property
     def directions(self) -> tuple[str, ...]:
@@ -134,24 +197,29 @@ class BandDetector(ResizableBuffers):
         return self.config.per_condition
 
     # --- the statistic ----------------------------------------------------------------------------------------
-    def line_statistics(self, maps: torch.Tensor, codes: torch.Tensor, direction: str) -> torch.Tensor:
-        """(N, lines, runs) largest run statistic of each line of transformed `maps`, before normalisation."""
+    def transformed(self, maps: torch.Tensor) -> list[torch.Tensor]:
+        """The maps in each of the configuration's intensity scales."""
         cfg = self.config
-        values = maps - self.mean_map[codes] if cfg.detrend == "train_mean" else maps
-        if direction == "columns":
-            values = values.transpose(1, 2)  # lines are columns, runs go down them
-        if cfg.detrend == "column_profile":
-            values = values - values.mean(dim=1, keepdim=True)  # the profile along a line, shared by all lines
-        elif cfg.detrend == "neighbour_lines":
-            values = values - neighbour_mean(values)
+        return [transform_maps(maps, name, cfg.percentile, float(self.log_floor)) for name in cfg.transforms]
+
+    def line_statistics(self, scales: list[torch.Tensor], codes: torch.Tensor, direction: str) -> torch.Tensor:
+        """(N, lines, members) matched-filter statistics of each line of the transformed maps, before
+        standardisation."""
+        cfg = self.config
+        family = cfg.statistic == "family"
         out = []
-        for length in run_lengths(cfg, values.shape[-1]):
-            means = run_means(values, length)
-            if cfg.compare_neighbours:
-                means = means - neighbour_mean(means)
-            signed = {"bright": means, "dark": -means, "both": means.abs()}[cfg.polarity]
-            out.append(signed.amax(dim=-1))
-        return torch.stack(out, dim=-1)
+        for index, maps in enumerate(scales):
+            values = maps - self.mean_map[codes, index] if cfg.detrend == "train_mean" else maps
+            if direction == "columns":
+                values = values.transpose(1, 2)  # lines are columns, runs go down them
+            if cfg.detrend == "column_profile":
+                values = values - values.mean(dim=1, keepdim=True)  # the profile along a line, shared by all lines
+            elif cfg.detrend == "neighbour_lines":
+                values = values - neighbour_mean(values)
+            out.append(family_statistics(
+                values, cfg.widths if family else (1,), (False, True) if family else (cfg.compare_neighbours,),
+                run_lengths(cfg.runs, values.shape[-1]), cfg.pieces if family else 0, cfg.top_pieces, cfg.polarity))
+        return torch.cat(out, dim=-1)
 
     def _check_shape(self, maps: torch.Tensor) -> None:
         if tuple(maps.shape[1:]) != self.shape:
@@ -161,38 +229,50 @@ class BandDetector(ResizableBuffers):
     # --- fitting ----------------------------------------------------------------------------------------------
     def fit(self, train_maps, train_truth: list[str] | None = None) -> "BandDetector":
         """Line statistics of the train normals (per gate-assigned condition when `per_condition`)."""
-        maps = torch.as_tensor(np.asarray(train_maps)).double()
+        maps = torch.as_tensor(np.asarray(train_maps) if not isinstance(train_maps, torch.Tensor) else train_maps)
+        maps = maps.double().to(self.mean_map.device)
         if tuple(maps.shape[1:]) != self.shape:
             self._allocate(tuple(maps.shape[1:]))
         self.notes = []
-        codes, pooled = torch.zeros(len(maps), dtype=torch.long), True
-        if self.uses_gate:
-            assigned = self.gate.assign_train(maps.float(), None, train_truth).cpu().long()
-            counts = {name: int((assigned == c).sum()) for c, name in enumerate(CONDITIONS)}
-            bimodal, why = self.gate.intensity_split_is_clear(maps, assigned)
-            if min(counts.values()) < MIN_PER_CONDITION or not bimodal:
-                self.notes.append(f"band detector: gate '{self.config.gate.kind}' did not split train into two "
-                                  f"clear conditions of >= {MIN_PER_CONDITION} maps ({why}; counts {counts}): "
-                                  f"its line statistics are pooled")
-            else:
-                codes, pooled = assigned, False
-        transformed = transform_maps(maps, self.config)
+        codes, pooled = self._conditions(maps, train_truth)
+        self.log_floor.fill_(fit_log_floor(maps))
+        scales = self.transformed(maps)
         groups = [codes == code for code in range(len(CONDITIONS))] if not pooled else [codes == 0] * 2
         for code, members in enumerate(groups):
-            self.mean_map[code] = transformed[members].mean(dim=0)
+            self.mean_map[code] = torch.stack([maps_[members].mean(dim=0) for maps_ in scales])
         for direction in self.directions:
-            stats = self.line_statistics(transformed, codes, direction)
+            stats = self.line_statistics(scales, codes, direction)
             centre, scale = getattr(self, f"centre_{direction}"), getattr(self, f"scale_{direction}")
-            for code, members in enumerate(groups):
-                centre[code], scale[code] = self._centre_scale(stats[members])
+            fitted = [self._centre_scale(stats[members]) for members in groups]
+            counts = [int(members.sum()) for members in groups]
+            for code, (own_centre, own_scale) in enumerate(fitted if pooled else shrunk(fitted, counts)):
+                centre[code], scale[code] = own_centre, own_scale
         self.pooled.fill_(pooled)
         self.fitted.fill_(True)
         return self
 
+    def _conditions(self, maps: torch.Tensor, train_truth: list[str] | None) -> tuple[torch.Tensor, bool]:
+        """(condition code per train map, pooled?): the gate's assignment when per_condition and it splits train
+        into two clear conditions of at least MIN_PER_CONDITION maps, else one pooled group (with a note)."""
+        codes = torch.zeros(len(maps), dtype=torch.long, device=maps.device)
+        if not self.uses_gate:
+            return codes, True
+        assigned = self.gate.assign_train(maps.float(), None, train_truth).long().to(maps.device)
+        counts = {name: int((assigned == c).sum()) for c, name in enumerate(CONDITIONS)}
+        bimodal, why = self.gate.intensity_split_is_clear(maps, assigned)
+        if min(counts.values()) < MIN_PER_CONDITION or not bimodal:
+            self.notes.append(f"band detector: gate '{self.config.gate.kind}' did not split train into two clear "
+                              f"conditions of >= {MIN_PER_CONDITION} maps ({why}; counts {counts}): its line "
+                              f"statistics are pooled")
+            return codes, True
+        self.notes.append(f"band detector: line statistics per condition ({counts}), their scales shrunk towards the "
+                          f"pooled within-condition scales with weight n / (n + {SHRINK_MAPS})")
+        return assigned, False
+
     def _centre_scale(self, stats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         if self.config.centre_scale == "median_mad":
-            centre = stats.median(dim=0).values
-            scale = 1.4826 * (stats - centre).abs().median(dim=0).values
+            centre = true_median(stats, dim=0)
+            scale = 1.4826 * true_median((stats - centre).abs(), dim=0)
         else:
             centre, scale = stats.mean(dim=0), stats.std(dim=0)
         return centre, scale.clamp_min(1e-9)
@@ -209,7 +289,7 @@ class BandDetector(ResizableBuffers):
     @torch.no_grad()
     def line_z(self, maps, known: list[str] | None = None) -> dict:
         """{'rows': (N, H) or None, 'columns': (N, W) or None, 'route', 'p_warm'}: each line's z, the largest over
-        run lengths."""
+        its filters."""
         if not bool(self.fitted):
             raise RuntimeError("the band detector is not fitted: call fit() (or load a fitted checkpoint) first")
         maps = torch.as_tensor(np.asarray(maps) if not isinstance(maps, torch.Tensor) else maps).double()
@@ -217,11 +297,11 @@ class BandDetector(ResizableBuffers):
         self._check_shape(maps)
         route, p_warm = self.route(maps, known)
         codes = torch.zeros_like(route) if bool(self.pooled) else route
-        transformed = transform_maps(maps, self.config)
+        scales = self.transformed(maps)
         out = {"rows": None, "columns": None, "route": route, "p_warm": p_warm}
         for direction in self.directions:
             centre, scale = getattr(self, f"centre_{direction}"), getattr(self, f"scale_{direction}")
-            stats = self.line_statistics(transformed, codes, direction)
+            stats = self.line_statistics(scales, codes, direction)
             out[direction] = ((stats - centre[codes]) / scale[codes]).amax(dim=-1)
         return out
 

@@ -7,7 +7,7 @@ import lightning as L
 import torch
 
 from hdmap.config import plain
-from hdmap.models.band import BandConfig, BandDetector
+from hdmap.models.band import BandConfig, BandDetector, legacy_band_settings, legacy_band_state
 
 
 class BandModel(L.LightningModule):
@@ -31,6 +31,10 @@ class BandModel(L.LightningModule):
         checkpoint["fit_notes"] = {"notes": list(self.core.notes), "gate_train_source": self.core.gate.train_source}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
+        band = checkpoint.get("hyper_parameters", {}).get("band") or {}
+        if "statistic" not in band:  # a checkpoint from before the filter family: rebuilt as the one filter it was
+            self.core = BandDetector(BandConfig(**legacy_band_settings(band)), self.core.shape)
+            legacy_band_state(checkpoint.get("state_dict", {}), "core.")
         saved = checkpoint.get("fit_notes", {})
         self.core.notes = list(saved.get("notes", []))
         self.core.gate.train_source = saved.get("gate_train_source", "")

@@ -14,6 +14,7 @@ import torch
 from hdmap.condition_names import names_of
 from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE, FeatureDataModule
 from hdmap.models.fit_embeddings import FitEmbeddings
+from hdmap.models.band import legacy_band_settings, legacy_band_state
 from hdmap.models.knn_choice import knn_choice
 from hdmap.models.patchcore import GatedPatchCoreModel
 from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig
@@ -54,10 +55,14 @@ class GatedPatchCore(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         """What the fit had to decide (fallbacks, how the gate assigned train) stays with the model."""
         state = checkpoint.get("state_dict", {})
+        model = checkpoint.get("hyper_parameters", {}).get("model") or {}
+        if "statistic" not in model.get("band", {"statistic": None}):  # fused before the band filter family
+            self.core = GatedPatchCoreModel(PatchCoreConfig(**{**model, "band": legacy_band_settings(model["band"])}))
+            legacy_band_state(state, "core.band.")
         for key in [k for k in state if k.startswith("core.map_stats.")]:  # its name before hdmap 0.1 wave 4
             state["core.condition_stats." + key[len("core.map_stats."):]] = state.pop(key)
         for key, value in self.state_dict().items():  # checkpoints from before the condition statistics existed
-            if key.startswith(("core.condition_stats.", "core.band.", "core.fusion_calibration")) and key not in state:
+            if key.startswith(("core.condition_stats.", "core.band.", "core.fusion_")) and key not in state:
                 state[key] = value
         saved = checkpoint.get("fit_notes", {})
         self.core.apply_fallback(saved.get("fallback"))  # before the state loads: the banks the fit built

@@ -19,11 +19,15 @@ from hdmap.gating.gates import Gate
 from hdmap.models.band import BandDetector
 from hdmap.models.embedding import flatten_patches, patch_embedding
 from hdmap.models.memory_bank import MemoryBank
-from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig, fit_condition_stats
+from hdmap.evaluation.metrics import auroc
+from hdmap.models.patchcore_config import AUTO_CHOICES, FitPlan, PatchCoreConfig, fit_condition_stats
 from hdmap.statistics import held_out_projection, is_bimodal
 
 
 MIN_FUSION_MAPS = 4  # held-out train maps fusion needs at least, for a mean and a standard deviation
+# Fewer held-out maps than this get a note: a standard deviation from n maps is off by ~1/sqrt(2(n - 1)) (18 % at 16,
+# 13 % at 32, the default: a z of 3 then lies within about +-0.4), and both z's of fusion rest on it.
+FUSION_MAPS_NOTE = 16
 
 
 def _as_tensor(array) -> torch.Tensor:
@@ -50,6 +54,7 @@ class GatedPatchCoreModel(nn.Module):
         self.band = BandDetector(self.config.band)  # fusion's second score (fitted only when fused)
         # (PatchCore, band) x [mean, std] of the image scores on held-out train normals, for fusion
         self.register_buffer("fusion_calibration", torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64))
+        self.register_buffer("fusion_choice", torch.tensor(0))  # fusion=auto: the index of its choice (AUTO_CHOICES)
         cfg = self.config
         self.condition_stats = ConditionStatistics(cfg.input_norm, cfg.norm_percentile, cfg.gate.percentile,
                                                    cfg.band_window)
@@ -171,6 +176,11 @@ class GatedPatchCoreModel(nn.Module):
                                                     else "") +
                           f": PatchCore and band scores standardised on {len(calibration)} held-out train normals; "
                           f"the band detector fitted on the other {len(others)} train maps")
+        if len(calibration) < FUSION_MAPS_NOTE:
+            self.notes.append(f"fusion: only {len(calibration)} held-out train normals standardise the two scores "
+                              f"(their standard deviations are uncertain by ~"
+                              f"{100 / np.sqrt(2 * (len(calibration) - 1)):.0f} %); {FUSION_MAPS_NOTE} or more "
+                              f"need {4 * FUSION_MAPS_NOTE} train maps")
         return references, codes, calibration
 
     def gate_separation(self, train_maps: torch.Tensor, train_global_features: torch.Tensor | None,
@@ -294,18 +304,41 @@ class GatedPatchCoreModel(nn.Module):
         maps = maps.to(device).float()
         route, p_warm = self.gate.route(maps, self.global_features(grids), known)
         scores, patch_maps = self._combine(self.embed(grids, maps), route, p_warm)
+        out = {"route": route, "p_warm": p_warm.float()}
         if self.config.fused:
-            scores = self.fuse(scores, self.band.score(maps, known)["scores"].to(device))
-        return {"scores": scores, "patch_maps": patch_maps, "route": route, "p_warm": p_warm.float()}
+            parts = self.fusion_parts(scores, self.band.score(maps, known)["scores"].to(device))
+            scores = self.fuse(parts)
+            out["fusion_parts"] = parts  # (N, 2): PatchCore's z and the band z, for fusion=auto's choice
+        return {"scores": scores, "patch_maps": patch_maps, **out}
 
-    def fuse(self, patchcore: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
-        """The fused image score of PatchCore's and the band detector's scores (standardised on held-out train)."""
+    def fusion_parts(self, patchcore: torch.Tensor, band: torch.Tensor) -> torch.Tensor:
+        """(N, 2) PatchCore's and the band detector's image scores, standardised on held-out train normals."""
         (pc_mean, pc_std), (band_mean, band_std) = self.fusion_calibration
-        z_patchcore, z_band = (patchcore.double() - pc_mean) / pc_std, (band.double() - band_mean) / band_std
-        if self.config.fusion == "max":
+        return torch.stack([(patchcore.double() - pc_mean) / pc_std, (band.double() - band_mean) / band_std], dim=1)
+
+    def fuse(self, parts: torch.Tensor, fusion: str | None = None) -> torch.Tensor:
+        """The fused image score of (N, 2) standardised parts: by `fusion`, else by the settings (auto: by the
+        choice its fit made, `fusion_choice`)."""
+        fusion = fusion or self.config.fusion
+        if fusion == "auto":
+            fusion = AUTO_CHOICES[int(self.fusion_choice)]
+        z_patchcore, z_band = parts[:, 0], parts[:, 1]
+        if fusion == "max":
             return torch.maximum(z_patchcore, z_band)
+        if fusion == "patchcore":
+            return z_patchcore.clone()
+        if fusion == "band":
+            return z_band.clone()
         weight = self.config.fusion_weight
         return (1 - weight) * z_patchcore + weight * z_band
+
+    def choose_fusion(self, parts: torch.Tensor, labels: np.ndarray) -> dict:
+        """fusion=auto: keep whichever of AUTO_CHOICES has the best AUROC of (tune) maps' `parts` and `labels` (the
+        first on a tie); returns each choice's AUROC."""
+        aurocs = {name: auroc(self.fuse(parts, name).numpy(), labels) for name in AUTO_CHOICES}
+        best = max(AUTO_CHOICES, key=lambda name: (aurocs[name], -AUTO_CHOICES.index(name)))
+        self.fusion_choice.fill_(AUTO_CHOICES.index(best))
+        return aurocs
 
     def _combine(self, embedding, route, p_warm):
         mode = self.config.bank_mode

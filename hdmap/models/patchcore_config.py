@@ -20,8 +20,10 @@ IMAGE_SCORES = ("max", "top")
 SOFT_COMBINES = ("min", "posterior")
 # none: PatchCore's image score as it is. sum / max: PatchCore's and the band detector's image scores, each
 # standardised on held-out train normals, as (1 - fusion_weight) z_patchcore + fusion_weight z_band or the larger z.
-# band_only: the band kind alone (hdmap/kinds/band.py): no backbone pass, the PatchCore settings unused.
-FUSIONS = ("none", "sum", "max", "band_only")
+# auto: max, PatchCore's z alone or the band's z alone, whichever has the best tune AUROC (chosen after scoring,
+# from the same fit). band_only: the band kind alone (hdmap/kinds/band.py): no backbone pass, PatchCore unused.
+FUSIONS = ("none", "sum", "max", "auto", "band_only")
+AUTO_CHOICES = ("max", "patchcore", "band")  # what fusion=auto chooses between, in this order on a tie
 
 
 @dataclass(frozen=True)
@@ -72,10 +74,10 @@ class PatchCoreConfig:
                                  low=0, high=1, low_open=True)
     gate_fallback: bool = setting(True, "a gate whose train split is not clearly bimodal falls back to one mixed "
                                   "bank (recorded in the run's notes)")
-    fusion: str = setting("max", "PatchCore alone (none), fused with the band detector's score (sum, max: each "
-                          "standardised on held-out train normals), or the band detector alone (band_only); max: the "
-                          "best mean tune AUROC on eight synthetic sets (experiments/results/band_vs_patchcore.md)",
-                          choices=FUSIONS)
+    fusion: str = setting("auto", "PatchCore alone (none), fused with the band detector's score (sum, max: each "
+                          "standardised on held-out train normals), whichever of max, PatchCore's z and the band z "
+                          "has the best tune AUROC (auto: one fit, chosen after scoring), or the band detector alone "
+                          "(band_only); auto: experiments/results/band_families.md", choices=FUSIONS)
     fusion_weight: float = setting(0.5, "fusion sum: the band z's weight", low=0, high=1)
     band: BandConfig = setting(help="the band detector of fusion (and of band_only)", factory=BandConfig)
     seed: int = setting(0, "seed of the references, the coreset's start and projection")
@@ -100,7 +102,7 @@ class PatchCoreConfig:
     @property
     def fused(self) -> bool:
         """Whether the image score fuses PatchCore's with the band detector's (sum or max)."""
-        return self.fusion in ("sum", "max")
+        return self.fusion in ("sum", "max", "auto")
 
     def to_dict(self) -> dict:
         return plain(self)

@@ -18,7 +18,7 @@ from hdmap.features.feature_datamodule import FeatureDataModule
 from hdmap.gating.gates import gate_accuracy
 from hdmap.models.coreset_store import CoresetStore
 from hdmap.models.lightning_patchcore import GatedPatchCore, gather_predictions
-from hdmap.models.patchcore_config import fit_condition_stats
+from hdmap.models.patchcore_config import AUTO_CHOICES, fit_condition_stats
 from hdmap.run.run_settings import PatchCoreRun
 from hdmap.run.trainer import accelerator_device, make_trainer
 
@@ -86,10 +86,26 @@ def fit_and_score(module: GatedPatchCore, run: PatchCoreRun, data: DomainData, c
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator, tune_only=tune_only)
+    decide_fusion(module, outputs, data)
     predict_s = time.perf_counter() - start
     metrics = metrics_of(run, data, outputs, module, device)
     metrics["timing_s"] = {"features": features_s, "fit": fit_s, "predict": predict_s}
     return module, outputs, metrics
+
+
+def decide_fusion(module: GatedPatchCore, outputs: dict, data: DomainData) -> None:
+    """fusion=auto: choose max, PatchCore's z or the band z on the tune maps' AUROC (thresholds and settings are
+    chosen on tune), apply the choice to every scored map and keep it in the module (its checkpoint scores with it)."""
+    core = module.core
+    if core.config.fusion != "auto":
+        return
+    index = outputs["index"].numpy()
+    tune = np.isin(index, data.split.tune)
+    aurocs = core.choose_fusion(outputs["fusion_parts"][tune], data.test_labels[index[tune]])
+    outputs["scores"] = core.fuse(outputs["fusion_parts"]).to(outputs["scores"].dtype)
+    chosen = AUTO_CHOICES[int(core.fusion_choice)]
+    core.notes.append(f"fusion auto: {chosen} (tune AUROC " + ", ".join(f"{name} {100 * value:.1f} %" for name, value
+                                                                      in aurocs.items()) + ")")
 
 
 def score_saved_module(module: GatedPatchCore, run: PatchCoreRun, data: DomainData, cache: FeatureCache,
@@ -120,7 +136,9 @@ def metrics_of(run: PatchCoreRun, data: DomainData, outputs: dict, module: Gated
                        "train_assignment": module.core.gate.train_source or None if kind else None}
     metrics.update(scored_blocks(scores, scored, data.test_labels, data.test_conditions, data.split))
     metrics["notes"] = list(data.notes) + list(module.core.notes)
-    metrics["fit_decisions"] = {"fallback": module.core.fallback}  # beside the settings, which stay as asked
+    metrics["fit_decisions"] = {"fallback": module.core.fallback,  # beside the settings, which stay as asked
+                                "fusion": AUTO_CHOICES[int(module.core.fusion_choice)]
+                                if core.fusion == "auto" else None}
     metrics["test_conditions_from"] = data.condition_sources()
     metrics["split"] = split_summary(data.split)
     metrics["devices"] = {"backbone": str(backbone_device) if backbone_device else None, **module.devices_used}

@@ -51,7 +51,7 @@ def patchcore_shots_limit(space: SearchSpace, base: dict, train_maps: np.ndarray
     model = base["model"]
     uniform = base["model_name"] == "patchcore"  # its references are drawn without conditions
     held_out = ("soft" in _values(space, "model.bank_mode", model["bank_mode"])
-                or bool({"sum", "max"} & set(_values(space, "model.fusion", model["fusion"]))))
+                or bool({"sum", "max", "auto"} & set(_values(space, "model.fusion", model["fusion"]))))
     margin = HELD_OUT if held_out else 0
     reason = f", less {HELD_OUT} held out per condition by soft banks or fusion" if held_out else ""
     if uniform:
