@@ -9,8 +9,9 @@ Checks, per set: the default fit-eval within 2 holdout AUROC points of the best 
 family's tune AUROC), the band default within 2 points of the best band candidate of its family, and on the non-band
 families the default fit-eval within 2 points of PatchCore alone.
 
-    python experiments/band_families.py                       # ~25 min on a 2-core CPU (PatchCore fits)
+    python experiments/band_families.py                       # ~40 min on a 2-core CPU (PatchCore fits)
     python experiments/band_families.py --families "drifting rows" --seeds 11 --contrasts 0.4
+    python experiments/band_families.py --data-root ROOT      # your domain C: DINOv2 ViT-S/14 by name (a GPU helps)
 Writes experiments/results/band_families.md (+ .png); the runs stay under --storage (default runs/band_families).
 """
 from __future__ import annotations
@@ -117,9 +118,14 @@ def family_tune(results: list[dict], family: str, detector: str) -> float:
     return statistics.mean(detectors_of(r)[detector]["tune"]["auroc"] for r in results if r["family"] == family)
 
 
+def band_families(results: list[dict]) -> list[str]:
+    """The families of `results` whose faults are bands (your data counts as one)."""
+    return list(dict.fromkeys(r["family"] for r in results if r["family"] not in OTHER_FAMILIES))
+
+
 def choose_band_default(results: list[dict]) -> tuple[str, list[dict]]:
     """The rule: best worst-family tune AUROC among candidates within 1 point of the best mean (band families)."""
-    families = [f for f in BAND_FAMILIES if any(r["family"] == f for r in results)]
+    families = band_families(results)
     rows = []
     for name in BAND_CANDIDATES:
         per_family = {f: family_tune(results, f, f"band: {name}") for f in families}
@@ -149,13 +155,13 @@ def set_rows(results: list[dict], chosen: str) -> list[dict]:
         best_band = max((d for d in detectors if d.startswith("band: ")),
                         key=lambda d: family_tune(results, r["family"], d))
         default, band = detectors["fit-eval defaults"], detectors[f"band: {chosen}"]
-        is_band = r["family"] in BAND_FAMILIES
+        is_band = r["family"] not in OTHER_FAMILIES
         reference = detectors[best] if is_band else detectors["PatchCore alone"]
         gap = 100 * (holdout(default) - holdout(reference))
         band_gap = 100 * (holdout(band) - holdout(detectors[best_band]))
         low, high = r["paired"]["interval"]
         rows.append({
-            "set": f"{r['family']} x{r['contrast']:g} seed {r['seed']}",
+            "set": label_of(r),
             "band default": interval(band), "band before": interval(detectors["band: single, as before"]),
             "PatchCore alone": interval(detectors["PatchCore alone"]), "fused max": interval(detectors["fused max"]),
             "fit-eval default": interval(default),
@@ -166,6 +172,18 @@ def set_rows(results: list[dict], chosen: str) -> list[dict]:
             "band default - band best": f"{band_gap:+.1f}" if is_band else "-",
             "band within 2": ("yes" if band_gap >= -2 else "NO") if is_band else "-"})
     return rows
+
+
+def options_of(family: str) -> dict:
+    """A family's `hdmap synth` options as plain values."""
+    options = {**BAND_FAMILIES, **OTHER_FAMILIES}[family]
+    return {key: value.__dict__ if isinstance(value, BandShape) else value for key, value in options.items()}
+
+
+def label_of(result: dict) -> str:
+    if result["contrast"] is None:
+        return result["family"]
+    return f"{result['family']} x{result['contrast']:g} seed {result['seed']}"
 
 
 def plot(results: list[dict], chosen: str, path: Path) -> str:
@@ -182,8 +200,7 @@ def plot(results: list[dict], chosen: str, path: Path) -> str:
     for k, (key, label) in enumerate(names.items()):
         values = [100 * holdout(detectors_of(r)[key]) for r in results]
         ax.bar([i + (k - 1.5) * width for i in range(len(results))], values, width, label=label)
-    ax.set_xticks(range(len(results)), [f"{r['family']}\nx{r['contrast']:g} s{r['seed']}" for r in results],
-                  fontsize=6, rotation=90)
+    ax.set_xticks(range(len(results)), [label_of(r).replace(" x", "\nx") for r in results], fontsize=6, rotation=90)
     ax.set_ylim(40, 101)
     ax.set_ylabel("holdout AUROC %")
     ax.legend(fontsize=7, ncol=4, loc="lower left")
@@ -198,33 +215,39 @@ def main() -> None:
     parser.add_argument("--families", nargs="*", default=list(BAND_FAMILIES) + list(OTHER_FAMILIES))
     parser.add_argument("--contrasts", nargs="*", type=float, default=list(CONTRASTS))
     parser.add_argument("--seeds", nargs="*", type=int, default=list(SEEDS))
-    parser.add_argument("--backbone", default=OFFLINE_BACKBONE, help="PatchCore's backbone preset")
+    parser.add_argument("--data-root", help="your data (domain C) instead of the synthetic families")
+    parser.add_argument("--backbone", help="PatchCore's backbone preset (default: EfficientNet-Lite0 on the "
+                                           "synthetic families, DINOv2 ViT-S/14 on --data-root)")
     parser.add_argument("--workers", type=int, default=2, help="sets fitted at once (one CPU thread each)")
     parser.add_argument("--storage", default="runs/band_families")
     parser.add_argument("--out", default=str(RESULTS / "band_families.md"))
     args = parser.parse_args()
     storage = Path(args.storage)
-    tasks = []
-    for family in args.families:
+    backbone = args.backbone or (None if args.data_root else OFFLINE_BACKBONE)
+    tasks = [("your data", None, None, args.data_root, str(storage / "your_data"), backbone)] if args.data_root else []
+    for family in [] if args.data_root else args.families:
         for contrast in args.contrasts:
             for seed in args.seeds:
                 root = str(ensure_synthetic(synth_config(family, contrast, seed)))
                 out = storage / f"{family.replace(' ', '_')}_x{contrast:g}_seed{seed}"
-                tasks.append((family, contrast, seed, root, str(out), args.backbone))
+                tasks.append((family, contrast, seed, root, str(out), backbone))
     with ProcessPoolExecutor(max_workers=max(1, args.workers)) as pool:
         results = list(pool.map(run_set, tasks))
 
     chosen, candidates = choose_band_default(results)
-    families = [f for f in BAND_FAMILIES if f in args.families]
+    families = band_families(results)
     lines = ["# Band detection across families of band shapes", ""]
-    lines += stamp(f"{len(results)} sets written by `hdmap synth` options (below) into the synthetic data cache",
-                   f"`{args.backbone}` (PatchCore)", True)
-    lines += ["", f"Sets: synthetic domain C, {N_TRAIN} train / {N_TEST} good + {N_TEST} fault test maps, fault "
-                  f"contrast scales {args.contrasts} (cold bands x{1 + 0.3 * max(args.contrasts):.2f} and "
-                  f"x{1 + 0.3 * min(args.contrasts):.2f}), data seeds {args.seeds}. Families (`hdmap synth` options):",
-              ""]
-    lines += [f"- {name}: `{json.dumps({k: (v.__dict__ if isinstance(v, BandShape) else v) for k, v in opts.items()})}`"
-              for name, opts in {**BAND_FAMILIES, **OTHER_FAMILIES}.items() if name in args.families]
+    if args.data_root:
+        lines += stamp(args.data_root, f"`{backbone or 'dinov2_vits14'}` (PatchCore)", False) + [""]
+    else:
+        lines += stamp(f"{len(results)} sets written by `hdmap synth` options (below) into the synthetic data cache",
+                       f"`{backbone}` (PatchCore)", True)
+        lines += ["", f"Sets: synthetic domain C, {N_TRAIN} train / {N_TEST} good + {N_TEST} fault test maps, fault "
+                      f"contrast scales {args.contrasts} (cold bands x{1 + 0.3 * max(args.contrasts):.2f} and "
+                      f"x{1 + 0.3 * min(args.contrasts):.2f}), data seeds {args.seeds}. Families (`hdmap synth` "
+                      f"options):", ""]
+        lines += [f"- {name}: `{json.dumps(options_of(name))}`" for name in {**BAND_FAMILIES, **OTHER_FAMILIES}
+                  if name in args.families]
     lines += ["", "## Step 1: the band default, by the rule fixed before the run", "",
               "Tune AUROC % per band family (mean over its sets). Rule: among the candidates within 1 point of the "
               "best mean, the best worst family.", ""]
@@ -248,7 +271,7 @@ def main() -> None:
               f"Worst set for the fit-eval default: {worst['set']} ({worst['default - reference']} points against "
               f"its reference). Sets failing a check: {', '.join(failures) if failures else 'none'}.", "",
               f"Band candidates: {statistics.mean(r['band_s'] for r in results):.1f} s per set for all "
-              f"{len(BAND_CANDIDATES)} (fit on {N_TRAIN} maps, score {2 * N_TEST}), one CPU thread.", ""]
+              f"{len(BAND_CANDIDATES)} (fit on the train maps, score every test map), one CPU thread.", ""]
     write_results(args.out, lines)
 
 

@@ -304,7 +304,8 @@ def test_the_family_finds_what_no_single_filter_finds_on_both_shapes(train_maps)
     """A smooth row-gain drift per map (neighbour comparison needed) and wide bands (neighbour comparison harmful):
     the family is within 2 points of the better single filter on each."""
     rng = np.random.default_rng(30)
-    drift = 1 + 0.06 * np.sin(np.linspace(0, np.pi, SHAPE[0]) * rng.uniform(1, 3, (400, 1)) + rng.uniform(0, 6, (400, 1)))
+    phases = np.linspace(0, np.pi, SHAPE[0]) * rng.uniform(1, 3, (400, 1)) + rng.uniform(0, 6, (400, 1))
+    drift = 1 + 0.06 * np.sin(phases)
     drifting = noise_maps(400, seed=31) * drift[:, :, None].astype(np.float32)
     wide = noise_maps(200, seed=32)
     wide[100:, 12:15] *= 1.06  # a band three rows wide

@@ -185,3 +185,18 @@ def test_ground_truth_rows_match_the_brightest_line_on_easy_maps(tmp_path):
     rows = BandDetector(BandConfig()).fit(train).line_z(faults)["rows"].argmax(dim=1).numpy()
     hits = [int(row["row"]) - 1 <= found <= int(row["row"]) + int(row["width"]) for row, found in zip(truth, rows)]
     assert np.mean(hits) >= 0.95
+
+
+def test_hdmap_synth_draws_the_asked_shapes_and_names_a_bad_width(tmp_path, capsys):
+    from hdmap.cli.main import main
+
+    assert main(["synth", str(tmp_path / "set"), "--domains", "C", "--n-train", "8", "--n-test", "8",
+                 "--band-widths", "1-3", "--band-extent", "pulses", "--band-mode", "additive",
+                 "--row-drift", "0.1"]) == 0
+    truth = list(csv.DictReader(open(tmp_path / "set" / "domain_C" / "fault_truth.csv")))
+    assert len(truth) == 8 and {row["extent"] for row in truth} == {"pulses"} and truth[0]["mode"] == "additive"
+    with pytest.raises(SystemExit) as stopped:
+        main(["synth", str(tmp_path / "other"), "--band-widths", "wide"])
+    assert stopped.value.code == 2 and "--band-widths expects LOW-HIGH rows" in capsys.readouterr().err
+    assert main(["synth", str(tmp_path / "third"), "--band-widths", "3-1"]) == 2
+    assert "band widths must be 1 <= low <= high <= 5" in capsys.readouterr().err

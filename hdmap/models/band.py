@@ -59,14 +59,15 @@ class BandConfig:
     top_pieces: int = setting(3, "statistic family: pieces averaged", low=1)
     direction: str = setting("rows", "lines the matched filter follows: rows (horizontal bands: a damaged tooth), "
                              "columns or both", choices=DIRECTIONS)
-    transform: str = setting("log", "statistic single: intensity scale: log (multiplicative contrast and warm gain become offsets), "
-                             "linear, or percentile (each map divided by its own percentile)", choices=TRANSFORMS)
-    percentile: float = setting(50.0, "transform percentile: the percentile each map is divided by", low=0,
-                                high=100, low_open=True)
+    transform: str = setting("log", "statistic single: intensity scale: log (multiplicative contrast and warm gain "
+                             "become offsets), linear, or percentile (each map divided by its own percentile)",
+                             choices=TRANSFORMS)
+    percentile: float = setting(50.0, "the percentile transform (the family's, or single's transform percentile): the "
+                                "percentile each map is divided by", low=0, high=100, low_open=True)
     detrend: str = setting("column_profile", "what is subtracted first: each map's column profile, the condition's "
                            "train mean map, or the neighbouring lines", choices=DETRENDS)
-    compare_neighbours: bool = setting(False, "statistic single: a run's mean minus the mean of the same run in the two neighbouring "
-                                       "lines")
+    compare_neighbours: bool = setting(False, "statistic single: a run's mean minus the mean of the same run in the "
+                                       "two neighbouring lines (the family has both)")
     runs: tuple[float, ...] = setting((1.0, 0.5, 0.25), "run lengths of the matched filter, as fractions of a line "
                                       "(each in (0, 1])")
     polarity: str = setting("bright", "bands brighter, darker, or either (|statistic|)", choices=POLARITIES)
@@ -94,7 +95,6 @@ class BandConfig:
             raise ValueError(f"gate.kind {self.gate.kind!r} (discover_on {self.gate.discover_on!r}) reads backbone "
                              f"features; the band detector has none (a gate on intensity: intensity, discover on "
                              f"intensity, oracle)")
-
 
     @property
     def transforms(self) -> tuple[str, ...]:
@@ -130,7 +130,10 @@ def fit_log_floor(maps: torch.Tensor) -> float:
     return max(float(np.percentile((flat / medians[:, None]).cpu().numpy(), FLOOR_PERCENTILE)), 1e-3)
 
 
-def shrunk(fitted: list[tuple[torch.Tensor, torch.Tensor]], counts: list[int]) -> list[tuple[torch.Tensor, torch.Tensor]]:
+Statistics = tuple[torch.Tensor, torch.Tensor]  # (centre, scale) per line and filter
+
+
+def shrunk(fitted: list[Statistics], counts: list[int]) -> list[Statistics]:
     """Each condition's (centre, scale) per line and filter, its scale shrunk by its count n towards the count-weighted
     within-condition scale times the condition's own typical ratio to it (the median over all lines and filters:
     hundreds of values), with weight n / (n + SHRINK_MAPS). A condition that is noisier as a whole keeps that; only
