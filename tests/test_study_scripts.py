@@ -165,3 +165,28 @@ def test_the_h2_table_reports_what_hdmap_fit_eval_measures_for_the_same_settings
     assert hdmap_main(args) == 0
     metrics = json.loads((tmp_path / "run" / "metrics.json").read_text())
     assert table_accuracy == f"{pct(metrics['holdout']['accuracy'])}"
+
+
+def test_the_band_family_rule_takes_the_best_worst_family_among_the_near_best_means():
+    """band_families.py's rule, fixed before its run: among candidates within 1 point of the best mean tune AUROC
+    over the band families, the best worst family (not simply the best mean); the non-band families choose nothing."""
+    band_families = importlib.import_module("band_families")
+    tune = {  # candidate -> tune AUROC per family
+        "family, per condition (defaults)": {"synth bands": 0.99, "drifting rows": 0.93, "spots": 0.50},
+        "family, pooled, median/MAD": {"synth bands": 1.00, "drifting rows": 0.935, "spots": 0.99},
+        "single, as before": {"synth bands": 1.00, "drifting rows": 0.80, "spots": 0.99},
+    }
+
+    def result(family: str) -> dict:
+        band = {name: {"tune": {"auroc": tune.get(name, {}).get(family, 0.5)}}
+                for name in band_families.BAND_CANDIDATES}
+        return {"family": family, "metrics": {"band": band, **{name: {"tune": {"auroc": 0.5}}
+                                                             for name in band_families.PATCHCORE_RUNS}}}
+
+    results = [result(family) for family in ("synth bands", "drifting rows", "spots")]
+    chosen, rows = band_families.choose_band_default(results)
+    assert chosen == "family, pooled, median/MAD"  # best mean 0.9675 and best worst family 0.935
+    tune["family, pooled, median/MAD"]["drifting rows"] = 0.90  # worst family now below the defaults' 0.93
+    results = [result(family) for family in ("synth bands", "drifting rows", "spots")]  # its mean 0.95: eligible
+    assert band_families.choose_band_default(results)[0] == "family, per condition (defaults)"
+    assert {row["candidate"] for row in rows} == set(band_families.BAND_CANDIDATES)

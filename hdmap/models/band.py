@@ -73,7 +73,9 @@ class BandConfig:
     polarity: str = setting("bright", "bands brighter, darker, or either (|statistic|)", choices=POLARITIES)
     centre_scale: str = setting("mean_std", "normalisation of a line statistic on train: mean_std, or median_mad "
                                 "(robust)", choices=CENTRES)
-    per_condition: bool = setting(False, "line statistics per gate-assigned condition (cold / warm) instead of pooled")
+    per_condition: bool = setting(True, "line statistics per gate-assigned condition (cold / warm; scales shrunk "
+                                  "towards the pooled ones by count) instead of pooled; pooled, with a note, when the "
+                                  "gate does not split train into two clear conditions")
     image_score: str = setting("max", "image score: the largest line statistic (max) or the mean of the top_k",
                                choices=IMAGE_SCORES)
     top_k: int = setting(3, "image_score top: lines averaged", low=1)
