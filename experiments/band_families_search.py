@@ -34,9 +34,13 @@ def search_row(family: str, contrast: float, seed: int, args) -> dict:
     tuned = max(bands, key=lambda name: bands[name]["tune"]["auroc"])
     references["band tuned"] = bands[tuned]
     name = f"{family.replace(' ', '_')}_x{contrast:g}_seed{seed}"
-    summary = run_search(SearchOptions(data_root=root, space=str(SPACES_DIR / args.space), num_samples=args.trials,
-                                       storage=str(Path(args.storage).resolve()), name=name, verbose=0,
-                                       max_concurrent=args.max_concurrent))
+    finished = Path(args.storage) / name / "summary.json"
+    if finished.is_file():  # a search this script ran before: its summary, not a second search
+        summary = json.loads(finished.read_text())
+    else:
+        summary = run_search(SearchOptions(data_root=root, space=str(SPACES_DIR / args.space),
+                                           num_samples=args.trials, storage=str(Path(args.storage).resolve()),
+                                           name=name, verbose=0, max_concurrent=args.max_concurrent))
     winner = summary["best"]
     holdout = {name: m["holdout"]["auroc"] for name, m in references.items()}
     best = max(holdout, key=holdout.get)
@@ -44,7 +48,8 @@ def search_row(family: str, contrast: float, seed: int, args) -> dict:
     split = json.loads((study / "split.json").read_text())
     return {"set": f"{family} x{contrast:g} seed {seed}", "trials": summary["n_trials"],
             "winner holdout AUROC %": pct(winner["holdout"]["auroc"]),
-            "winner fusion": winner["full_config"]["model"]["fusion"],
+            "winner": winner["start"] or "TPE", "kept the defaults": "yes" if summary["versus_defaults"]["defaults_won"]
+            else "no", "winner fusion": winner["full_config"]["model"]["fusion"],
             **{f"{name} %": pct(value) for name, value in holdout.items()},
             "band tuned =": tuned, "best of the four": best, "winner - best": f"{gap:+.1f}",
             "within 1": "yes" if gap >= -1 else "NO",
