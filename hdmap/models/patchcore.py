@@ -15,11 +15,11 @@ from torch import nn
 from hdmap.condition_names import COLD, CONDITIONS, WARM
 from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.splits import select_references
+from hdmap.evaluation.metrics import auroc
 from hdmap.gating.gates import Gate
 from hdmap.models.band import BandDetector
 from hdmap.models.embedding import flatten_patches, patch_embedding
 from hdmap.models.memory_bank import MemoryBank
-from hdmap.evaluation.metrics import auroc
 from hdmap.models.patchcore_config import AUTO_CHOICES, FitPlan, PatchCoreConfig, fit_condition_stats
 from hdmap.statistics import held_out_projection, is_bimodal
 
