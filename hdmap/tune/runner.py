@@ -13,6 +13,7 @@ from hdmap import search_spaces
 from hdmap.atomic_files import write_text_atomic
 from hdmap.config import ConfigError, merge
 from hdmap.kinds.registry import kind_of, settings_of
+from hdmap.tune.cluster_fit import check_placeable
 from hdmap.tune.spaces import load_space
 from hdmap.tune.start_points import start_points
 
@@ -167,6 +168,7 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
     from hdmap.tune.trainables import trainable
 
     share = gpus_per_trial(options)
+    check_placeable(options.cpus_per_trial, share, ray_nodes())
     if options.gpus_per_trial == "auto":
         print(f"[hdmap] --gpus-per-trial auto: {share:g} GPU per trial ({options.max_concurrent} concurrent trials on "
               f"the cluster's {ray_gpus():g} GPU(s))", file=sys.stderr)
@@ -274,6 +276,12 @@ def check_counts(options: SearchOptions) -> None:
         raise ConfigError(f"--cpus-per-trial expects a number > 0, got {options.cpus_per_trial!r}")
 
 
+def ray_nodes() -> list[dict]:
+    import ray
+
+    return ray.nodes() if ray.is_initialized() else []
+
+
 def ray_gpus() -> float:
     import ray
 
@@ -361,6 +369,9 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
     from hdmap.tune.growable_search import GrowableSearch, raise_restored_budget
     from hdmap.tune.spaces import optuna_search
 
+    start_ray(options, exp_dir)
+    # before the search's records are written: a request no node can place is refused, leaving no search to resume
+    trainable = build_trainable(options, base_config, metric, split_path, root, space_taps(space, base_config))
     if not split_path.exists():
         data.split.save(split_path)
     write_text_atomic(exp_dir / RUN_FILE, json.dumps({"options": asdict(options), "data_root": root,
@@ -369,8 +380,6 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
                                                       "space_text": options.space_path().read_text(),
                                                       "space_changes": space_changes},
                                                      indent=2))
-    start_ray(options, exp_dir)
-    trainable = build_trainable(options, base_config, metric, split_path, root, space_taps(space, base_config))
     if options.resume and tune.Tuner.can_restore(str(exp_dir)):
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=options.retry_failed)

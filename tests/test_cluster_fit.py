@@ -1,0 +1,57 @@
+"""A trial's request no node of the Ray cluster can hold is refused before the search starts, naming the flag (Ray
+would leave every trial PENDING for ever)."""
+import pytest
+
+from hdmap.config import ConfigError
+from hdmap.tune.cluster_fit import check_placeable
+
+CPU_NODE = {"Alive": True, "Resources": {"CPU": 2.0, "memory": 1e9}}
+GPU_NODE = {"Alive": True, "Resources": {"CPU": 16.0, "GPU": 8.0}}
+DEAD_GPU_NODE = {"Alive": False, "Resources": {"CPU": 64.0, "GPU": 8.0}}
+
+
+def test_requests_a_node_can_hold_pass():
+    check_placeable(1, 0, [CPU_NODE])
+    check_placeable(2, 0, [CPU_NODE])
+    check_placeable(4, 0.25, [CPU_NODE, GPU_NODE])  # a share fits any GPU
+    check_placeable(16, 8, [GPU_NODE])
+
+
+def test_gpus_on_a_cluster_without_them_are_refused_naming_the_flag_and_the_nodes():
+    with pytest.raises(ConfigError, match=r"--gpus-per-trial 1: no node of the Ray cluster has 1 GPU\(s\) \(its "
+                                          r"nodes: 2 CPU, 0 GPU\); every trial would wait for ever"):
+        check_placeable(1, 1, [CPU_NODE, DEAD_GPU_NODE])  # a dead node places nothing
+    with pytest.raises(ConfigError, match="--gpus-per-trial 9"):
+        check_placeable(1, 9, [GPU_NODE])
+
+
+def test_more_cpus_than_any_node_has_are_refused():
+    with pytest.raises(ConfigError, match="--cpus-per-trial 3: no node of the Ray cluster has 3 CPUs"):
+        check_placeable(3, 0, [CPU_NODE])
+
+
+def test_cpus_and_gpus_that_no_single_node_has_together_are_refused():
+    big_cpu = {"Alive": True, "Resources": {"CPU": 32.0}}
+    small_gpu = {"Alive": True, "Resources": {"CPU": 4.0, "GPU": 1.0}}
+    with pytest.raises(ConfigError, match="no single node of the Ray cluster has both"):
+        check_placeable(8, 1, [big_cpu, small_gpu])
+
+
+@pytest.mark.parametrize("flags, named", [({"gpus_per_trial": 1.0}, "--gpus-per-trial 1"),
+                                          ({"cpus_per_trial": 3.0}, "--cpus-per-trial 3")])
+def test_a_search_asking_for_what_the_local_cluster_lacks_ends_at_once_and_leaves_no_search(flags, named, synth_root,
+                                                                                            tmp_path):
+    import ray
+
+    from hdmap.tune.runner import RUN_FILE, SearchOptions, run_search
+
+    ray.shutdown()
+    ray.init(num_cpus=2, num_gpus=0, include_dashboard=False, logging_level="WARNING")
+    try:
+        options = SearchOptions(data_root=str(synth_root), model="band", num_samples=2, verbose=0, name="never",
+                                storage=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"), **flags)
+        with pytest.raises(ConfigError, match=named):
+            run_search(options)
+        assert not (tmp_path / "runs" / "never" / RUN_FILE).exists()  # nothing for --resume to find
+    finally:
+        ray.shutdown()
