@@ -155,3 +155,14 @@ def test_a_tap_set_of_a_shared_model_is_checked_like_a_new_one(tmp_path):
     cache.backbone(SPEC, "cpu")
     with pytest.raises(ConfigError, match=r"\[99\] not among the 2 blocks"):
         cache.backbone(replace(SPEC, taps=(0, 99)), "cpu")
+
+
+def test_an_empty_hdmap_cache_is_the_default_folder_not_the_current_one(monkeypatch):
+    from pathlib import Path
+
+    from hdmap.features.cache import default_cache_dir
+
+    monkeypatch.setenv("HDMAP_CACHE", "")
+    assert default_cache_dir() == Path.home() / ".cache" / "hdmap" / "features"
+    monkeypatch.setenv("HDMAP_CACHE", "/somewhere")
+    assert default_cache_dir() == Path("/somewhere")

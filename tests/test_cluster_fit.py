@@ -55,3 +55,14 @@ def test_a_search_asking_for_what_the_local_cluster_lacks_ends_at_once_and_leave
         assert not (tmp_path / "runs" / "never" / RUN_FILE).exists()  # nothing for --resume to find
     finally:
         ray.shutdown()
+
+
+@pytest.mark.parametrize("name", ["../escaped", "a/b", "/tmp/elsewhere", ".."])
+def test_an_experiment_name_that_is_a_path_is_refused(name, synth_root, tmp_path):
+    from hdmap.tune.runner import SearchOptions, run_search
+
+    options = SearchOptions(data_root=str(synth_root), model="band", num_samples=1, verbose=0, name=name,
+                            storage=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"))
+    with pytest.raises(ConfigError, match="an experiment name is one folder name inside --storage"):
+        run_search(options)
+    assert not (tmp_path / "escaped").exists() and not (tmp_path / "runs").exists()

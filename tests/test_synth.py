@@ -200,3 +200,32 @@ def test_hdmap_synth_draws_the_asked_shapes_and_names_a_bad_width(tmp_path, caps
     assert stopped.value.code == 2 and "--band-widths expects LOW-HIGH rows" in capsys.readouterr().err
     assert main(["synth", str(tmp_path / "third"), "--band-widths", "3-1"]) == 2
     assert "band widths must be 1 <= low <= high <= 5" in capsys.readouterr().err
+
+
+def test_hdmap_synth_refuses_a_folder_holding_a_set_and_replaces_it_with_overwrite(tmp_path, capsys):
+    from hdmap.cli.main import main
+
+    out = tmp_path / "set"
+    assert main(["synth", str(out), "--domains", "C", "--n-train", "30", "--n-test", "10"]) == 0
+    assert main(["synth", str(out), "--domains", "C", "--n-train", "10", "--n-test", "10"]) == 2
+    assert "domain_C already holds a data set" in capsys.readouterr().err
+    assert len(list((out / "domain_C" / "train" / "good").iterdir())) == 30  # untouched
+    assert main(["synth", str(out), "--domains", "C", "--n-train", "10", "--n-test", "10", "--overwrite"]) == 0
+    assert len(list((out / "domain_C" / "train" / "good").iterdir())) == 10  # no stale maps mixed in
+
+
+@pytest.mark.parametrize("args, said", [(["--n-test", "-4"], "expects an integer >= 2, got '-4'"),
+                                        (["--n-train", "0"], "expects an integer >= 1, got '0'")])
+def test_hdmap_synth_refuses_counts_that_draw_nothing(args, said, tmp_path, capsys):
+    from hdmap.cli.main import main
+
+    with pytest.raises(SystemExit) as stopped:
+        main(["synth", str(tmp_path / "set"), *args])
+    assert stopped.value.code == 2 and said in capsys.readouterr().err
+
+
+def test_hdmap_synth_refuses_an_unknown_domain_before_writing_any(tmp_path, capsys):
+    from hdmap.cli.main import main
+
+    assert main(["synth", str(tmp_path / "set"), "--domains", "CE", "--n-train", "4", "--n-test", "4"]) == 2
+    assert "unknown synthetic domain(s) 'E'" in capsys.readouterr().err and not (tmp_path / "set").exists()

@@ -170,13 +170,19 @@ def fault_truth_rows(data: dict, config: SynthConfig) -> list[dict]:
     return out
 
 
+def check_domains(domains: str, specs: dict = DEFAULT_DOMAINS) -> None:
+    unknown = [domain for domain in domains if domain not in specs]
+    if unknown or not domains:
+        raise ValueError(f"--domains {domains!r}: unknown synthetic domain(s) {''.join(unknown)!r}; known: "
+                         f"{''.join(specs)}")
+
+
 def write_dataset(out: str | Path, config: SynthConfig, progress=None) -> Path:
     """Write `OUT/domain_X/{train/good,test/good,test/fault}/NNNNNN.tiff` plus two CSVs per domain:
     `train_conditions.csv` (the hidden truth, `path,condition`) and `fault_truth.csv` (where each fault is)."""
     out = Path(out)
+    check_domains(config.domains, config.specs)  # before anything is written: no half-written set
     for domain in config.domains:
-        if domain not in config.specs:
-            raise ValueError(f"unknown synthetic domain {domain!r}; known: {''.join(config.specs)}")
         data = generate_domain(domain, config)
         root = out / f"domain_{domain}"
         for subset, maps in (("train/good", data["train"]), ("test/good", data["good"]), ("test/fault", data["fault"])):

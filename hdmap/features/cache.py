@@ -39,7 +39,9 @@ _DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns, inode) -> SH
 
 
 def default_cache_dir() -> Path:
-    return Path(os.environ.get("HDMAP_CACHE", Path.home() / ".cache" / "hdmap" / "features"))
+    """$HDMAP_CACHE, or ~/.cache/hdmap/features when it is unset or empty (an empty value is not the current
+    folder)."""
+    return Path(os.environ.get("HDMAP_CACHE") or Path.home() / ".cache" / "hdmap" / "features")
 
 
 def content_digest(path: str | Path) -> str:

@@ -266,6 +266,13 @@ def note_ray_left_behind(exp_dir: Path) -> None:
               f"({record})", file=sys.stderr)
 
 
+def check_name(name: str) -> None:
+    """An experiment name is one folder inside --storage: a path (`../x`, `a/b`, an absolute path) is refused."""
+    if not name or name in (".", "..") or Path(name).name != name or "/" in name or "\\" in name:
+        raise ConfigError(f"--name {name!r}: an experiment name is one folder name inside --storage (no '/', '..' or "
+                          f"absolute path); use --storage to choose where experiments are kept")
+
+
 def check_counts(options: SearchOptions) -> None:
     """Counts a search cannot run with (the CLI refuses them too): named, before anything starts."""
     for name, least in (("num_samples", 1), ("max_concurrent", 1), ("repeats", 1), ("max_retries", 0)):
@@ -294,6 +301,8 @@ def run_search(options: SearchOptions) -> dict:
     from hdmap.data.domain import load_domain
     from hdmap.tune.data_fit import fit_space_to_data
 
+    if options.name is not None:
+        check_name(options.name)
     if options.resume:
         options.name = options.name or latest_experiment(options.storage)
         saved = json.loads((experiment_dir(options) / RUN_FILE).read_text())
