@@ -20,11 +20,11 @@ import torch
 from hdmap.config import plain
 from hdmap.data.synth import SynthConfig, generate_domain
 from hdmap.evaluation.results_file import markdown_table, write_results
-from hdmap.models.band import BandConfig, BandDetector
+from hdmap.models.band import BandSettings, BandModel
 
-SETTINGS = {"defaults (family)": BandConfig(),
-            "one filter (statistic single)": BandConfig(statistic="single"),
-            "costliest": BandConfig(direction="both", per_condition=True, widths=(1, 2, 3, 4),
+SETTINGS = {"defaults (family)": BandSettings(),
+            "one filter (statistic single)": BandSettings(statistic="single"),
+            "costliest": BandSettings(direction="both", per_condition=True, widths=(1, 2, 3, 4),
                                     runs=(1.0, 0.5, 0.25, 0.1), centre_scale="median_mad", image_score="top")}
 
 
@@ -56,7 +56,7 @@ def main() -> None:
     test = torch.from_numpy(np.stack(data["good"] + data["fault"])).to(args.device)
     rows = []
     for name, config in SETTINGS.items():
-        detector = BandDetector(config, tuple(train.shape[1:])).to(args.device)
+        detector = BandModel(config, tuple(train.shape[1:])).to(args.device)
         fit = seconds(lambda: detector.fit(train), args.repeats, args.device)
         score = seconds(lambda: detector.score(test), args.repeats, args.device)
         rows.append({"settings": name, "filters per line": config.members, "train maps": len(train),

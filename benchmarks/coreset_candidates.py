@@ -41,10 +41,10 @@ def reference_patches(root: str, cache_dir: str) -> torch.Tensor:
     from hdmap.data.domain import load_domain
     from hdmap.features.cache import FeatureCache
     from hdmap.jobs.fit_eval import resolve_config
-    from hdmap.kinds.patchcore import build_module
+    from hdmap.kinds.patchcore.kind import build_module
     from hdmap.models.embedding import flatten_patches
-    from hdmap.models.patchcore_config import fit_condition_stats
-    from hdmap.run.patchcore_pipeline import cached_features
+    from hdmap.kinds.patchcore.settings import fit_condition_stats
+    from hdmap.kinds.patchcore.pipeline import cached_features
 
     config = resolve_config(root, None, None, [], "tf_efficientnet_lite0")
     with tempfile.TemporaryDirectory() as folder:

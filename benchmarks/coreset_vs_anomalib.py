@@ -24,11 +24,11 @@ def reference_patches(n_maps: int) -> torch.Tensor:
     from hdmap.data.domain import load_domain
     from hdmap.data.synthetic_default import ensure_embedded_dataset
     from hdmap.features.cache import FeatureCache
-    from hdmap.kinds.patchcore import build_module
+    from hdmap.kinds.patchcore.kind import build_module
     from hdmap.kinds.registry import default_config, settings_of
     from hdmap.models.embedding import flatten_patches
-    from hdmap.models.patchcore_config import fit_condition_stats
-    from hdmap.run.patchcore_pipeline import cached_features
+    from hdmap.kinds.patchcore.settings import fit_condition_stats
+    from hdmap.kinds.patchcore.pipeline import cached_features
 
     config = settings_of(default_config())
     with tempfile.TemporaryDirectory() as folder:

@@ -32,14 +32,14 @@ from pathlib import Path
 
 import torch
 
-# the most expensive PatchCore setting of search_spaces/gated_patchcore.yaml: the largest input, the earliest tap
+# the most expensive PatchCore setting of search_spaces/hdmap_patchcore.yaml: the largest input, the earliest tap
 # pair, the largest bank, all of train, two banks plus calibration, the widest context, re-weighting, band fusion
 MOST_EXPENSIVE = {"image_size": 518, "resize": "aspect", "backbone": {"taps": [6, 11]},
                   "model": {"shots": None, "bank_mode": "soft", "bank_size": 20000, "context_ks": [0, 2, 4],
                             "image_score": "max", "reweight_k": 9, "band_weight": 4.0, "fusion": "max",
                             "input_norm": "percentile"}}
 SPACE = """
-model_name: gated_patchcore
+model_name: hdmap_patchcore
 metric: accuracy_cv
 fixed:
   backbone: {{name: dinov2_vits14, weights: {weights}, taps: [8, 11]{kwargs}}}

@@ -24,8 +24,8 @@ from hdmap.features.backbones import BackboneSpec, build_backbone
 from hdmap.data.transforms import MapTransform
 from hdmap.config import plain
 from hdmap.features.feature_datamodule import FeatureDataModule
-from hdmap.models.lightning_patchcore import GatedPatchCore, gather_predictions
-from hdmap.models.patchcore_config import PatchCoreConfig
+from hdmap.kinds.patchcore.module import PatchCoreModule, gather_predictions
+from hdmap.kinds.patchcore.settings import PatchCoreSettings
 from hdmap.run.trainer import make_trainer
 
 TAPS = (2, 3)
@@ -40,11 +40,11 @@ def run_ours(refs, test, args) -> tuple[np.ndarray, float, float]:
     """The path every hdmap run takes: the Lightning module, fitted by Trainer.fit on the datamodule of its plan,
     scored by Trainer.predict (here on features computed in the loop, as anomalib's are)."""
     backbone = build_backbone(BackboneSpec(taps=TAPS))
-    config = PatchCoreConfig(bank_mode="mixed", shots=None, reference_sampling="uniform",
+    config = PatchCoreSettings(bank_mode="mixed", shots=None, reference_sampling="uniform",
                              coreset_ratio=args.coreset_ratio, bank_size=None, coreset_method="greedy",
                              projection_dim=128, reweight_k=args.k, context_ks=(0,), seed=0, input_norm="none",
                              band_weight=0.0, fusion="none", image_score="max")  # anomalib's ratio and score
-    module = GatedPatchCore(model=plain(config))
+    module = PatchCoreModule(model=plain(config))
     start = time.perf_counter()
     with torch.no_grad():
         grids = [torch.cat(parts).numpy() for parts in zip(*[backbone(b) for b in batches(refs)])]

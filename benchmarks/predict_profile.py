@@ -42,7 +42,7 @@ def timed_stages(run) -> tuple[float, dict]:
         setattr(owner, attr, wrapper)
         patches.append((owner, attr, original))
         if owner_name is None:  # imported by name elsewhere
-            import hdmap.models.patchcore as core
+            import hdmap.kinds.patchcore.model as core
             setattr(core, attr, wrapper)
             patches.append((core, attr, original))
     start = time.perf_counter()
@@ -55,8 +55,8 @@ def timed_stages(run) -> tuple[float, dict]:
 
 
 def profile(config: dict, data, cache, repeats: int) -> dict:
-    from hdmap.kinds.patchcore import build_module
-    from hdmap.run import patchcore_pipeline as pipeline
+    from hdmap.kinds.patchcore.kind import build_module
+    from hdmap.kinds.patchcore import pipeline
 
     from hdmap.kinds.registry import settings_of
 

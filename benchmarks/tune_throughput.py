@@ -1,6 +1,6 @@
 """Trials per hour of the same search (same space, seed, trials) with the feature cache and without it.
 
-    python benchmarks/tune_throughput.py [--num-samples 8] [--space search_spaces/gated_patchcore_quick.yaml]
+    python benchmarks/tune_throughput.py [--num-samples 8] [--space search_spaces/hdmap_patchcore_quick.yaml]
 Prints the table and writes it, stamped, to benchmarks/results/tune_throughput.md (`--out`).
 Three runs: cache on starting empty (its first trials pay for extraction, like a first search), cache on
 again (warm: what every later trial of a long search sees), cache off (every trial re-runs the backbone and
@@ -37,7 +37,7 @@ def main() -> None:
     p.add_argument("--num-samples", type=int, default=8)
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--space", default=str(SPACES_DIR / "gated_patchcore_quick.yaml"))
+    p.add_argument("--space", default=str(SPACES_DIR / "hdmap_patchcore_quick.yaml"))
     p.add_argument("--out", default=str(Path(__file__).resolve().parent / "results" / "tune_throughput.md"))
     args = p.parse_args()
     rows = []

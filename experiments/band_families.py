@@ -35,7 +35,7 @@ from hdmap.evaluation.results_file import markdown_table, pct, stamp, write_resu
 from hdmap.features.backbones import OFFLINE_BACKBONE
 from hdmap.jobs.fit_eval import DataOptions, fit_eval
 from hdmap.kinds.registry import default_config, settings_of, validate
-from hdmap.run import band_pipeline
+from hdmap.kinds.band import pipeline as band_pipeline
 
 RESULTS = Path(__file__).resolve().parent / "results"
 N_TRAIN, N_TEST = 200, 100
@@ -50,7 +50,7 @@ BAND_FAMILIES = {  # name -> SynthConfig options: what a gearbox draws beyond `h
 OTHER_FAMILIES = {"spots": {"defect": "spot"}, "missing ridge": {"defect": "ridge"}}  # defects that are not bands
 CONTRASTS = (0.6, 0.4)  # contrast_scale: cold bands x1.18 / x1.12 (the standard set's 1.3 x 0.6 / 0.4)
 SEEDS = (11, 12)
-BAND_CANDIDATES = {  # name -> band settings over BandConfig's defaults ({}: the defaults); the same nine settings
+BAND_CANDIDATES = {  # name -> band settings over BandSettings's defaults ({}: the defaults); the same nine settings
     # as when the rule chose (per_condition was then False by default, and "family, per condition" won)
     "family, per condition (defaults)": {},
     "family, pooled": {"per_condition": False},
@@ -296,7 +296,7 @@ def main() -> None:
              for r in sorted(candidates, key=lambda r: -r["mean"])]
     lines += markdown_table(table, ["candidate", "settings", "mean", "worst family"] + families)
     lines += ["", f"Chosen: **{chosen}**" + (" (the shipped defaults)." if chosen == DEFAULT_CANDIDATE else
-                                             " (NOT the shipped defaults: change BandConfig and rerun)."), "",
+                                             " (NOT the shipped defaults: change BandSettings and rerun)."), "",
               "## Step 2: holdout AUROC % [95 % CI] per set, threshold from tune", "",
               "\"family's best on tune\": of every band candidate, PatchCore alone and the fit-eval defaults, the best "
               "mean tune AUROC over the family's sets; its holdout AUROC is the reference of \"default - reference\" "

@@ -1,5 +1,5 @@
 """Does a short search reach the best detector of each band family? An 8-trial search of the quick space
-(`hdmap tune --space gated_patchcore_quick.yaml --num-samples 8`) on one set per family of
+(`hdmap tune --space hdmap_patchcore_quick.yaml --num-samples 8`) on one set per family of
 experiments/band_families.py, its winner's holdout AUROC against the best of: the band detector tuned on the set's
 tune maps (the best of band_families.py's candidates), PatchCore alone, PatchCore fused by max, and the fit-eval
 defaults (the last three: band_families.py's runs of the same set, same split). Run band_families.py first.
@@ -66,7 +66,7 @@ def main() -> None:
     parser.add_argument("--families", nargs="*", default=list(BAND_FAMILIES) + list(OTHER_FAMILIES))
     parser.add_argument("--contrast", type=float, default=0.4)
     parser.add_argument("--seed", type=int, default=11)
-    parser.add_argument("--space", default="gated_patchcore_quick.yaml")
+    parser.add_argument("--space", default="hdmap_patchcore_quick.yaml")
     parser.add_argument("--trials", type=int, default=8)
     parser.add_argument("--max-concurrent", type=int, default=2)
     parser.add_argument("--study-storage", default="runs/band_families", help="band_families.py's --storage")

@@ -18,10 +18,10 @@ import yaml
 
 from hdmap.data.industrial import READERS, IndustrialDataset
 from hdmap.evaluation.results_file import markdown_table, write_results
-from hdmap.models.feclip.model import describe_clip
-from hdmap.models.feclip.module import FEClipModule
+from hdmap.kinds.feclip.model import describe_clip
+from hdmap.kinds.feclip.module import FEClipModule
 from hdmap.evaluation.zero_shot_benchmark import PAPER, benchmark_metrics
-from hdmap.run.feclip_training import predict_feclip, seed_everything, train_feclip
+from hdmap.kinds.feclip.training import predict_feclip, seed_everything, train_feclip
 
 RESULTS = Path(__file__).resolve().parent / "results"
 
@@ -34,7 +34,7 @@ def main(argv=None) -> int:
     p.add_argument("--mvtec-root")
     p.add_argument("--clip-model", default="ViT-L-14-336")
     p.add_argument("--clip-weights", default="openai", help="open_clip tag, or a local weights file")
-    p.add_argument("--model-yaml", help="YAML of further FEClipConfig settings (taps, band, mix, ...)")
+    p.add_argument("--model-yaml", help="YAML of further FEClipSettings settings (taps, band, mix, ...)")
     p.add_argument("--image-size", type=int, default=336)
     p.add_argument("--epochs", type=int, default=9)
     p.add_argument("--batch-size", type=int, default=16)

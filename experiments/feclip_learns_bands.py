@@ -16,10 +16,10 @@ import numpy as np
 from tqdm import tqdm
 
 from hdmap.evaluation.results_file import markdown_table
-from hdmap.models.feclip.model import describe_clip
+from hdmap.kinds.feclip.model import describe_clip
 from hdmap.config import merge, parse_set
 from hdmap.kinds.registry import default_config, settings_of, validate
-from hdmap.run.feclip_pipeline import fit_and_score_feclip
+from hdmap.kinds.feclip.pipeline import fit_and_score_feclip
 from study import Study, study_parser
 
 SMALL_CLIP = {"clip_weights": "none", "taps": [1, 2, 3, 4],

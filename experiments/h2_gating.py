@@ -24,10 +24,10 @@ from hdmap.models.embedding import flatten_patches
 from hdmap.models.memory_bank import knn
 from hdmap.config import merge
 from hdmap.kinds.registry import default_config, settings_of, validate
-from hdmap.kinds.patchcore import BASELINE_MODEL
+from hdmap.kinds.patchcore.kind import BASELINE_MODEL
 from hdmap.data.domain import load_domain
 from hdmap.kinds.registry import fit_and_score
-from hdmap.run.patchcore_pipeline import cached_features
+from hdmap.kinds.patchcore.pipeline import cached_features
 
 RESULTS = Path(__file__).resolve().parent / "results"
 COLUMNS = ["shots/cond", "bank", "gate", "context k", "holdout acc %", "oracle acc %", "AUROC %", "cold AUROC %",

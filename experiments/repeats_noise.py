@@ -22,7 +22,7 @@ from hdmap.features.cache import FeatureCache
 from hdmap.config import merge
 from hdmap.data.domain import load_domain
 from hdmap.kinds.registry import fit_and_score
-from hdmap.kinds.kind import trial_values
+from hdmap.run.record import tune_values
 from hdmap.tune.trainables import full_config
 
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -61,7 +61,7 @@ def main(argv=None) -> int:
         per_seed = []
         for seed in range(args.repeats):
             seeded = merge(config, {"model": {"seed": seed}})
-            per_seed.append(trial_values(fit_and_score(seeded, data, cache, tune_only=True)[2]["tune"], metric)["objective"])
+            per_seed.append(tune_values(fit_and_score(seeded, data, cache, tune_only=True)[2]["tune"], metric)["objective"])
         rows.append({"trial": trial["trial"], "seeds": per_seed, "mean": float(np.mean(per_seed)),
                      "sd": float(np.std(per_seed, ddof=1)), "shots": config["model"]["shots"]})
     first = np.array([r["seeds"][0] for r in rows])

@@ -43,7 +43,7 @@ def fit_eval_defaults(root: str, out: Path, cache_dir: str | None) -> Path:
 def search(root: str, storage: Path, name: str, num_samples: int, cache_dir: str | None) -> Path:
     exp_dir = storage / name
     if not (exp_dir / "summary.json").exists():  # an interrupted search continues where it stopped
-        run_search(SearchOptions(data_root=root, space=str(SPACES_DIR / "gated_patchcore_quick.yaml"),
+        run_search(SearchOptions(data_root=root, space=str(SPACES_DIR / "hdmap_patchcore_quick.yaml"),
                                  num_samples=num_samples, storage=str(storage), name=name, cache_dir=cache_dir,
                                  verbose=0, resume=(exp_dir / "hdmap_search.json").exists()))
     return exp_dir
@@ -104,7 +104,7 @@ def main(argv=None) -> int:
     lines += stamp(args.data_root or "the synthetic study sets of experiments/synthetic_sets.py",
                    f"`{OFFLINE_BACKBONE}` (weights `default`, the quick space's taps)", args.data_root is None)
     lines += [f"- sets: {describe_sets(args.seeds) if not args.data_root else 'your data, domain C'}",
-              f"- search: `hdmap tune --data-root ROOT --space search_spaces/gated_patchcore_quick.yaml --num-samples "
+              f"- search: `hdmap tune --data-root ROOT --space search_spaces/hdmap_patchcore_quick.yaml --num-samples "
               f"{args.num_samples}` (objective tune accuracy_cv; the defaults are trial 1 and stay the winner unless a trial beats them by more than one standard error); defaults: "
               f"`hdmap fit-eval --data-root ROOT --backbone {OFFLINE_BACKBONE}`; the same tune/holdout split",
               "- holdout accuracy at each run's own tune threshold and AUROC, 95 % stratified bootstrap intervals;"

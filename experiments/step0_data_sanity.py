@@ -11,7 +11,7 @@ import torch
 
 from hdmap.evaluation.metrics import auroc
 from hdmap.evaluation.results_file import markdown_table
-from hdmap.gating.gates import Gate, GateConfig, gate_accuracy
+from hdmap.gating.gates import build_gate, GateSettings, gate_accuracy
 from study import Study, study_parser
 
 COLUMNS = ["domain", "subset", "n", "mean", "p90", "max"]
@@ -42,7 +42,7 @@ def main(argv=None) -> int:
                 stats.append({"domain": domain, "subset": subset, "n": len(maps), "mean": f"{maps.mean():.3f}",
                               "p90": f"{np.percentile(maps, 90):.3f}", "max": f"{maps.max():.2f}"})
         p90 = np.percentile(data.test_maps.reshape(len(data.test_maps), -1), 90, axis=1)
-        gate = Gate(GateConfig("intensity"))
+        gate = build_gate(GateSettings("intensity"))
         assignment = gate.assign_train(torch.from_numpy(data.train_maps), None)
         routed, _ = gate.route(torch.from_numpy(data.test_maps), None)
         gates.append({"domain": domain, "p90 AUROC warm vs cold %": 100 * auroc(p90, (conditions == "warm").astype(int)),

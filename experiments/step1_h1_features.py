@@ -22,7 +22,7 @@ from hdmap.evaluation.metrics import auroc
 from hdmap.evaluation.results_file import describe_backbone, markdown_table
 from hdmap.features.backbones import BackboneSpec
 from hdmap.features.cache import FeatureCache
-from hdmap.gating.gates import Gate, GateConfig
+from hdmap.gating.gates import build_gate, GateSettings
 from hdmap.models.embedding import flatten_patches, patch_embedding
 from hdmap.models.memory_bank import MemoryBank
 from study import FAST_BACKBONE, Study, study_parser
@@ -69,7 +69,7 @@ def main(argv=None) -> int:
         specs = [(FAST_BACKBONE["name"], [0, 1])]
     else:
         specs = [("tf_efficientnet_lite0", [1, 2, 3])]
-    gate = Gate(GateConfig("intensity"))
+    gate = build_gate(GateSettings("intensity"))
     assignment = gate.assign_train(torch.from_numpy(data.train_maps), None)
     names = np.array(["cold", "warm"])[assignment.numpy()]
     references = sample_per_condition(names, study.args.shots, 0)["cold"]

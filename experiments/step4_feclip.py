@@ -11,10 +11,10 @@ from __future__ import annotations
 import copy
 
 from hdmap.evaluation.results_file import markdown_table, pct
-from hdmap.models.feclip.model import TINY_CLIP, describe_clip
+from hdmap.kinds.feclip.model import TINY_CLIP, describe_clip
 from hdmap.config import merge, parse_set
 from hdmap.kinds.registry import default_config, settings_of, validate
-from hdmap.run.feclip_pipeline import fit_and_score_feclip
+from hdmap.kinds.feclip.pipeline import fit_and_score_feclip
 from study import Study, study_parser
 
 COLUMNS = ["variant", "holdout acc %", "oracle acc %", "AUROC %", "cold AUROC %", "warm AUROC %"]

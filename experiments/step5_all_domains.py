@@ -16,7 +16,7 @@ from rich.progress import track
 from hdmap.evaluation.results_file import describe_backbone, markdown_table, pct
 from hdmap.features.cache import FeatureCache
 from hdmap.kinds.registry import validate
-from hdmap.kinds.patchcore import BASELINE_MODEL
+from hdmap.kinds.patchcore.kind import BASELINE_MODEL
 from hdmap.kinds.registry import fit_and_score
 from study import Study, study_parser
 

@@ -114,7 +114,7 @@ def main(argv=None) -> int:
              **{c: mean_sd([v[c] for v in per_seed]) for c in VALUES}}
             for (set_name, name, shots), per_seed in results.items()]
     base = study.base
-    lines = [f"# Step 6: condition-invariant inputs and the band descriptor at equal shots", ""]
+    lines = ["# Step 6: condition-invariant inputs and the band descriptor at equal shots", ""]
     lines += stamp(root, f"`{base['backbone']['name']}` (weights `{base['backbone']['weights']}`, taps "
                          f"{list(base['backbone']['taps'])}), {base['image_size']} px {base['resize']}", True)
     if hard:

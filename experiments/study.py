@@ -8,7 +8,7 @@ from hdmap.data.synthetic_default import ensure_embedded_dataset
 from hdmap.evaluation.results_file import describe_backbone, stamp
 from hdmap.config import merge, parse_set
 from hdmap.kinds.registry import default_config, validate
-from hdmap.kinds.patchcore import BASELINE_MODEL
+from hdmap.kinds.patchcore.kind import BASELINE_MODEL
 from hdmap.data.domain import load_domain
 
 RESULTS = Path(__file__).resolve().parent / "results"

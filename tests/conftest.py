@@ -51,7 +51,7 @@ def tiny_config():
     descriptor) so that each test switches on only what it tests."""
     from hdmap.config import merge
     from hdmap.kinds.registry import default_config
-    from hdmap.kinds.patchcore import BASELINE_MODEL
+    from hdmap.kinds.patchcore.kind import BASELINE_MODEL
     return merge(default_config(), {"backbone": TINY_BACKBONE, "image_size": 112,
                                      "model": {"shots": 4, "coreset_ratio": 0.5, "bank_size": None, "calibration_maps": 6,
                                                **BASELINE_MODEL}})
@@ -73,7 +73,7 @@ def feature_cache(tmp_path_factory):
 
 # A search space of the tiny random ViT for end-to-end searches (one bad shots value makes trials fail).
 TINY_SPACE = """
-model_name: gated_patchcore
+model_name: hdmap_patchcore
 metric: accuracy
 fixed:
   backbone: {name: dinov2_vits14, weights: none, taps: [0, 1], model_kwargs: {depth: 2, embed_dim: 24, num_heads: 2}}

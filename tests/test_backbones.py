@@ -63,10 +63,10 @@ def test_local_weights_file_and_missing_file(tmp_path):
 def test_a_clip_weights_path_that_is_not_a_file_is_an_error_for_fe_clip_and_clip_backbones(tmp_path):
     """One CLIP builder serves both: the same check, the same error."""
     from hdmap.features.backbones import BackboneWeightsError
-    from hdmap.models.feclip.model import TINY_CLIP, FEClipConfig, build_clip
+    from hdmap.kinds.feclip.model import TINY_CLIP, FEClipSettings, build_clip
 
     with pytest.raises(BackboneWeightsError, match="not a file"):
-        build_clip(FEClipConfig(**{**TINY_CLIP, "clip_weights": str(tmp_path)}))
+        build_clip(FEClipSettings(**{**TINY_CLIP, "clip_weights": str(tmp_path)}))
     with pytest.raises(BackboneWeightsError, match="not a file"):
         build_backbone(BackboneSpec(name="clip:ViT-B-32", weights=str(tmp_path), taps=(0,)))
 

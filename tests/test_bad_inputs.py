@@ -262,14 +262,14 @@ def test_checkpoints_and_results_are_written_atomically(tmp_path, monkeypatch):
     ("feclip", "train.lr=-1", "config key 'train.lr' expects [0, inf), got -1"),
     ("feclip", "feclip.temperature=0", "config key 'feclip.temperature' expects (0, inf), got 0"),  # open range
     ("feclip", "train.checkpoint=/no/such/feclip.ckpt", "config key 'train.checkpoint' expects an existing file"),
-    ("gated_patchcore", "split.tune_fraction=x", "config key 'split.tune_fraction' expects float, got 'x'"),  # float
-    ("gated_patchcore", "split.tune_fraction=1", "config key 'split.tune_fraction' expects (0, 1), got 1"),
-    ("gated_patchcore", "model.coreset_ratio=2", "config key 'model.coreset_ratio' expects (0, 1], got 2"),  # range
-    ("gated_patchcore", "model.distance=manhattan", "config key 'model.distance' expects one of l2, cosine"),  # choice
-    ("gated_patchcore", "model.context_ks=[0,-2]", "config key 'model.context_ks' expects items >= 0"),  # list
-    ("gated_patchcore", "model.band.runs=[half]", "config key 'model.band.runs' expects tuple[float, ...]"),
-    ("gated_patchcore", "image_size=0", "config key 'image_size' expects [14, inf), got 0"),
-    ("gated_patchcore", "resize=stretch", "config key 'resize' expects one of nearest, bilinear, aspect"),
+    ("hdmap_patchcore", "split.tune_fraction=x", "config key 'split.tune_fraction' expects float, got 'x'"),  # float
+    ("hdmap_patchcore", "split.tune_fraction=1", "config key 'split.tune_fraction' expects (0, 1), got 1"),
+    ("hdmap_patchcore", "model.coreset_ratio=2", "config key 'model.coreset_ratio' expects (0, 1], got 2"),  # range
+    ("hdmap_patchcore", "model.distance=manhattan", "config key 'model.distance' expects one of l2, cosine"),  # choice
+    ("hdmap_patchcore", "model.context_ks=[0,-2]", "config key 'model.context_ks' expects items >= 0"),  # list
+    ("hdmap_patchcore", "model.band.runs=[half]", "config key 'model.band.runs' expects tuple[float, ...]"),
+    ("hdmap_patchcore", "image_size=0", "config key 'image_size' expects [14, inf), got 0"),
+    ("hdmap_patchcore", "resize=stretch", "config key 'resize' expects one of nearest, bilinear, aspect"),
     ("band", "band.top_k=0", "config key 'band.top_k' expects [1, inf), got 0"),
 ])
 def test_every_kind_of_setting_is_checked_at_the_edge_by_its_field(model, setting, words, root, tmp_path, capsys):

@@ -12,10 +12,10 @@ from sklearn.metrics import roc_auc_score
 from hdmap.cli.main import main
 from hdmap.config import ConfigError, merge, plain
 from hdmap.kinds.registry import default_config, fit_and_score, validate
-from hdmap.models.band import BandConfig, BandDetector
-from hdmap.models.lightning_band import BandModel
-from hdmap.models.patchcore import GatedPatchCoreModel
-from hdmap.models.patchcore_config import AUTO_CHOICES, PatchCoreConfig
+from hdmap.models.band import BandSettings, BandModel
+from hdmap.kinds.band.module import BandModule
+from hdmap.kinds.patchcore.model import PatchCoreModel
+from hdmap.kinds.patchcore.settings import AUTO_CHOICES, PatchCoreSettings
 
 from conftest import TINY_BACKBONE_SETS
 
@@ -43,17 +43,17 @@ def train_maps():
     return noise_maps(200, seed=0)
 
 
-def band_auroc(config: BandConfig, train: np.ndarray, contrast: float = 1.1) -> float:
+def band_auroc(config: BandSettings, train: np.ndarray, contrast: float = 1.1) -> float:
     good, faulty = noise_maps(100, seed=1), with_band(noise_maps(100, seed=2), contrast, seed=3)
-    detector = BandDetector(config).fit(train)
+    detector = BandModel(config).fit(train)
     scores = detector.score(np.concatenate([good, faulty]))["scores"].numpy()
     return roc_auc_score([0] * len(good) + [1] * len(faulty), scores)
 
 
 def test_a_one_row_band_of_contrast_1_1_in_noise_is_found(train_maps):
     # noise sd 0.1 per pixel: a full row's mean moves by log(1.1) = 0.095 against a row-mean sd of 0.01
-    assert band_auroc(BandConfig(), train_maps) >= 0.99
-    assert band_auroc(BandConfig(), train_maps, contrast=1.0) < 0.7  # no band: chance, the test can fail
+    assert band_auroc(BandSettings(), train_maps) >= 0.99
+    assert band_auroc(BandSettings(), train_maps, contrast=1.0) < 0.7  # no band: chance, the test can fail
 
 
 def test_a_partial_band_needs_a_partial_run(train_maps):
@@ -61,17 +61,17 @@ def test_a_partial_band_needs_a_partial_run(train_maps):
     faulty = noise_maps(100, seed=2)
     faulty[:, 15, 10:30] *= 1.15  # a fifth of the row
     labels = [0] * 100 + [1] * 100
-    scores = {runs: BandDetector(BandConfig(statistic="single", runs=runs, polarity="bright")).fit(train_maps).score(
+    scores = {runs: BandModel(BandSettings(statistic="single", runs=runs, polarity="bright")).fit(train_maps).score(
         np.concatenate([good, faulty]))["scores"].numpy() for runs in ((1.0,), (1.0, 0.2))}
     assert roc_auc_score(labels, scores[(1.0, 0.2)]) > roc_auc_score(labels, scores[(1.0,)]) + 0.1
 
 
 @pytest.mark.parametrize("statistic", ["family", "single"])
 def test_a_warm_map_scores_as_its_cold_twin_under_the_log_transform(train_maps, statistic):
-    detector = BandDetector(BandConfig(statistic=statistic, transform="log")).fit(train_maps)
+    detector = BandModel(BandSettings(statistic=statistic, transform="log")).fit(train_maps)
     cold = with_band(noise_maps(20, seed=4), 1.1, seed=5).astype(np.float64)
     assert torch.allclose(detector.score(cold)["scores"], detector.score(1.4 * cold)["scores"], atol=1e-9)
-    linear = BandDetector(BandConfig(statistic="single", transform="linear")).fit(train_maps)  # the check can fail
+    linear = BandModel(BandSettings(statistic="single", transform="linear")).fit(train_maps)  # the check can fail
     assert not torch.allclose(linear.score(cold)["scores"], linear.score(1.4 * cold)["scores"], atol=1e-3)
 
 
@@ -83,22 +83,22 @@ FAMILY_CHOICES = {"widths": [(1,), (1, 2), (2, 3)], "pieces": [0, 6], "top_piece
 SINGLE_CHOICES = {"transform": ["log", "linear", "percentile"], "compare_neighbours": [False, True]}  # single only
 
 
-def changed(choices: dict, base: BandConfig) -> list:
+def changed(choices: dict, base: BandSettings) -> list:
     """Every value that is not the default, whatever the defaults are."""
     return [(key, value) for key, values in choices.items() for value in values if value != getattr(base, key)]
 
 
-SETTINGS = ([(key, value, "family") for key, value in changed({**CHOICES, **FAMILY_CHOICES}, BandConfig())] +
+SETTINGS = ([(key, value, "family") for key, value in changed({**CHOICES, **FAMILY_CHOICES}, BandSettings())] +
             [(key, value, "single") for key, value in changed({**CHOICES, **SINGLE_CHOICES},
-                                                              BandConfig(statistic="single")) if key != "statistic"])
+                                                              BandSettings(statistic="single")) if key != "statistic"])
 
 
 @pytest.mark.parametrize("key,value,statistic", SETTINGS)
 def test_every_band_setting_changes_the_score(key, value, statistic, domain_c):
-    base = BandConfig(statistic=statistic)
+    base = BandSettings(statistic=statistic)
     maps = domain_c.test_maps
-    before = BandDetector(base).fit(domain_c.train_maps, domain_c.train_truth).score(maps)["scores"]
-    after = BandDetector(replace(base, **{key: value})).fit(domain_c.train_maps, domain_c.train_truth).score(maps)
+    before = BandModel(base).fit(domain_c.train_maps, domain_c.train_truth).score(maps)["scores"]
+    after = BandModel(replace(base, **{key: value})).fit(domain_c.train_maps, domain_c.train_truth).score(maps)
     assert not torch.allclose(before, after["scores"])
 
 
@@ -106,22 +106,22 @@ def test_every_band_setting_changes_the_score(key, value, statistic, domain_c):
 def test_the_dependent_band_settings_change_the_score(key, value, domain_c):
     parent = {"percentile": {"statistic": "single", "transform": "percentile"}, "top_k": {"image_score": "top"},
               "gate": {"per_condition": True}}[key]
-    base = BandDetector(BandConfig(**parent)).fit(domain_c.train_maps, domain_c.train_truth)
-    other = BandDetector(BandConfig(**parent, **{key: value})).fit(domain_c.train_maps, domain_c.train_truth)
+    base = BandModel(BandSettings(**parent)).fit(domain_c.train_maps, domain_c.train_truth)
+    other = BandModel(BandSettings(**parent, **{key: value})).fit(domain_c.train_maps, domain_c.train_truth)
     assert not torch.allclose(base.score(domain_c.test_maps)["scores"], other.score(domain_c.test_maps)["scores"])
 
 
 def test_per_condition_statistics_pool_with_a_note_when_a_condition_is_too_small(train_maps):
-    detector = BandDetector(BandConfig(per_condition=True)).fit(train_maps)  # one condition: noise maps
+    detector = BandModel(BandSettings(per_condition=True)).fit(train_maps)  # one condition: noise maps
     assert bool(detector.pooled) and "pooled" in detector.notes[0]
 
 
 def test_the_band_checkpoint_is_data_only_and_reloads_to_the_same_scores(train_maps, tmp_path):
-    model = BandModel(plain(BandConfig(per_condition=True, gate={"kind": "discover"})), SHAPE).fit(
+    model = BandModule(plain(BandSettings(per_condition=True, gate={"kind": "discover"})), SHAPE).fit(
         np.concatenate([train_maps, 1.4 * train_maps]))
     from hdmap.models.checkpoint_files import lightning_checkpoint
     torch.save(lightning_checkpoint(model), tmp_path / "band.ckpt")
-    reloaded = BandModel.load_from_checkpoint(tmp_path / "band.ckpt", map_location="cpu", weights_only=True)
+    reloaded = BandModule.load_from_checkpoint(tmp_path / "band.ckpt", map_location="cpu", weights_only=True)
     maps = noise_maps(10, seed=9)
     assert torch.equal(model.score(maps)["scores"], reloaded.score(maps)["scores"])
     assert not bool(reloaded.core.pooled) and reloaded.core.config.gate.kind == "discover"
@@ -144,10 +144,10 @@ def grids_of(maps: np.ndarray) -> list[torch.Tensor]:
     return [torch.cat([pooled, pooled ** 2, pooled.sqrt()], dim=1)]
 
 
-def fitted_patchcore(fusion: str, train: np.ndarray, **model) -> GatedPatchCoreModel:
-    config = PatchCoreConfig(**{"input_norm": "none", "band_weight": 0.0, "calibration_maps": 8, "fusion": fusion,
+def fitted_patchcore(fusion: str, train: np.ndarray, **model) -> PatchCoreModel:
+    config = PatchCoreSettings(**{"input_norm": "none", "band_weight": 0.0, "calibration_maps": 8, "fusion": fusion,
                                 **model})
-    return GatedPatchCoreModel(config).fit(grids_of(train), train)
+    return PatchCoreModel(config).fit(grids_of(train), train)
 
 
 def test_fusion_none_is_patchcore_exactly(train_maps):
@@ -197,22 +197,23 @@ def test_band_kind_runs_fit_eval_and_eval_reproduces_it(synth_root, tmp_path):
 
 
 def test_band_only_in_a_patchcore_config_runs_no_backbone(domain_c, monkeypatch):
-    from hdmap.run import patchcore_pipeline
+    from hdmap.kinds.patchcore import pipeline as patchcore_pipeline
 
     monkeypatch.setattr(patchcore_pipeline, "fit_and_score", lambda *a, **k: pytest.fail("PatchCore ran"))
     config = validate(merge(default_config(), {"model": {"fusion": "band_only"}}))
     module, outputs, metrics = fit_and_score(config, domain_c, cache=None)
-    assert isinstance(module, BandModel) and "no backbone ran" in metrics["notes"][0]
+    assert isinstance(module, BandModule) and "no backbone ran" in metrics["notes"][0]
     band = fit_and_score(default_config(model_name="band"), domain_c)[1]
     assert torch.equal(outputs["scores"], band["scores"])  # the same detector as the band kind
 
 
 def test_a_search_over_model_fusion_starts_with_the_defaults_then_the_band_detector():
     from hdmap.tune.spaces import load_space
-    from hdmap.tune.start_points import BAND_ONLY_LABEL, DEFAULTS_LABEL, start_points
+    from hdmap.kinds.patchcore.kind import BAND_ONLY_LABEL
+    from hdmap.tune.start_points import DEFAULTS_LABEL, start_points
     from hdmap.tune.runner import SPACES_DIR
 
-    for name in ("gated_patchcore_quick", "gated_patchcore", "patchcore_quick", "patchcore"):
+    for name in ("hdmap_patchcore_quick", "hdmap_patchcore", "patchcore_quick", "patchcore"):
         space = load_space(SPACES_DIR / f"{name}.yaml")
         starts = start_points(space, space.base_config())
         assert [s["label"] for s in starts] == [DEFAULTS_LABEL, BAND_ONLY_LABEL]
@@ -260,7 +261,7 @@ def test_a_condition_of_eight_train_maps_does_not_inflate_its_normal_scores(monk
     cold, warm = noise_maps(300, seed=12), 1.4 * noise_maps(300, seed=13)
 
     def warm_above_cold_p95() -> float:
-        detector = BandDetector(BandConfig(per_condition=True)).fit(train)
+        detector = BandModel(BandSettings(per_condition=True)).fit(train)
         assert not bool(detector.pooled) and "8" in detector.notes[0]
         return float((detector.score(warm)["scores"] > detector.score(cold)["scores"].quantile(0.95)).double().mean())
 
@@ -284,7 +285,7 @@ def test_clipped_zero_pixels_are_not_dark_outliers_under_the_log_transform(monke
     labels = [0] * 100 + [1] * 100
 
     def auroc_both_polarities() -> float:
-        detector = BandDetector(BandConfig(polarity="both")).fit(train)
+        detector = BandModel(BandSettings(polarity="both")).fit(train)
         return roc_auc_score(labels, detector.score(test)["scores"].numpy())
 
     fitted = auroc_both_polarities()
@@ -314,9 +315,9 @@ def test_the_family_finds_what_no_single_filter_finds_on_both_shapes(train_maps)
     sets = {"drift": (drifting[:200], drift_test), "wide": (train_maps, wide)}
     result = {}
     for name, (train, test) in sets.items():
-        for label, config in (("family", BandConfig()), ("plain", BandConfig(statistic="single")),
-                              ("neighbours", BandConfig(statistic="single", compare_neighbours=True))):
-            result[name, label] = roc_auc_score(labels, BandDetector(config).fit(train).score(test)["scores"].numpy())
+        for label, config in (("family", BandSettings()), ("plain", BandSettings(statistic="single")),
+                              ("neighbours", BandSettings(statistic="single", compare_neighbours=True))):
+            result[name, label] = roc_auc_score(labels, BandModel(config).fit(train).score(test)["scores"].numpy())
     assert result["drift", "neighbours"] > result["drift", "plain"] + 0.05  # each shape needs the other filter
     assert result["wide", "plain"] > result["wide", "neighbours"] + 0.05
     for name in sets:
@@ -326,7 +327,7 @@ def test_the_family_finds_what_no_single_filter_finds_on_both_shapes(train_maps)
 def test_a_checkpoint_from_before_the_family_loads_as_the_one_filter_it_was(train_maps, tmp_path):
     from hdmap.models.checkpoint_files import lightning_checkpoint
 
-    model = BandModel(plain(BandConfig(statistic="single")), SHAPE).fit(train_maps)
+    model = BandModule(plain(BandSettings(statistic="single")), SHAPE).fit(train_maps)
     model.core.log_floor.fill_(1e-3)  # the floor before
     old = lightning_checkpoint(model)
     for key in ("statistic", "widths", "pieces", "top_pieces"):  # what the hparams held then
@@ -334,7 +335,7 @@ def test_a_checkpoint_from_before_the_family_loads_as_the_one_filter_it_was(trai
     old["state_dict"]["core.mean_map"] = old["state_dict"]["core.mean_map"][:, 0]
     old["state_dict"].pop("core.log_floor")
     torch.save(old, tmp_path / "old.ckpt")
-    reloaded = BandModel.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu", weights_only=True)
+    reloaded = BandModule.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu", weights_only=True)
     maps = noise_maps(10, seed=9)
     assert reloaded.core.config.statistic == "single"
     assert torch.equal(model.score(maps)["scores"], reloaded.score(maps)["scores"])

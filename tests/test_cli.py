@@ -3,7 +3,7 @@ import json
 import pytest
 
 from hdmap.cli.main import main
-from hdmap.models.feclip.model import TINY_CLIP
+from hdmap.kinds.feclip.model import TINY_CLIP
 from hdmap.config import ConfigError, merge, parse_set
 from hdmap.kinds.registry import default_config, validate
 
@@ -106,10 +106,10 @@ def test_backbone_flag_sets_its_presets():
 
 def test_one_place_for_defaults():
     from hdmap.features.backbones import BACKBONES, BackboneSpec
-    from hdmap.models.patchcore_config import PatchCoreConfig
+    from hdmap.kinds.patchcore.settings import PatchCoreSettings
 
     config = default_config()
-    assert config["model"] == PatchCoreConfig().to_dict()
+    assert config["model"] == PatchCoreSettings().to_dict()
     assert tuple(config["backbone"]["taps"]) == BackboneSpec().taps == BACKBONES[BackboneSpec().name].taps
 
 
@@ -126,7 +126,7 @@ def test_fit_eval_feclip_fewshot_variant(synth_root, tmp_path):
 
 
 def test_eval_scores_benchmark_adapters_zero_shot(synth_root, tmp_path, capsys):
-    from hdmap.models.feclip.module import FEClipModule
+    from hdmap.kinds.feclip.module import FEClipModule
 
     settings = {**default_config(model_name="feclip")["feclip"], **TINY_CLIP}
     FEClipModule(model=settings).trainer_free_save(tmp_path / "adapters.ckpt")  # what feclip_benchmark.py writes
@@ -138,3 +138,19 @@ def test_eval_scores_benchmark_adapters_zero_shot(synth_root, tmp_path, capsys):
     metrics = json.loads((tmp_path / "zero" / "metrics.json").read_text())
     assert metrics["model"] == "feclip" and metrics["config"]["feclip"]["clip_kwargs"] == TINY_CLIP["clip_kwargs"]
     assert (tmp_path / "zero" / "split.json").exists()
+
+
+def test_every_search_option_is_a_flag_and_is_passed_on():
+    """SearchOptions is built from its own fields: a new field is a new flag (or stays at its default, named here)."""
+    import argparse
+    from dataclasses import fields
+
+    from hdmap.cli.tune import ARGUMENT_OF, add_tune, options_from
+    from hdmap.tune.runner import SearchOptions
+
+    parser = argparse.ArgumentParser()
+    add_tune(parser.add_subparsers())
+    args = parser.parse_args(["tune", "--num-samples", "3", "--set", "model.shots=4", "--model", "gated_patchcore"])
+    assert [f.name for f in fields(SearchOptions) if not hasattr(args, ARGUMENT_OF.get(f.name, f.name))] == ["verbose"]
+    options = options_from(args)
+    assert (options.num_samples, options.sets, options.model) == (3, ["model.shots=4"], "hdmap_patchcore")

@@ -131,14 +131,14 @@ def test_each_option_changes_the_objective(option, tiny_config, domain_c, featur
 
 def test_normalised_model_reloads_and_scores_the_same(tiny_config, domain_c, feature_cache, tmp_path):
     from hdmap.models.checkpoint_files import lightning_checkpoint
-    from hdmap.models.lightning_patchcore import GatedPatchCore
-    from hdmap.run.patchcore_pipeline import score_saved_module
+    from hdmap.kinds.patchcore.module import PatchCoreModule
+    from hdmap.kinds.patchcore.pipeline import score_saved_module
 
     config = copy.deepcopy(tiny_config)
     config["model"].update({"input_norm": "row_profile", "band_weight": 0.5})
     module, outputs, _ = fit_and_score(config, domain_c, feature_cache)
     torch.save(lightning_checkpoint(module), tmp_path / "m.ckpt")
-    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
+    reloaded = PatchCoreModule.load_from_checkpoint(tmp_path / "m.ckpt", map_location="cpu")
     again, _ = score_saved_module(reloaded, settings_of(config), domain_c, feature_cache)
     assert torch.allclose(again["scores"], outputs["scores"], rtol=1e-5)
 
@@ -167,7 +167,7 @@ def test_a_checkpoint_from_before_the_rename_loads_its_condition_statistics(tiny
 
     from hdmap.kinds.registry import fit_and_score
     from hdmap.models.checkpoint_files import lightning_checkpoint
-    from hdmap.models.lightning_patchcore import GatedPatchCore
+    from hdmap.kinds.patchcore.module import PatchCoreModule
 
     module, _, _ = fit_and_score(tiny_config, domain_c, feature_cache)
     checkpoint = lightning_checkpoint(module)
@@ -175,6 +175,6 @@ def test_a_checkpoint_from_before_the_rename_loads_its_condition_statistics(tiny
            for key, value in checkpoint["state_dict"].items()}
     assert any(key.startswith("core.map_stats.") for key in old)
     torch.save({**checkpoint, "state_dict": old}, tmp_path / "old.ckpt")
-    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
+    reloaded = PatchCoreModule.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
     for key, value in module.core.condition_stats.state_dict().items():
         assert torch.equal(reloaded.core.condition_stats.state_dict()[key], value)

@@ -91,12 +91,12 @@ def test_composable_greedy_on_the_gpu_matches_the_cpu_choice_in_size_and_device(
 
 
 def test_the_settings_refuse_a_bad_method_or_bank_size_by_name():
-    from hdmap.models.patchcore_config import PatchCoreConfig
+    from hdmap.kinds.patchcore.settings import PatchCoreSettings
 
     with pytest.raises(ValueError, match="'coreset_method' expects one of greedy, composable, got 'kmeans'"):
-        PatchCoreConfig(coreset_method="kmeans")
+        PatchCoreSettings(coreset_method="kmeans")
     with pytest.raises(ValueError, match=r"'bank_size' expects \[1, inf\)"):
-        PatchCoreConfig(bank_size=0)
+        PatchCoreSettings(bank_size=0)
 
 
 class HostSyncs(TorchFunctionMode):

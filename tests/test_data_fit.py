@@ -27,12 +27,12 @@ def hundred_maps(tmp_path_factory):
 
 def test_the_quick_space_drops_the_shots_the_gate_cannot_hold(hundred_maps):
     data = load_domain(str(hundred_maps), "C")
-    space = load_space(SPACES_DIR / "gated_patchcore_quick.yaml")
+    space = load_space(SPACES_DIR / "hdmap_patchcore_quick.yaml")
     notes = fit_space_to_data(space, space.base_config(), data)
     shots = next(p for p in space.params if p.key == "model.shots")
     assert shots.values == [8, 16, 32, None] and len(notes) == 1 and space.notes == notes
     assert "'model.shots' dropped [64]" in notes[0] and "cold" in notes[0] and "warm" in notes[0]
-    untouched = load_space(SPACES_DIR / "gated_patchcore_quick.yaml")  # 200 maps hold 64: nothing dropped
+    untouched = load_space(SPACES_DIR / "hdmap_patchcore_quick.yaml")  # 200 maps hold 64: nothing dropped
     embedded = load_domain(str(hundred_maps), "C")
     embedded.train_maps = embedded.train_maps.repeat(2, axis=0)
     embedded.train = embedded.train * 2
@@ -43,7 +43,7 @@ def test_the_largest_kept_shots_fit_with_soft_banks_and_fusion_and_one_more_does
     from hdmap.features.cache import FeatureCache
 
     data = load_domain(str(hundred_maps), "C", tmp_path / "split.json")
-    space = load_space(SPACES_DIR / "gated_patchcore_quick.yaml")
+    space = load_space(SPACES_DIR / "hdmap_patchcore_quick.yaml")
     note = fit_space_to_data(space, space.base_config(), data)[0]
     most = int(note.split("at most ")[1].split(" ")[0])
     base = merge(space.base_config(), {"backbone": TINY_BACKBONE, "image_size": 112,
@@ -59,12 +59,12 @@ def test_a_range_is_clipped_and_a_space_with_no_choice_left_is_an_error_naming_t
                                                                                            capsys):
     data = load_domain(str(hundred_maps), "C")
     ranged = tmp_path / "ranged.yaml"
-    ranged.write_text("model_name: gated_patchcore\nparams:\n  model.shots: {int: [4, 80]}\n")
+    ranged.write_text("model_name: hdmap_patchcore\nparams:\n  model.shots: {int: [4, 80]}\n")
     space = load_space(ranged)
     fit_space_to_data(space, space.base_config(), data)
     assert space.params[0].values[0] == 4 and space.params[0].values[1] < 50
     impossible = tmp_path / "impossible.yaml"
-    impossible.write_text("model_name: gated_patchcore\nparams:\n  model.shots: {choice: [64, 128]}\n")
+    impossible.write_text("model_name: hdmap_patchcore\nparams:\n  model.shots: {choice: [64, 128]}\n")
     space = load_space(impossible)
     with pytest.raises(ConfigError, match="'model.shots': no choice this data can hold: at most"):
         fit_space_to_data(space, space.base_config(), data)
@@ -86,7 +86,7 @@ def test_few_shot_feclip_shots_are_fitted_to_its_gate(hundred_maps, tmp_path):
 def test_the_shipped_quick_space_on_100_train_maps_runs_every_trial(hundred_maps, tmp_path):
     from hdmap.tune.runner import SearchOptions, run_search
 
-    summary = run_search(SearchOptions(data_root=str(hundred_maps), space=str(SPACES_DIR / "gated_patchcore_quick.yaml"),
+    summary = run_search(SearchOptions(data_root=str(hundred_maps), space=str(SPACES_DIR / "hdmap_patchcore_quick.yaml"),
                                        num_samples=2, storage=str(tmp_path / "runs"), name="hundred",
                                        cache_dir=str(tmp_path / "cache"), verbose=0))
     assert summary["n_trials"] == 2 and summary["n_failed"] == 0

@@ -17,3 +17,14 @@ def test_every_relative_link_resolves():
             if not target.startswith(("http://", "https://", "mailto:")) and not (page.parent / target).exists():
                 broken.append(f"{page.relative_to(REPO)} -> {target}")
     assert broken == []
+
+
+def test_results_page_is_the_generated_index_of_the_results_tables():
+    import importlib.util
+
+    script = Path(__file__).resolve().parents[1] / "experiments" / "results_index.py"
+    spec = importlib.util.spec_from_file_location("results_index", script)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    assert (script.parents[1] / "docs" / "results.md").read_text() == module.index_markdown(), (
+        "docs/results.md is stale: python experiments/results_index.py")

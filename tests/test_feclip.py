@@ -6,11 +6,11 @@ from hdmap.data.band_anomalies import band_training_set
 from hdmap.data.map_files import discover_domain, read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.evaluation.metrics import auroc
-from hdmap.models.feclip.adapters import FFE, LFS, LFS_STATS, FrequencyAdapter, band_statistic
-from hdmap.models.feclip.losses import feclip_loss
-from hdmap.models.feclip.dct import band_mask, dct2, dct_matrix, idct2
-from hdmap.models.feclip.model import FEClip, FEClipConfig
-from hdmap.models.feclip.module import FEClipModule
+from hdmap.kinds.feclip.adapters import FFE, LFS, LFS_STATS, FrequencyAdapter, band_statistic
+from hdmap.kinds.feclip.losses import feclip_loss
+from hdmap.kinds.feclip.dct import band_mask, dct2, dct_matrix, idct2
+from hdmap.kinds.feclip.model import FEClipModel, FEClipSettings
+from hdmap.kinds.feclip.module import FEClipModule
 
 TINY_CLIP = {"embed_dim": 32,
              "vision_cfg": {"layers": 4, "width": 64, "patch_size": 8, "image_size": 64, "head_width": 32},
@@ -106,7 +106,7 @@ def test_adapter_parameter_count_at_paper_size():
 
 
 def test_lambda_zero_gives_frozen_clip_tokens():
-    model = FEClip(FEClipConfig(**{**TINY, "mix": 0.0}))
+    model = FEClipModel(FEClipSettings(**{**TINY, "mix": 0.0}))
     images = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         x = model.visual._embeds(images)
@@ -175,7 +175,7 @@ def test_image_score_setting_picks_cls_map_max_or_their_sum():
     outputs = {}
     for score in ("cls", "map_max", "cls+map_max"):
         torch.manual_seed(1)  # the same adapters for every setting
-        model = FEClip(FEClipConfig(**{**TINY, "image_score": score}))
+        model = FEClipModel(FEClipSettings(**{**TINY, "image_score": score}))
         with torch.no_grad():
             outputs[score] = model(images)
     out = outputs["cls"]
@@ -183,4 +183,4 @@ def test_image_score_setting_picks_cls_map_max_or_their_sum():
     assert torch.allclose(outputs["map_max"]["score"], out["map"].flatten(1).max(dim=1).values)
     assert torch.allclose(outputs["cls+map_max"]["score"], out["cls_score"] + outputs["map_max"]["score"])
     with pytest.raises(ValueError, match="image_score"):
-        FEClipConfig(image_score="mean_map")
+        FEClipSettings(image_score="mean_map")

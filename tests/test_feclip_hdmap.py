@@ -6,10 +6,10 @@ import pytest
 import torch
 
 from hdmap.kinds.registry import settings_of
-from hdmap.models.feclip.model import TINY_CLIP
+from hdmap.kinds.feclip.model import TINY_CLIP
 from hdmap.config import merge
 from hdmap.kinds.registry import default_config, validate
-from hdmap.run.feclip_pipeline import fit_and_score_feclip, fit_feclip, score_feclip
+from hdmap.kinds.feclip.pipeline import fit_and_score_feclip, fit_feclip, score_feclip
 
 
 @pytest.fixture
@@ -83,7 +83,7 @@ def test_calibration_without_held_out_maps_falls_back_with_a_note(tiny_feclip, d
 
 
 def test_calibration_with_one_reference_and_none_held_out_is_refused(tiny_feclip, domain_c, monkeypatch):
-    from hdmap.run import feclip_pipeline
+    from hdmap.kinds.feclip import pipeline as feclip_pipeline
 
     module = fit_feclip(settings_of(merge(tiny_feclip, {"train": {"source": "none"}})), domain_c, progress=False)
     with pytest.raises(ValueError, match="condition 'cold' has 1 train map and none held out"):
@@ -120,10 +120,10 @@ def test_lfs_stat_is_searched_and_validated():
 
 
 def _count_tower_passes(monkeypatch):
-    from hdmap.models.feclip.model import FEClip
+    from hdmap.kinds.feclip.model import FEClipModel
 
-    seen, original = [], FEClip._run
-    monkeypatch.setattr(FEClip, "_run", lambda self, images: seen.append(images.shape[0]) or original(self, images))
+    seen, original = [], FEClipModel._run
+    monkeypatch.setattr(FEClipModel, "_run", lambda self, images: seen.append(images.shape[0]) or original(self, images))
     return seen
 
 

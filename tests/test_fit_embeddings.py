@@ -63,8 +63,8 @@ def test_every_bank_is_fitted_on_a_slice_of_the_one_buffer(tiny_config, domain_c
 def test_a_fit_epoch_over_a_datamodule_its_plan_did_not_make_is_refused(tiny_config, domain_c, feature_cache):
     """Fitting is prepare_fit, then Trainer.fit on the datamodule it returned; any other order is an error."""
     from hdmap.features.feature_datamodule import FeatureDataModule
-    from hdmap.kinds.patchcore import build_module
-    from hdmap.run.patchcore_pipeline import cached_features
+    from hdmap.kinds.patchcore.kind import build_module
+    from hdmap.kinds.patchcore.pipeline import cached_features
     from hdmap.run.trainer import make_trainer
 
     config = copy.deepcopy(tiny_config)

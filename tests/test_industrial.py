@@ -5,7 +5,7 @@ from PIL import Image
 
 from hdmap.data.industrial import DatasetLayoutError, IndustrialDataset, read_mvtec, read_visa
 from hdmap.evaluation.pro import aupro
-from hdmap.models.feclip.model import TINY_CLIP
+from hdmap.kinds.feclip.model import TINY_CLIP
 
 TINY_MODEL = TINY_CLIP
 

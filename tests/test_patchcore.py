@@ -6,12 +6,12 @@ import torch
 
 from hdmap.kinds.registry import settings_of
 from hdmap.models.checkpoint_files import lightning_checkpoint
-from hdmap.models.lightning_patchcore import GatedPatchCore
-from hdmap.kinds.patchcore import build_module
+from hdmap.kinds.patchcore.module import PatchCoreModule
+from hdmap.kinds.patchcore.kind import build_module
 from hdmap.kinds.registry import fit_and_score
 from hdmap.models.knn_choice import knn_choice
-from hdmap.run import patchcore_pipeline
-from hdmap.run.patchcore_pipeline import cached_features, score_patchcore
+from hdmap.kinds.patchcore import pipeline as patchcore_pipeline
+from hdmap.kinds.patchcore.pipeline import cached_features, score_patchcore
 
 
 def _config(base, **model):
@@ -83,7 +83,7 @@ def test_cpu_run_keeps_banks_and_knn_on_cpu(tiny_config, domain_c, feature_cache
     backbone = feature_cache.backbone(settings_of(config).backbone, "cpu")
     assert next(backbone.parameters()).device.type == "cpu"
     torch.save(lightning_checkpoint(module), feature_cache.root / "devices.ckpt")
-    reloaded = GatedPatchCore.load_from_checkpoint(feature_cache.root / "devices.ckpt", map_location="cpu")
+    reloaded = PatchCoreModule.load_from_checkpoint(feature_cache.root / "devices.ckpt", map_location="cpu")
     again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, settings_of(config), domain_c, feature_cache,
                                                                  "cpu")
     _assert_devices(reloaded, again, "cpu", cpu_knn.backend)  # eval
@@ -106,7 +106,7 @@ def test_cuda_run_puts_backbone_banks_and_knn_on_the_gpu(tiny_config, domain_c, 
     assert all(bank.index() is built_in_predict[name] for name, bank in module.core.banks.items())  # not rebuilt
     assert metrics["devices"]["banks"].startswith("cuda") and metrics["devices"]["backbone"].startswith("cuda")
     torch.save(lightning_checkpoint(module), tmp_path / "devices.ckpt")
-    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "devices.ckpt", map_location="cpu")
+    reloaded = PatchCoreModule.load_from_checkpoint(tmp_path / "devices.ckpt", map_location="cpu")
     again, eval_metrics = patchcore_pipeline.score_saved_module(reloaded, settings_of(config), domain_c, cache)
     reloaded.cuda()
     _assert_devices(reloaded, again, "cuda", knn_backend("cuda:0"))  # eval
@@ -156,7 +156,7 @@ def test_one_sided_gate_errors_in_gated_and_falls_back_in_soft(tiny_config, doma
                                            domain_c, feature_cache)
     assert set(module.core.banks) == {"mixed"} and metrics["notes"]
     torch.save(lightning_checkpoint(module), tmp_path / "fallback.ckpt")  # reloads as what was fitted
-    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "fallback.ckpt", map_location="cpu")
+    reloaded = PatchCoreModule.load_from_checkpoint(tmp_path / "fallback.ckpt", map_location="cpu")
     assert set(reloaded.core.banks) == {"mixed"} and len(reloaded.core.banks["mixed"]) > 0
     # the settings stay as asked; the fit's decision is recorded beside them
     assert module.core.settings.bank_mode == "soft" and module.core.fallback == "mixed"
@@ -177,7 +177,7 @@ def test_checkpoint_round_trip_identical_scores(tiny_config, domain_c, feature_c
     module, outputs, _ = fit_and_score(_config(tiny_config, bank_mode="soft", context_ks=[0, 1]), domain_c,
                                        feature_cache)
     torch.save(lightning_checkpoint(module), tmp_path / "model.ckpt")
-    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "model.ckpt", map_location="cpu")
+    reloaded = PatchCoreModule.load_from_checkpoint(tmp_path / "model.ckpt", map_location="cpu")
     _, test_grids = cached_features(settings_of(tiny_config), domain_c, feature_cache)
     again = score_patchcore(reloaded, test_grids, domain_c)
     assert torch.equal(again["scores"], outputs["scores"])
@@ -235,23 +235,23 @@ def test_default_inputs_follow_step6_and_plain_patchcore_takes_the_raw_maps(doma
     from hdmap.kinds.registry import default_config
 
     sizes = {}
-    for name in ("gated_patchcore", "patchcore"):
+    for name in ("hdmap_patchcore", "patchcore"):
         config = merge(default_config(model_name=name), {"backbone": TINY_BACKBONE, "image_size": 112,
                                                           "model": {"shots": 4}})
         module, _, metrics = fit_and_score(config, domain_c, feature_cache)
         sizes[name] = module.core.banks["mixed"].features.shape[1]
-        assert module.core.condition_stats.fitted == (name == "gated_patchcore")
+        assert module.core.condition_stats.fitted == (name == "hdmap_patchcore")
     assert metrics["config"]["model"]["input_norm"] == "none" and metrics["config"]["model"]["band_weight"] == 0
-    assert sizes["gated_patchcore"] == sizes["patchcore"] + 1  # the band-descriptor channel
+    assert sizes["hdmap_patchcore"] == sizes["patchcore"] + 1  # the band-descriptor channel
 
 
 def test_a_checkpoint_whose_hparams_still_hold_backbone_and_input_settings_loads(tmp_path):
-    """Earlier GatedPatchCore modules took backbone, image_size, resize and normalisation (unused): their
+    """Earlier PatchCoreModule modules took backbone, image_size, resize and normalisation (unused): their
     checkpoints load into the module that takes its model settings only."""
-    module = GatedPatchCore(model={"bank_mode": "mixed"})
+    module = PatchCoreModule(model={"bank_mode": "mixed"})
     old = {"state_dict": module.state_dict(), "pytorch-lightning_version": "2.6.0",
            "hyper_parameters": {"backbone": {"name": "dinov2_vits14"}, "model": {"bank_mode": "mixed"},
                                 "image_size": 448, "resize": "aspect", "normalisation": "backbone"}}
     torch.save(old, tmp_path / "old.ckpt")
-    reloaded = GatedPatchCore.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu", weights_only=True)
+    reloaded = PatchCoreModule.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu", weights_only=True)
     assert dict(reloaded.hparams) == {"model": {"bank_mode": "mixed"}}

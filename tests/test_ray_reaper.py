@@ -11,7 +11,7 @@ import pytest
 
 from hdmap.tune import ray_reaper
 
-pytestmark = pytest.mark.skipif(not ray_reaper.supported(), reason="the watcher reads /proc (Linux)")
+pytestmark = pytest.mark.skipif(not ray_reaper.supported(), reason="the watcher reads other processes' environments (psutil: Linux, macOS)")
 REPO = Path(__file__).resolve().parents[1]
 
 DRIVER = """

@@ -8,8 +8,11 @@ import pytest
 from hdmap.config import ConfigError, merge, plain
 from hdmap.features.backbones import BackboneSpec
 from hdmap.kinds.registry import KINDS, default_config, settings_of
-from hdmap.models.patchcore_config import PatchCoreConfig
-from hdmap.run.run_settings import BandRun, FEClipRun, PatchCoreRun, SplitSettings
+from hdmap.kinds.patchcore.settings import PatchCoreSettings
+from hdmap.kinds.band.settings import BandRun
+from hdmap.kinds.feclip.settings import FEClipRun
+from hdmap.kinds.patchcore.settings import PatchCoreRun
+from hdmap.run.settings import SplitSettings
 
 
 @pytest.mark.parametrize("name", sorted(KINDS))
@@ -26,7 +29,7 @@ def test_the_tree_is_typed_and_frozen_all_the_way_down():
     run = settings_of(merge(default_config(), {"backbone": {"taps": [1, 2]}, "model": {"context_ks": [0, 3],
                                                                                       "gate": {"kind": "oracle"}}}))
     assert isinstance(run, PatchCoreRun) and isinstance(run.backbone, BackboneSpec)
-    assert isinstance(run.model, PatchCoreConfig) and isinstance(run.split, SplitSettings)
+    assert isinstance(run.model, PatchCoreSettings) and isinstance(run.split, SplitSettings)
     assert run.backbone.taps == (1, 2) and run.model.context_ks == (0, 3) and run.model.gate.kind == "oracle"
     for holder, field in ((run, "image_size"), (run.model, "shots"), (run.model.gate, "kind"),
                           (run.model.band, "runs"), (run.split, "seed")):

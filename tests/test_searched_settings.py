@@ -10,7 +10,7 @@ import json
 import pytest
 import torch
 
-from hdmap.models.feclip.model import TINY_CLIP
+from hdmap.kinds.feclip.model import TINY_CLIP
 from hdmap.config import merge
 from hdmap.kinds.registry import validate
 from hdmap.kinds.registry import fit_and_score
@@ -19,7 +19,7 @@ from hdmap.tune.spaces import _encode, load_space, trial_overrides
 
 from conftest import TINY_BACKBONE
 
-PATCHCORE_SPACES = ["gated_patchcore", "gated_patchcore_quick", "patchcore", "patchcore_quick"]
+PATCHCORE_SPACES = ["hdmap_patchcore", "hdmap_patchcore_quick", "patchcore", "patchcore_quick"]
 FECLIP_SPACES = ["feclip", "feclip_quick"]
 BAND_SPACES = ["band", "band_quick"]
 # The tiny test models stand in for the spaces' real ones; their tap indices stand in for the spaces' taps.

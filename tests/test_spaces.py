@@ -9,7 +9,7 @@ from hdmap.tune.spaces import load_space, suggest, trial_overrides
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
 
-@pytest.mark.parametrize("name", ["gated_patchcore.yaml", "gated_patchcore_quick.yaml", "patchcore.yaml",
+@pytest.mark.parametrize("name", ["hdmap_patchcore.yaml", "hdmap_patchcore_quick.yaml", "patchcore.yaml",
                                   "patchcore_quick.yaml", "feclip.yaml", "feclip_quick.yaml"])
 def test_shipped_spaces_parse(name):
     space = load_space(SPACES / name)
@@ -17,7 +17,7 @@ def test_shipped_spaces_parse(name):
 
 
 def test_conditional_parameters_only_when_active():
-    space = load_space(SPACES / "gated_patchcore.yaml")
+    space = load_space(SPACES / "hdmap_patchcore.yaml")
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
     seen, fusions = [], []
     for _ in range(40):
@@ -79,7 +79,7 @@ def test_a_backbone_with_a_fixed_input_size_pins_it_in_searches_and_runs(capsys)
     from hdmap.kinds.registry import default_config, validate
     from hdmap.tune.runner import fit_space_to_backbone
 
-    space = load_space(SPACES / "gated_patchcore_quick.yaml")
+    space = load_space(SPACES / "hdmap_patchcore_quick.yaml")
     base = space.base_config(backbone="clip_vit_b16")
     fit_space_to_backbone(space, base, "clip_vit_b16")
     assert not {"image_size", "resize", "backbone.taps"} & {p.key for p in space.params}
@@ -87,7 +87,7 @@ def test_a_backbone_with_a_fixed_input_size_pins_it_in_searches_and_runs(capsys)
     validate(base)
     with pytest.raises(ConfigError, match="clip_vit_b16 takes 224 px squares only"):
         validate({**default_config(backbone="clip_vit_b16"), "image_size": 448})
-    own = load_space(SPACES / "gated_patchcore_quick.yaml")  # its own EfficientNet: nothing pinned
+    own = load_space(SPACES / "hdmap_patchcore_quick.yaml")  # its own EfficientNet: nothing pinned
     fit_space_to_backbone(own, own.base_config(), None)
     assert {"image_size", "backbone.taps"} <= {p.key for p in own.params}
 
@@ -95,7 +95,7 @@ def test_a_backbone_with_a_fixed_input_size_pins_it_in_searches_and_runs(capsys)
 def test_a_search_extracts_every_tap_its_space_can_ask_for_in_one_pass():
     from hdmap.tune.runner import space_taps
 
-    space = load_space(SPACES / "gated_patchcore.yaml")
+    space = load_space(SPACES / "hdmap_patchcore.yaml")
     assert space_taps(space, space.base_config(real_data=True)) == (6, 8, 9, 11)
     quick = load_space(SPACES / "patchcore_quick.yaml")  # no searched taps: the base ones
     assert space_taps(quick, quick.base_config()) == (2, 3)

@@ -9,13 +9,14 @@ from hdmap.config import ConfigError, merge
 from hdmap.kinds.registry import default_config, validate
 from hdmap.tune.importance import importances
 from hdmap.tune.spaces import load_space, trial_overrides
-from hdmap.tune.start_points import BAND_ONLY_LABEL, DEFAULTS_LABEL, label_of, project, start_points
+from hdmap.kinds.patchcore.kind import BAND_ONLY_LABEL
+from hdmap.tune.start_points import DEFAULTS_LABEL, label_of, project, start_points
 from hdmap.tune.summary import rank_key, verdict
 
 SPACES = Path(__file__).resolve().parents[1] / "search_spaces"
 
 
-@pytest.mark.parametrize("name", ["gated_patchcore_quick", "gated_patchcore", "patchcore_quick", "patchcore"])
+@pytest.mark.parametrize("name", ["hdmap_patchcore_quick", "hdmap_patchcore", "patchcore_quick", "patchcore"])
 def test_the_defaults_point_reproduces_the_search_base_config_exactly(name, capsys):
     """Quick spaces on the embedded data, full spaces on real data (DINOv2 presets), as `hdmap tune` uses them."""
     space = load_space(SPACES / f"{name}.yaml")
@@ -28,13 +29,13 @@ def test_the_defaults_point_reproduces_the_search_base_config_exactly(name, caps
 
 def test_the_embedded_search_defaults_are_fit_evals_defaults():
     """The quick space on the embedded data: its defaults trial is `hdmap fit-eval` with no options."""
-    space = load_space(SPACES / "gated_patchcore_quick.yaml")
+    space = load_space(SPACES / "hdmap_patchcore_quick.yaml")
     assert space.base_config() == validate(default_config())
 
 
 def test_a_space_that_names_a_backbone_gets_its_presets_with_data_root():
     """--data-root defaults to DINOv2's taps; a space fixing EfficientNet-Lite0 must get Lite0's taps instead."""
-    space = load_space(SPACES / "gated_patchcore_quick.yaml")
+    space = load_space(SPACES / "hdmap_patchcore_quick.yaml")
     base = space.base_config(real_data=True)
     assert base["backbone"]["name"] == "tf_efficientnet_lite0" and base["backbone"]["taps"] == [2, 3]
     assert base["image_size"] == 384
@@ -42,7 +43,7 @@ def test_a_space_that_names_a_backbone_gets_its_presets_with_data_root():
 
 def test_a_default_outside_the_space_is_added_with_a_note(tmp_path, capsys):
     path = tmp_path / "space.yaml"
-    path.write_text("model_name: gated_patchcore\nparams:\n  model.shots: {choice: [4, 8]}\n"
+    path.write_text("model_name: hdmap_patchcore\nparams:\n  model.shots: {choice: [4, 8]}\n"
                     "  model.coreset_ratio: {uniform: [0.2, 0.5]}\n")
     space = load_space(path)
     point = project(space, space.base_config(), DEFAULTS_LABEL)
@@ -52,7 +53,7 @@ def test_a_default_outside_the_space_is_added_with_a_note(tmp_path, capsys):
 
 
 def test_start_files_follow_the_defaults_and_may_set_only_searched_keys(tmp_path):
-    space = load_space(SPACES / "gated_patchcore_quick.yaml")
+    space = load_space(SPACES / "hdmap_patchcore_quick.yaml")
     base = space.base_config()
     good = tmp_path / "good.yaml"
     good.write_text("- {model.shots: 16, model.bank_mode: gated}\n- model: {image_score: max}\n")
@@ -94,7 +95,7 @@ def test_the_defaults_win_ties_and_the_verdict_says_who_won():
 
 
 def test_importances_rank_the_parameter_that_drives_the_objective():
-    space = load_space(SPACES / "gated_patchcore_quick.yaml")
+    space = load_space(SPACES / "hdmap_patchcore_quick.yaml")
     rows = []
     for i in range(24):
         shots = [8, 16, 32, 64, None][i % 5]
@@ -112,7 +113,7 @@ def test_repeats_average_the_objective_over_reference_seeds(domain_c, tiny_confi
     from hdmap.evaluation.protocol import tune_metrics
     from hdmap.features.cache import FeatureCache
     from hdmap.kinds.registry import fit_and_score
-    from hdmap.kinds.patchcore import fit_over_seeds
+    from hdmap.kinds.patchcore.kind import fit_over_seeds
 
     cache = FeatureCache(tmp_path / "cache", progress=False)
     config = validate(merge(tiny_config, {"model": {"shots": 2, "coreset_ratio": 0.3}}))

@@ -145,7 +145,7 @@ def test_the_h2_table_reports_what_hdmap_fit_eval_measures_for_the_same_settings
 
     from hdmap.cli.main import main as hdmap_main
     from hdmap.evaluation.results_file import pct
-    from hdmap.kinds.patchcore import BASELINE_MODEL
+    from hdmap.kinds.patchcore.kind import BASELINE_MODEL
 
     out = tmp_path / "h2.md"
     h2 = importlib.import_module("h2_gating")

@@ -173,7 +173,7 @@ def test_row_gain_drifts_smoothly_from_map_to_map():
 
 
 def test_ground_truth_rows_match_the_brightest_line_on_easy_maps(tmp_path):
-    from hdmap.models.band import BandConfig, BandDetector
+    from hdmap.models.band import BandSettings, BandModel
 
     config = SynthConfig(n_train=100, n_test=60, seed=5, domains="C", contrast_scale=3.0, row_drift=0.03,
                          band=BandShape((1, 3), "soft", "mixed", "multiplicative"))
@@ -182,7 +182,7 @@ def test_ground_truth_rows_match_the_brightest_line_on_easy_maps(tmp_path):
     assert len(truth) == 60 and {row["extent"] for row in truth} == {"contiguous", "broken", "pulses"}
     train = np.stack([read_map(p) for p in sorted((tmp_path / "domain_C" / "train" / "good").glob("*.tiff"))])
     faults = np.stack([read_map(tmp_path / "domain_C" / row["path"]) for row in truth])
-    rows = BandDetector(BandConfig()).fit(train).line_z(faults)["rows"].argmax(dim=1).numpy()
+    rows = BandModel(BandSettings()).fit(train).line_z(faults)["rows"].argmax(dim=1).numpy()
     hits = [int(row["row"]) - 1 <= found <= int(row["row"]) + int(row["width"]) for row, found in zip(truth, rows)]
     assert np.mean(hits) >= 0.95
 

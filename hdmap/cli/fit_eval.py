@@ -5,7 +5,7 @@ import sys
 from pathlib import Path
 
 from hdmap.features.backbones import BACKBONES
-from hdmap.kinds.registry import KINDS
+from hdmap.kinds.registry import KINDS, current_name
 
 
 def add_fit_eval(sub) -> None:
@@ -13,7 +13,8 @@ def add_fit_eval(sub) -> None:
                        epilog="Every setting (key, type, default, accepted values): docs/settings.md")
     p.add_argument("--data-root", help="ROOT with domain_X folders (default: embedded synthetic data)")
     p.add_argument("--domain", default="C")
-    p.add_argument("--model", choices=list(KINDS), default=None)
+    p.add_argument("--model", default=None, choices=list(KINDS), type=current_name,
+                   help="the model kind (former names are accepted with a note)")
     p.add_argument("--backbone", help=f"backbone preset with its own taps, image size and weights "
                                       f"({', '.join(sorted(BACKBONES))}); e.g. tf_efficientnet_lite0 works offline")
     p.add_argument("--config", help="YAML file of settings (the keys of docs/settings.md)")

@@ -7,7 +7,7 @@ from __future__ import annotations
 import argparse
 from pathlib import Path
 
-from hdmap.kinds.registry import DEFAULT_MODEL, KINDS
+from hdmap.kinds.registry import DEFAULT_MODEL, KINDS, current_name
 from hdmap.cli.fit_eval import add_data_options
 
 
@@ -26,35 +26,13 @@ def gpu_share(text: str):
     return value
 
 
-def counted(least: int):
-    """An argparse type: an integer of at least `least` (a count of trials, workers, retries)."""
-    def parse(text: str) -> int:
-        try:
-            value = int(text)
-        except ValueError:
-            raise argparse.ArgumentTypeError(f"expects an integer >= {least}, got {text!r}") from None
-        if value < least:
-            raise argparse.ArgumentTypeError(f"expects an integer >= {least}, got {value}")
-        return value
-    return parse
-
-
-def positive_share(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects a number > 0, got {text!r}") from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"expects a number > 0, got {value}")
-    return value
-
-
 def add_tune(sub) -> None:
     p = sub.add_parser("tune", help="search settings with Ray Tune (tune split), report holdout of the best",
                        description=__doc__)
     p.add_argument("--data-root", help="ROOT with domain_X folders (default: embedded synthetic data)")
     p.add_argument("--domain", default="C")
-    p.add_argument("--model", default=DEFAULT_MODEL, choices=list(KINDS))
+    p.add_argument("--model", default=DEFAULT_MODEL, choices=list(KINDS), type=current_name,
+                   help="the model kind (former names are accepted with a note)")
     p.add_argument("--backbone", help="backbone preset (its taps, image size, weights), e.g. tf_efficientnet_lite0 "
                                       "offline; default: the space's (DINOv2 ViT-S/14 with --data-root)")
     p.add_argument("--config", help="YAML file of base settings of the search (the keys of docs/settings.md)")
@@ -62,10 +40,10 @@ def add_tune(sub) -> None:
                    help="one base setting of the search (a key the space searches is refused)")
     p.add_argument("--space", help="search space YAML (default: the packaged <model>.yaml; <model>_quick.yaml on "
                                    "the embedded synthetic data)")
-    p.add_argument("--num-samples", type=counted(1), default=None,
+    p.add_argument("--num-samples", type=int, default=None,
                    help="trials (default 12 synthetic, 64 real data); with --resume: grow the search to this many")
-    p.add_argument("--max-concurrent", type=counted(1), default=2)
-    p.add_argument("--cpus-per-trial", type=positive_share, default=1.0)
+    p.add_argument("--max-concurrent", type=int, default=2)
+    p.add_argument("--cpus-per-trial", type=float, default=1.0)
     p.add_argument("--gpus-per-trial", type=gpu_share, default="auto",
                    help="fractional: 0.25 lets four trials share a GPU; auto (default): the cluster's GPUs shared "
                         "over --max-concurrent trials (0 on a cluster without GPUs: trials hide every GPU)")
@@ -76,7 +54,7 @@ def add_tune(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="with --resume: run failed trials again")
     p.add_argument("--allow-space-change", action="store_true",
                    help="with --resume: run the rest under a space file edited since the search began (recorded)")
-    p.add_argument("--max-retries", type=counted(0), default=1,
+    p.add_argument("--max-retries", type=int, default=1,
                    help="run a trial whose worker or node was lost again, up to this many times (default 1); a "
                         "trial that failed in its own code is not run again")
     p.add_argument("--optuna-storage", metavar="URL",
@@ -90,7 +68,7 @@ def add_tune(sub) -> None:
     p.add_argument("--keep-defaults-within", type=float, default=1.0, metavar="K",
                    help="the defaults stay the winner unless a trial beats them by more than K standard errors of "
                         "their tune objective (default 1, the one-standard-error rule; 0: the highest objective wins)")
-    p.add_argument("--repeats", type=counted(1), default=1,
+    p.add_argument("--repeats", type=int, default=1,
                    help="a trial's objective is the mean over this many reference/coreset seeds (steadier, slower)")
     p.add_argument("--seed", type=int, default=0, help="seed of the TPE sampler")
     p.add_argument("--cache-dir", help="feature cache (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
@@ -99,21 +77,20 @@ def add_tune(sub) -> None:
     p.set_defaults(run=run_tune)
 
 
+ARGUMENT_OF = {"sets": "set"}  # SearchOptions fields whose flag has another name
+
+
 def options_from(args):
+    """SearchOptions from the parsed flags, field by field (a field without a flag keeps its default); counts and
+    shares are checked once, by the search (`hdmap.tune.runner.check_counts`), for the CLI and the Python API."""
+    from dataclasses import fields
+
     from hdmap.tune.runner import SearchOptions
 
-    return SearchOptions(data_root=args.data_root, domain=args.domain, model=args.model, backbone=args.backbone,
-                         space=args.space, num_samples=args.num_samples, max_concurrent=args.max_concurrent,
-                         cpus_per_trial=args.cpus_per_trial, gpus_per_trial=args.gpus_per_trial,
-                         address=args.address, storage=args.storage, name=args.name, resume=args.resume,
-                         retry_failed=args.retry_failed, max_retries=args.max_retries, dashboard=args.dashboard,
-                         metric=args.metric,
-                         seed=args.seed, cache_dir=args.cache_dir, no_cache=args.no_cache,
-                         condition_csv=args.condition_csv, start=args.start, repeats=args.repeats,
-                         keep_defaults_within=args.keep_defaults_within,
-                         condition_csv_partial=args.condition_csv_partial,
-                         ignore_other_files=args.ignore_other_files, allow_space_change=args.allow_space_change,
-                         config=args.config, sets=list(args.set), optuna_storage=args.optuna_storage)
+    values = {f.name: getattr(args, ARGUMENT_OF.get(f.name, f.name)) for f in fields(SearchOptions)
+              if hasattr(args, ARGUMENT_OF.get(f.name, f.name))}
+    values["sets"] = list(values.get("sets") or [])
+    return SearchOptions(**values)
 
 
 def print_best(summary: dict) -> None:

@@ -245,3 +245,34 @@ def build_backbone(spec: BackboneSpec) -> Backbone:
         _, clip_name, *tag = spec.name.split(":")
         return build_clip(spec, clip_name, tag[0] if tag else "openai")
     raise KeyError(f"unknown backbone {spec.name!r}; known: {sorted(BACKBONES)} or timm:<name> / clip:<name>:<tag>")
+
+
+# --- the presets of a backbone, in one place: what `--backbone NAME` sets, what it fixes, what it accepts ----------
+def preset_settings(name: str) -> dict:
+    """The run-config keys a backbone preset sets: backbone.{name, weights, taps}, image_size, resize,
+    normalisation."""
+    if name not in BACKBONES:
+        raise ConfigError(f"no presets for backbone {name!r} (presets: {sorted(BACKBONES)}); for another timm / "
+                          f"open_clip model set backbone.name, backbone.taps and image_size with --set")
+    entry = BACKBONES[name]
+    return {"backbone": {"name": name, "weights": entry.weights, "taps": list(entry.taps), "model_kwargs": {}},
+            "image_size": entry.image_size, "resize": entry.resize, "normalisation": "backbone"}
+
+
+def fixed_by_preset(name: str, chosen: bool) -> set[str]:
+    """The searched keys a backbone decides: its taps when it was chosen with `--backbone` (a space's tap choices
+    are for the space's own backbone), and the input size of a tower whose positional embeddings fix it."""
+    fixed = {"backbone.taps"} if chosen else set()
+    entry = BACKBONES.get(name)
+    if entry is not None and entry.fixed_size:
+        fixed |= {"image_size", "resize"}
+    return fixed
+
+
+def check_input_size(name: str, image_size: int, resize: str) -> None:
+    """A ConfigError when a tower whose positional embeddings fix its input size is given another size."""
+    entry = BACKBONES.get(name)
+    if entry is not None and entry.fixed_size and (image_size != entry.image_size or resize == "aspect"):
+        raise ConfigError(f"backbone {name} takes {entry.image_size} px squares only (its positional "
+                          f"embeddings fix the input size): image_size={entry.image_size} and resize bilinear or "
+                          f"nearest, not {image_size} / {resize}")

@@ -61,7 +61,7 @@ class FeatureDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         if not len(self.fit_indices):
             raise RuntimeError("FeatureDataModule: a fit reads the datamodule its plan made "
-                               "(FeatureDataModule.for_fit, or GatedPatchCore.prepare_fit)")
+                               "(FeatureDataModule.for_fit, or PatchCoreModule.prepare_fit)")
         dataset = GridDataset(self.train_grids, self.train_maps, self.fit_indices, self.fit_tags)
         return DataLoader(dataset, batch_size=self.batch_size, shuffle=False)
 

@@ -14,7 +14,7 @@ from hdmap.config import plain
 from hdmap.data.splits import SplitMismatchError, TestSplit
 from hdmap.models.checkpoint_files import CheckpointMismatchError, lightning_checkpoint, load_data_only
 from hdmap.data.domain import DomainData, load_domain
-from hdmap.run.run_settings import Run
+from hdmap.run.settings import Run
 
 CHECKPOINT_FILE = "model.ckpt"
 TRIAL_METRICS_FILE = "trial_metrics.json"

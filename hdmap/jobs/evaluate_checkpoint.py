@@ -1,6 +1,6 @@
 """Reload a checkpoint and score it with the same function its run used; holdout with the tune threshold.
 
-Works for every checkpoint hdmap writes: PatchCore / gated PatchCore and FE-CLIP runs of `hdmap fit-eval` and of
+Works for every checkpoint hdmap writes: PatchCore, band and FE-CLIP runs of `hdmap fit-eval` and of
 the search (their own split, conditions and data checks), and FE-CLIP adapters of experiments/feclip_benchmark.py
 (no HDMAP record: scored zero-shot on `--data-root`, with a new split saved under `out`)."""
 from __future__ import annotations
@@ -12,20 +12,9 @@ import torch
 
 from hdmap.jobs.checkpoints import checkpoint_file, load_checkpoint_data, read_checkpoint
 from hdmap.config import merge
-from hdmap.kinds.registry import default_config
+from hdmap.kinds.registry import default_config, score_saved, upgraded
 from hdmap.data.domain import load_domain
 from hdmap.jobs.run_files import write_run_outputs
-from hdmap.kinds.registry import score_saved
-from hdmap.models.band import legacy_band_settings
-
-
-def legacy_config(config: dict) -> dict:
-    """A run record from before the band filter family: its band settings described one filter (statistic single)."""
-    if "band" in config:
-        return {**config, "band": legacy_band_settings(config["band"])}
-    if "band" in config.get("model", {}):
-        return {**config, "model": {**config["model"], "band": legacy_band_settings(config["model"]["band"])}}
-    return config
 
 
 def adapters_config(checkpoint: dict, path: Path) -> dict:
@@ -61,7 +50,7 @@ def evaluate_checkpoint(path: str | Path, out: str | Path | None = None, data_ro
     checkpoint = read_checkpoint(path)
     extra = checkpoint.get("hdmap", {})
     if extra:
-        config, data = legacy_config(extra["config"]), load_checkpoint_data(extra, data_root, ignore_other_files)
+        config, data = upgraded(extra["config"]), load_checkpoint_data(extra, data_root, ignore_other_files)
     else:
         if data_root is None:
             raise ValueError(f"{path} holds FE-CLIP adapters without an HDMAP record (e.g. from "

@@ -15,7 +15,7 @@ from hdmap.features.cache import FeatureCache
 from hdmap.jobs.checkpoints import save_checkpoint
 from hdmap.jobs.run_files import write_run_outputs
 from hdmap.kinds.registry import default_config, fit_and_score, settings_of
-from hdmap.run.run_settings import Run, SplitSettings
+from hdmap.run.settings import Run, SplitSettings
 
 
 def resolve_config(data_root: str | None, model: str | None, config_path: str | None, sets: list[str],

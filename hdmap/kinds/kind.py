@@ -1,14 +1,14 @@
 """What a model kind is: the one interface `hdmap fit-eval`, `hdmap eval` and the Tune trainable call. A kind owns
-its defaults, the check of its settings, its fit-and-score, its scoring of a saved model and its search trial;
-adding one is one module and one line in registry.py."""
+its defaults, the check of its settings, its fit-and-score, its scoring of a saved model and its search trial, and
+says what the search and the docs need to know of it (hooks with defaults). A kind is one folder,
+hdmap/kinds/<kind>/, and one line in registry.py."""
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Callable, Protocol
 
-from hdmap.run.run_settings import Run
+from hdmap.run.settings import Run
 
 if TYPE_CHECKING:  # types only: a kind's module imports what it runs
     from hdmap.data.domain import DomainData
@@ -41,16 +41,22 @@ class Trial(Protocol):
                  report: TrialReport) -> None: ...
 
 
+def reads_every_key(key: str, sampled: dict) -> bool:
+    return True
+
+
 @dataclass(frozen=True)
 class ModelKind:
     """One model kind. `defaults` gives a run config mapping (the edges merge files and --set onto it); every other
-    callable takes the run's frozen settings tree (`run`, hdmap/run/run_settings.py) and a `DomainData`:
+    callable takes the run's frozen settings tree (`run`, the kind's settings.py) and a `DomainData`:
 
     - defaults(real_data, backbone) -> the complete run config of this kind
     - validate(run) -> None: checks across settings; a ConfigError names the first bad key
     - fit_and_score(run, data, cache, progress, tune_only) -> (fitted module, outputs, metrics.json dict)
     - score_saved(path, run, data, cache_dir, progress) -> (outputs, metrics) of a checkpoint, not refitted
     - trial(run, data, cache, metric, repeats, report) -> None; calls `report` once, or every epoch
+
+    The hooks below have defaults; a kind sets those that apply to it.
     """
 
     name: str
@@ -60,14 +66,25 @@ class ModelKind:
     fit_and_score: FitAndScore
     score_saved: ScoreSaved
     trial: Trial
-    settings: type  # the frozen settings tree of its runs (hdmap/run/run_settings.py): checked, then passed down
+    settings: type  # the frozen settings tree of its runs: checked, then passed down
     iterative: bool = False  # trials report every epoch: the search adds ASHA
     supports_repeats: bool = False  # `--repeats` averages this kind's reference/coreset seeds
     preflight: Callable[[Run], None] | None = None  # run once in the driver before Ray starts (missing weights)
+    # A run of this kind that another kind scores (fusion=band_only: the band detector alone): the other kind's run
+    # config, or None. The registry dispatches it and keeps this run's settings in the record.
+    delegate: Callable[[Run], dict | None] | None = None
+    delegate_note: str = ""  # the note a delegated run's record starts with
+    space: str | None = None  # its search spaces: search_spaces/<space>.yaml and <space>_quick.yaml (default: name)
+    # Which searched keys a trial reads, given what was sampled before them (keys it does not read are not sampled)
+    reads: Callable[[str, dict], bool] = reads_every_key
+    # (space, base config, train maps, train truth) -> Limits of data-dependent settings (hdmap/tune/data_fit.py)
+    space_limits: tuple[Callable, ...] = ()
+    # (space, base config) -> [(label, config)]: start points a search evaluates right after the defaults
+    extra_starts: Callable[[object, dict], list[tuple[str, dict]]] | None = None
+    upgrade: Callable[[dict], dict] | None = None  # a run config recorded by an older hdmap -> today's keys
+    docs_with: str | None = None  # docs/settings.md lists this kind in that kind's section (same settings tree)
+    docs_note: str = ""  # a line under the kind's section of docs/settings.md
 
-
-def trial_values(tune: dict, metric: str) -> dict:
-    """What a trial reports to Tune from its tune metrics: the objective with its standard error and every metric."""
-    objective = tune[metric]
-    return {"objective": objective if objective is not None else -math.inf, "objective_se": tune["se"][metric],
-            "tune_accuracy": tune["accuracy"], "tune_auroc": tune["auroc"], "tune_accuracy_cv": tune["accuracy_cv"]}
+    @property
+    def space_name(self) -> str:
+        return self.space or self.name

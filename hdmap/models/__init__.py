@@ -1,1 +1,1 @@
-"""Torch cores (memory bank, PatchCore, gated PatchCore, FE-CLIP), their Lightning wrappers and checkpoint files."""
+"""What the model kinds share: memory bank, coreset and its store, kNN choice, patch embeddings, the band detector (its own kind and PatchCore's fusion) and checkpoint files."""

@@ -11,7 +11,7 @@ image score the largest line z (or the mean of the top few).
 x neighbour comparison off and on x extents (contiguous runs, the brightest pieces of the line); since each member
 is standardised on train normals, the largest member is a generalised likelihood ratio over band shapes: no band
 shape needs to be known or searched. `statistic=single` is one filter (its transform and neighbour comparison).
-No Lightning here: hdmap/models/lightning_band.py wraps it.
+No Lightning here: hdmap/kinds/band/module.py wraps it.
 """
 from __future__ import annotations
 
@@ -21,7 +21,7 @@ import numpy as np
 import torch
 
 from hdmap.condition_names import CONDITIONS
-from hdmap.gating.gates import Gate, GateConfig
+from hdmap.gating.gates import GateSettings, build_gate
 from hdmap.models.band_filters import family_statistics, neighbour_mean, run_lengths, true_median
 from hdmap.resizable_buffers import ResizableBuffers
 from hdmap.setting_rules import check_instance, setting
@@ -44,7 +44,7 @@ FLOOR_MAPS = 2000  # train maps the floor is read from (the first ones; a percen
 
 
 @dataclass(frozen=True)
-class BandConfig:
+class BandSettings:
     """Settings of the band detector; every one is a search dimension (search_spaces/band.yaml). How the defaults
     were chosen, across families of band shapes: docs/model.md and experiments/results/band_families.md."""
 
@@ -79,11 +79,11 @@ class BandConfig:
     image_score: str = setting("max", "image score: the largest line statistic (max) or the mean of the top_k",
                                choices=IMAGE_SCORES)
     top_k: int = setting(3, "image_score top: lines averaged", low=1)
-    gate: GateConfig = setting(help="the gate of per_condition statistics", factory=GateConfig)
+    gate: GateSettings = setting(help="the gate of per_condition statistics", factory=GateSettings)
 
     def __post_init__(self):
         if isinstance(self.gate, dict):
-            object.__setattr__(self, "gate", GateConfig(**self.gate))
+            object.__setattr__(self, "gate", GateSettings(**self.gate))
         object.__setattr__(self, "runs", tuple(float(r) for r in ((self.runs,) if isinstance(self.runs, (int, float))
                                                               else self.runs)))
         object.__setattr__(self, "widths", tuple(int(w) for w in ((self.widths,) if isinstance(self.widths, int)
@@ -166,14 +166,14 @@ def legacy_band_state(state: dict, prefix: str) -> None:
         state[prefix + "log_floor"] = torch.tensor(1e-3, dtype=torch.float64)
 
 
-class BandDetector(ResizableBuffers):
+class BandModel(ResizableBuffers):
     """The fitted detector: the log floor, train mean maps and line statistics per condition are buffers (a
     data-only state that takes the map size of the data it is fitted on, or of the checkpoint it is loaded from)."""
 
-    def __init__(self, config: BandConfig | None = None, shape: tuple[int, int] = (31, 95)):
+    def __init__(self, config: BandSettings | None = None, shape: tuple[int, int] = (31, 95)):
         super().__init__()
-        self.config = config or BandConfig()
-        self.gate = Gate(self.config.gate)
+        self.config = config or BandSettings()
+        self.gate = build_gate(self.config.gate)
         self._allocate(tuple(int(s) for s in shape))
         self.register_buffer("fitted", torch.tensor(False))
         self.register_buffer("pooled", torch.tensor(True))  # one set of line statistics for both conditions
@@ -232,7 +232,7 @@ class BandDetector(ResizableBuffers):
                              f"{tuple(maps.shape[1:])}")
 
     # --- fitting ----------------------------------------------------------------------------------------------
-    def fit(self, train_maps, train_truth: list[str] | None = None) -> "BandDetector":
+    def fit(self, train_maps, train_truth: list[str] | None = None) -> "BandModel":
         """Line statistics of the train normals (per gate-assigned condition when `per_condition`)."""
         maps = torch.as_tensor(np.asarray(train_maps) if not isinstance(train_maps, torch.Tensor) else train_maps)
         maps = maps.double().to(self.mean_map.device)

@@ -6,7 +6,8 @@ it (pid and start time, each second); every process of the cluster also inherits
 a process that retitles itself, as Ray's workers do, may overwrite: hence both). When the pipe closes (the search
 ended, however), the watcher waits a grace period for Ray's own shutdown, then ends what is left (SIGTERM, then
 SIGKILL), prints a line and records it in the experiment folder. A cluster the search joined (`--address`) is never
-touched. Linux only (reads /proc); elsewhere it is off."""
+touched. Processes are read with psutil (Linux and macOS; elsewhere, where a process's environment cannot be read,
+it is off)."""
 from __future__ import annotations
 
 import json
@@ -20,6 +21,8 @@ import uuid
 from contextlib import contextmanager
 from pathlib import Path
 
+import psutil
+
 MARK = "HDMAP_RAY_OWNER"
 RECORD = "ray_processes_ended.json"
 GRACE_S = float(os.environ.get("HDMAP_RAY_REAP_GRACE_S", 10))  # Ray's own shutdown ends its processes in ~2 s
@@ -27,7 +30,12 @@ _watchers: list[subprocess.Popen] = []  # the driver keeps each watcher's pipe o
 
 
 def supported() -> bool:
-    return Path("/proc/self/environ").exists()
+    """Whether this system lets a process read another's environment (the marker)."""
+    try:
+        psutil.Process().environ()
+    except (psutil.Error, NotImplementedError, AttributeError):
+        return False
+    return True
 
 
 @contextmanager
@@ -54,38 +62,35 @@ def marked_ray_start(exp_dir: Path):
 
 def marked(token: str) -> list[int]:
     """Processes (other than this one) whose environment carries the marker `token`."""
-    needle = f"{MARK}={token}".encode() + b"\0"
     found = []
-    for entry in Path("/proc").iterdir():
-        if not entry.name.isdigit() or int(entry.name) == os.getpid():
-            continue
+    for process in psutil.process_iter():
         try:
-            if needle in (entry / "environ").read_bytes():
-                found.append(int(entry.name))
-        except OSError:  # gone, or not ours
+            if process.pid != os.getpid() and process.environ().get(MARK) == token:
+                found.append(process.pid)
+        except (psutil.Error, OSError):  # gone, or not ours
             continue
     return found
 
 
 def _name(pid: int) -> str:
     try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().replace(b"\0", b" ").decode(errors="replace").strip()[:120]
-    except OSError:
+        return " ".join(psutil.Process(pid).cmdline())[:120]
+    except psutil.Error:
         return "?"
 
 
-def _stat(pid_dir: Path) -> tuple[int, int] | None:
-    """(parent pid, start time in clock ticks) of a process, None when it is gone or a zombie."""
+def _started(pid: int) -> float | None:
+    """The start time of a running process, None when it is gone or a zombie."""
     try:
-        fields = (pid_dir / "stat").read_text().rsplit(") ", 1)[-1].split()
-    except OSError:
+        process = psutil.Process(pid)
+        return None if process.status() in (psutil.STATUS_ZOMBIE, psutil.STATUS_DEAD) else process.create_time()
+    except psutil.Error:
         return None
-    return None if fields[0] in ("Z", "X") else (int(fields[1]), int(fields[19]))
 
 
 def alive(pid: int) -> bool:
     """Running (a zombie, which waits only for its parent to collect it, has ended)."""
-    return _stat(Path(f"/proc/{pid}")) is not None
+    return _started(pid) is not None
 
 
 def end(pids: list[int], wait_s: float = 5.0) -> None:
@@ -100,33 +105,28 @@ def end(pids: list[int], wait_s: float = 5.0) -> None:
             time.sleep(0.1)
 
 
-def descendants(root: int) -> dict[int, int]:
+def descendants(root: int) -> dict[int, float]:
     """pid -> start time of every running process below `root`."""
-    children: dict[int, list[int]] = {}
-    started: dict[int, int] = {}
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit() and (stat := _stat(entry)) is not None:
-            children.setdefault(stat[0], []).append(int(entry.name))
-            started[int(entry.name)] = stat[1]
-    found, todo = {}, [root]
-    while todo:
-        for child in children.get(todo.pop(), []):
-            if child not in found:
-                found[child] = started[child]
-                todo.append(child)
+    try:
+        children = psutil.Process(root).children(recursive=True)
+    except psutil.Error:
+        return {}
+    found = {}
+    for child in children:
+        if (started := _started(child.pid)) is not None:
+            found[child.pid] = started
     return found
 
 
-def still_running(seen: dict[int, int]) -> list[int]:
+def still_running(seen: dict[int, float]) -> list[int]:
     """The processes of `seen` that run yet (the same pid with the same start time: not a reused pid)."""
-    return [pid for pid, start in seen.items()
-            if (stat := _stat(Path(f"/proc/{pid}"))) is not None and stat[1] == start]
+    return [pid for pid, start in seen.items() if _started(pid) == start]
 
 
 def watch(token: str, record: Path, driver: int) -> int:
     for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
         signal.signal(sig, signal.SIG_IGN)  # the search's Ctrl-C or its scheduler's SIGTERM is not for the watcher
-    seen: dict[int, int] = {}
+    seen: dict[int, float] = {}
     pipe = sys.stdin.fileno()
     while True:  # until the search's end of the pipe closes: the search ended, however
         if select.select([pipe], [], [], 1.0)[0] and os.read(pipe, 4096) == b"":

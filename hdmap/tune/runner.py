@@ -12,7 +12,7 @@ from pathlib import Path
 from hdmap import search_spaces
 from hdmap.atomic_files import write_text_atomic
 from hdmap.config import ConfigError, merge
-from hdmap.kinds.registry import kind_of, settings_of
+from hdmap.kinds.registry import DEFAULT_MODEL, kind_of, settings_of
 from hdmap.tune.cluster_fit import check_placeable
 from hdmap.tune.spaces import load_space
 from hdmap.tune.start_points import start_points
@@ -27,7 +27,7 @@ TRIAL_RESULTS_DIR = "trial_results"  # finished trials' values by config (hdmap/
 class SearchOptions:
     data_root: str | None = None
     domain: str = "C"
-    model: str = "gated_patchcore"
+    model: str = DEFAULT_MODEL
     backbone: str | None = None  # a backbone preset replacing the space's default backbone
     space: str | None = None  # default: search_spaces/<model>.yaml (<model>_quick.yaml on the embedded data)
     num_samples: int | None = None  # trials (12 on the embedded data, 64 on real data); with --resume: grow to this
@@ -64,7 +64,7 @@ class SearchOptions:
         if self.space:
             return Path(self.space)
         quick = "_quick" if self.data_root is None else ""  # embedded synthetic data: the small offline space
-        return SPACES_DIR / f"{self.model}{quick}.yaml"
+        return SPACES_DIR / f"{kind_of(self.model).space_name}{quick}.yaml"
 
 
 def absolute_paths(options: SearchOptions) -> None:
@@ -120,15 +120,10 @@ def start_ray(options: SearchOptions, exp_dir: Path):
 
 
 def fit_space_to_backbone(space, base_config: dict, chosen: str | None) -> None:
-    """Drop searched settings the backbone decides, with a printed note: the taps of a `--backbone` preset (the
-    space's tap choices are for its own backbone), and the input size of a tower whose positional embeddings fix
-    it (open_clip)."""
-    from hdmap.features.backbones import BACKBONES
+    """Drop searched settings the backbone decides (`fixed_by_preset`), with a printed note."""
+    from hdmap.features.backbones import fixed_by_preset
 
-    fixed = {"backbone.taps"} if chosen else set()
-    entry = BACKBONES.get((base_config.get("backbone") or {}).get("name"))
-    if entry is not None and entry.fixed_size:
-        fixed |= {"image_size", "resize"}
+    fixed = fixed_by_preset((base_config.get("backbone") or {}).get("name"), bool(chosen))
     dropped = [p.key for p in space.params if p.key in fixed]
     if dropped:
         space.params = [p for p in space.params if p.key not in fixed]

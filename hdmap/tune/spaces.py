@@ -2,7 +2,7 @@
 Ray Tune param space (when nothing is conditional).
 
 Format:
-    model_name: gated_patchcore
+    model_name: hdmap_patchcore
     metric: accuracy_cv             # objective on the tune split: accuracy_cv | accuracy | auroc
     fixed: {backbone: {...}, ...}   # settings merged into the defaults, not searched
     params:                         # dotted keys of the run config
@@ -11,7 +11,9 @@ Format:
       model.reweight_k: {int: [1, 9]}
       image_size: {uniform: [224, 448], step: 14}      # optional step (float/int grid)
       model.gate.percentile: {uniform: [70, 99], when: {model.gate.kind: intensity}}
-A `when` names earlier parameters and the value (or list of values) they must have.
+A `when` names earlier parameters and the value (or list of values) they must have. Beyond `when`, a parameter the
+model kind does not read given what was sampled before it is not sampled (`ModelKind.reads`: e.g. PatchCore's settings
+when model.fusion=band_only): list the parameters that switch others off first.
 """
 from __future__ import annotations
 
@@ -21,10 +23,9 @@ from pathlib import Path
 
 import yaml
 
-from hdmap.features.backbones import BACKBONES
+from hdmap.features.backbones import BACKBONES, preset_settings
 from hdmap.config import ConfigError, merge, nest, safe_yaml
-from hdmap.kinds.registry import default_config, validate
-from hdmap.kinds.patchcore import backbone_settings
+from hdmap.kinds.registry import DEFAULT_MODEL, current_name, default_config, kind_of, validate
 
 DISTRIBUTIONS = ("choice", "uniform", "loguniform", "int")
 METRICS = ("accuracy_cv", "accuracy", "auroc")
@@ -55,10 +56,10 @@ class SearchSpace:
         config = merge(default_config(real_data, self.model_name), {"model_name": self.model_name})
         named = (self.fixed.get("backbone") or {}).get("name")
         if named in BACKBONES and not backbone and "backbone" in config:
-            config = merge(config, backbone_settings(named))  # the named backbone's presets for what the space leaves
+            config = merge(config, preset_settings(named))  # the named backbone's presets for what the space leaves
         config = merge(config, self.fixed)
         if backbone:
-            config = merge(config, backbone_settings(backbone))
+            config = merge(config, preset_settings(backbone))
         return config
 
     def largest(self, key: str, base_config: dict) -> float:
@@ -145,7 +146,7 @@ def load_space(path: str | Path) -> SearchSpace:
     params: list[Param] = []
     for key, spec in (data.get("params") or {}).items():
         params.append(parse_param(key, spec, str(path), params))
-    space = SearchSpace(data.get("model_name", "gated_patchcore"), metric, data.get("fixed") or {}, params, str(path))
+    space = SearchSpace(current_name(data.get("model_name", DEFAULT_MODEL)), metric, data.get("fixed") or {}, params, str(path))
     check_space(space)
     return space
 
@@ -170,7 +171,10 @@ def _encode(value):
     return value if value is None or isinstance(value, (bool, int, float, str)) else json.dumps(value)
 
 
-def _active(param: Param, sampled: dict) -> bool:
+def _active(param: Param, sampled: dict, model_name: str) -> bool:
+    """Whether a trial samples `param`, given what it sampled before: its `when` holds and the kind reads it."""
+    if not kind_of(model_name).reads(param.key, sampled):
+        return False
     for name, wanted in param.when.items():
         allowed = wanted if isinstance(wanted, list) else [wanted]
         if name not in sampled or sampled[name] not in allowed:
@@ -182,7 +186,7 @@ def suggest(trial, space: SearchSpace) -> dict:
     """Optuna define-by-run: sample the active parameters; returns {dotted key: value} (lists JSON-encoded)."""
     sampled: dict = {}
     for param in space.params:
-        if not _active(param, {k: decode(v) for k, v in sampled.items()}):
+        if not _active(param, {k: decode(v) for k, v in sampled.items()}, space.model_name):
             continue
         low_high = param.values
         if param.distribution == "choice":

@@ -1,4 +1,4 @@
-"""Warm start: the model's defaults (and any configs given with `--start FILE.yaml`) as the first trials of a
+"""Warm start: the model's defaults (then the kind's own `extra_starts`, and any configs given with `--start FILE.yaml`) as the first trials of a
 search, so the defaults are always a candidate and a search can never return something it did not compare with
 them. A start config is a full run config projected onto the space's parameters."""
 from __future__ import annotations
@@ -11,11 +11,10 @@ from pathlib import Path
 import yaml
 
 from hdmap.config import ConfigError, merge, nest, safe_yaml
-from hdmap.kinds.registry import validate
+from hdmap.kinds.registry import kind_of, validate
 from hdmap.tune.spaces import Param, SearchSpace, _active, _encode, decode
 
 DEFAULTS_LABEL = "defaults"
-BAND_ONLY_LABEL = "band detector alone (defaults)"
 
 
 def value_at(config: dict, key: str):
@@ -59,7 +58,7 @@ def project(space: SearchSpace, config: dict, label: str) -> dict:
     """The trial point {dotted key: encoded value} that reproduces `config` on the space's active parameters."""
     point, sampled = {}, {}
     for param in space.params:
-        if not _active(param, sampled):
+        if not _active(param, sampled, space.model_name):
             continue
         value = value_at(config, param.key)
         if isinstance(value, tuple):
@@ -99,7 +98,9 @@ def start_points(space: SearchSpace, base_config: dict, start_files: list[str] =
     merged onto the defaults. A start config may set only what the space searches (else a trial could not
     reproduce it): any other difference from the defaults is an error naming the key."""
     starts = [{"label": DEFAULTS_LABEL, "point": project(space, base_config, DEFAULTS_LABEL)}]
-    starts += band_only_start(space, base_config)
+    extra = kind_of(space.model_name).extra_starts
+    starts += [{"label": label, "point": project(space, config, label)}
+               for label, config in (extra(space, base_config) if extra else [])]
     searched = {p.key for p in space.params}
     for path in start_files:
         for number, settings in enumerate(read_start_file(path), 1):
@@ -115,17 +116,6 @@ def start_points(space: SearchSpace, base_config: dict, start_files: list[str] =
                                       f"{space.source}: a trial cannot set it (set it in the space's fixed part)")
             starts.append({"label": label, "point": project(space, config, label)})
     return starts
-
-
-def band_only_start(space: SearchSpace, base_config: dict) -> list[dict]:
-    """The band detector alone with its defaults, right after the defaults, where the space can reach it
-    (model.fusion offers band_only) and the defaults are not it: seconds of CPU, and a search then always compares
-    PatchCore's defaults with the backbone-free baseline it must beat."""
-    fusion = next((p for p in space.params if p.key == "model.fusion"), None)
-    if fusion is None or "band_only" not in fusion.values or base_config["model"].get("fusion") == "band_only":
-        return []
-    config = merge(base_config, {"model": {"fusion": "band_only"}})
-    return [{"label": BAND_ONLY_LABEL, "point": project(space, config, BAND_ONLY_LABEL)}]
 
 
 def label_of(config: dict, starts: list[dict]) -> str | None:

@@ -15,7 +15,7 @@ from hdmap.config import merge
 from hdmap.data.domain import load_domain
 from hdmap.features.cache import FeatureCache
 from hdmap.jobs.checkpoints import save_checkpoint
-from hdmap.kinds.registry import kind_of, settings_of
+from hdmap.kinds.registry import kind_of, settings_of, trial
 from hdmap.models.memory_bank import set_cpu_threads
 from hdmap.tune.retries import OwnErrors
 from hdmap.tune.spaces import trial_overrides
@@ -99,4 +99,4 @@ def _run_trial(trial_config: dict, base_config: dict, data_args: dict, metric: s
 
     if where["placement_note"]:
         print(f"[hdmap] {where['placement_note']}", flush=True)
-    kind.trial(run, data, cache, metric, repeats, report)
+    trial(run, data, cache, metric, repeats, report)

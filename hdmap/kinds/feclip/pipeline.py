@@ -18,16 +18,16 @@ from hdmap.condition_names import CONDITIONS
 from hdmap.data.band_anomalies import band_training_set
 from hdmap.data.splits import sample_per_condition
 from hdmap.data.transforms import MapTransform
-from hdmap.evaluation.protocol import protocol_metrics
 from hdmap.config import plain
-from hdmap.gating.gates import Gate, gate_accuracy
-from hdmap.models.feclip.model import describe_clip
-from hdmap.models.feclip.module import FEClipModule
+from hdmap.gating.gates import build_gate
+from hdmap.kinds.feclip.model import describe_clip
+from hdmap.kinds.feclip.module import FEClipModule
 from hdmap.models.memory_bank import MemoryBank
 from hdmap.models.checkpoint_files import load_data_only
 from hdmap.data.domain import DomainData
-from hdmap.run.run_settings import FEClipRun
-from hdmap.run.feclip_training import predict_feclip, predict_tokens, seed_everything, train_feclip
+from hdmap.kinds.feclip.settings import FEClipRun
+from hdmap.kinds.feclip.training import predict_feclip, predict_tokens, seed_everything, train_feclip
+from hdmap.run.record import gate_block, run_record
 
 
 
@@ -115,17 +115,11 @@ def fit_and_score_feclip(run: FEClipRun, data: DomainData, progress: bool = True
     fit_s = time.perf_counter() - start
     start = time.perf_counter()
     scored = score_feclip(module, run, data)
-    gate_info = {"kind": None, "accuracy": None}
-    if scored.routed is not None:
-        gate_info = {"kind": run.fewshot.gate.kind,
-                     "accuracy": gate_accuracy(scored.routed, data.test_conditions)}
+    kind = run.fewshot.gate.kind if scored.routed is not None else None
     outputs = {"scores": torch.from_numpy(scored.scores).double(), "patch_maps": torch.from_numpy(scored.maps)}
-    metrics = {"model": "feclip", "domain": data.domain, "config": plain(run), "data_root": data.root,
-               "gate": gate_info, "notes": list(data.notes) + scored.notes, "clip": describe_clip(plain(run.feclip)),
-               "test_conditions_from": data.condition_sources()}
-    metrics.update(protocol_metrics(scored.scores, data.test_labels, data.test_conditions,
-                                    data.split.tune, data.split.holdout))
-    metrics["timing_s"] = {"features": 0.0, "fit": fit_s, "predict": time.perf_counter() - start}
+    timing = {"features": 0.0, "fit": fit_s, "predict": time.perf_counter() - start}
+    metrics = run_record(run, data, outputs, gate_block(kind, scored.routed, data.test_conditions), scored.notes,
+                         timing, clip=describe_clip(plain(run.feclip)))
     return module, outputs, metrics
 
 
@@ -163,7 +157,7 @@ def add_fewshot_memory(module: FEClipModule, run: FEClipRun, data: DomainData, r
     on held-out train normals of that condition) are added, times `weight`, to the zero-shot map and score. Memory
     and kNN live on the device the model ran on. Sets `result.routed`."""
     settings = run.fewshot
-    gate = Gate(settings.gate)
+    gate = build_gate(settings.gate)
     if gate.uses_features:
         raise ValueError("few-shot FE-CLIP supports gates on intensity (intensity, discover, oracle)")
     transform = map_transform(run)

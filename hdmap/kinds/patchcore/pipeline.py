@@ -1,5 +1,5 @@
-"""(Gated) PatchCore on one domain: the one fit function and the one score function that `hdmap fit-eval`, the
-Tune trainable and `hdmap eval` all call (through the PatchCore kinds, hdmap/kinds/patchcore.py). Both run through
+"""PatchCore on one domain: the one fit function and the one score function that `hdmap fit-eval`, the
+Tune trainable and `hdmap eval` all call (through the PatchCore kinds, hdmap/kinds/patchcore/kind.py). Both run through
 a Lightning Trainer (accelerator=auto) over cached features extracted on the Trainer's device, so backbone, banks
 and kNN live on the accelerator when there is one."""
 from __future__ import annotations
@@ -9,17 +9,15 @@ import time
 import numpy as np
 import torch
 
-from hdmap.config import plain
 from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.domain import DomainData
-from hdmap.evaluation.protocol import scored_blocks, split_summary
 from hdmap.features.cache import FeatureCache
 from hdmap.features.feature_datamodule import FeatureDataModule
-from hdmap.gating.gates import gate_accuracy
 from hdmap.models.coreset_store import CoresetStore
-from hdmap.models.lightning_patchcore import GatedPatchCore, gather_predictions
-from hdmap.models.patchcore_config import AUTO_CHOICES, fit_condition_stats
-from hdmap.run.run_settings import PatchCoreRun
+from hdmap.kinds.patchcore.module import PatchCoreModule, gather_predictions
+from hdmap.kinds.patchcore.settings import AUTO_CHOICES, fit_condition_stats
+from hdmap.kinds.patchcore.settings import PatchCoreRun
+from hdmap.run.record import gate_block, run_record
 from hdmap.run.trainer import accelerator_device, make_trainer
 
 
@@ -39,16 +37,16 @@ def cached_features(run: PatchCoreRun, data: DomainData, cache: FeatureCache,
             item_features(run, data.test, cache, condition_stats, device))
 
 
-def fit_patchcore(module: GatedPatchCore, train_grids: list, data: DomainData,
+def fit_patchcore(module: PatchCoreModule, train_grids: list, data: DomainData,
                   condition_stats: ConditionStatistics | None = None, accelerator: str = "auto",
-                  batch_size: int = 32) -> GatedPatchCore:
+                  batch_size: int = 32) -> PatchCoreModule:
     """Gate + reference choice on all train maps, then a Trainer epoch over the chosen maps builds the banks."""
     features = module.prepare_fit(train_grids, data.train_maps, condition_stats, data.train_truth, batch_size)
     make_trainer(accelerator).fit(module, datamodule=features)
     return module
 
 
-def score_patchcore(module: GatedPatchCore, test_grids: list, data: DomainData, accelerator: str = "auto",
+def score_patchcore(module: PatchCoreModule, test_grids: list, data: DomainData, accelerator: str = "auto",
                     batch_size: int = 128, tune_only: bool = False) -> dict:
     """{'scores', 'patch_maps', 'route', 'p_warm', 'index', ...} over all test maps (or the tune maps only), in
     test order (CPU tensors). Tune and holdout maps are scored in separate passes with the same batches every
@@ -70,8 +68,8 @@ def score_patchcore(module: GatedPatchCore, test_grids: list, data: DomainData, 
     return merged
 
 
-def fit_and_score(module: GatedPatchCore, run: PatchCoreRun, data: DomainData, cache: FeatureCache,
-                  accelerator: str = "auto", tune_only: bool = False) -> tuple[GatedPatchCore, dict, dict]:
+def fit_and_score(module: PatchCoreModule, run: PatchCoreRun, data: DomainData, cache: FeatureCache,
+                  accelerator: str = "auto", tune_only: bool = False) -> tuple[PatchCoreModule, dict, dict]:
     """(`module` fitted, raw outputs over all test maps, metrics.json dict). `tune_only` (a search trial) scores
     only the tune maps: the objective needs no more, and holdout stays unseen until the best model is evaluated."""
     start = time.perf_counter()
@@ -88,12 +86,11 @@ def fit_and_score(module: GatedPatchCore, run: PatchCoreRun, data: DomainData, c
     outputs = score_patchcore(module, test_grids, data, accelerator, tune_only=tune_only)
     decide_fusion(module, outputs, data)
     predict_s = time.perf_counter() - start
-    metrics = metrics_of(run, data, outputs, module, device)
-    metrics["timing_s"] = {"features": features_s, "fit": fit_s, "predict": predict_s}
-    return module, outputs, metrics
+    timing = {"features": features_s, "fit": fit_s, "predict": predict_s}
+    return module, outputs, metrics_of(run, data, outputs, module, timing, device)
 
 
-def decide_fusion(module: GatedPatchCore, outputs: dict, data: DomainData) -> None:
+def decide_fusion(module: PatchCoreModule, outputs: dict, data: DomainData) -> None:
     """fusion=auto: choose max, PatchCore's z or the band z on the tune maps' AUROC (thresholds and settings are
     chosen on tune), apply the choice to every scored map and keep it in the module (its checkpoint scores with it)."""
     core = module.core
@@ -108,7 +105,7 @@ def decide_fusion(module: GatedPatchCore, outputs: dict, data: DomainData) -> No
                                                                       in aurocs.items()) + ")")
 
 
-def score_saved_module(module: GatedPatchCore, run: PatchCoreRun, data: DomainData, cache: FeatureCache,
+def score_saved_module(module: PatchCoreModule, run: PatchCoreRun, data: DomainData, cache: FeatureCache,
                        accelerator: str = "auto") -> tuple[dict, dict]:
     """(outputs, metrics) of an already fitted (e.g. reloaded) module; needs no train features."""
     start = time.perf_counter()
@@ -118,28 +115,19 @@ def score_saved_module(module: GatedPatchCore, run: PatchCoreRun, data: DomainDa
     features_s = time.perf_counter() - start
     start = time.perf_counter()
     outputs = score_patchcore(module, test_grids, data, accelerator)
-    metrics = metrics_of(run, data, outputs, module, device)
-    metrics["timing_s"] = {"features": features_s, "fit": 0.0, "predict": time.perf_counter() - start}
-    return outputs, metrics
+    timing = {"features": features_s, "fit": 0.0, "predict": time.perf_counter() - start}
+    return outputs, metrics_of(run, data, outputs, module, timing, device)
 
 
-def metrics_of(run: PatchCoreRun, data: DomainData, outputs: dict, module: GatedPatchCore,
+def metrics_of(run: PatchCoreRun, data: DomainData, outputs: dict, module: PatchCoreModule, timing: dict,
                backbone_device: torch.device | None = None) -> dict:
-    scores = outputs["scores"].numpy().astype(np.float64)
-    scored = outputs["index"].numpy()
-    metrics = {"model": run.model_name, "domain": data.domain, "config": plain(run), "data_root": data.root}
+    """The run record (hdmap/run/record.py) with what the fit decided beside the settings, which stay as asked."""
     core = module.core.config
     gate_used = core.bank_mode != "mixed" or core.reference_sampling == "per_condition"
     kind = core.gate.kind if gate_used else None
-    accuracy = gate_accuracy(outputs["route"], [data.test_conditions[i] for i in scored]) if kind else None
-    metrics["gate"] = {"kind": kind, "accuracy": accuracy,
-                       "train_assignment": module.core.gate.train_source or None if kind else None}
-    metrics.update(scored_blocks(scores, scored, data.test_labels, data.test_conditions, data.split))
-    metrics["notes"] = list(data.notes) + list(module.core.notes)
-    metrics["fit_decisions"] = {"fallback": module.core.fallback,  # beside the settings, which stay as asked
-                                "fusion": AUTO_CHOICES[int(module.core.fusion_choice)]
-                                if core.fusion == "auto" else None}
-    metrics["test_conditions_from"] = data.condition_sources()
-    metrics["split"] = split_summary(data.split)
-    metrics["devices"] = {"backbone": str(backbone_device) if backbone_device else None, **module.devices_used}
-    return metrics
+    scored = outputs["index"].numpy()
+    gate = gate_block(kind, outputs["route"], [data.test_conditions[i] for i in scored], module.core.gate.train_source)
+    decisions = {"fallback": module.core.fallback,
+                 "fusion": AUTO_CHOICES[int(module.core.fusion_choice)] if core.fusion == "auto" else None}
+    devices = {"backbone": str(backbone_device) if backbone_device else None, **module.devices_used}
+    return run_record(run, data, outputs, gate, module.core.notes, timing, devices, fit_decisions=decisions)

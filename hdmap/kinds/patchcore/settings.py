@@ -1,4 +1,4 @@
-"""Settings of (gated) PatchCore, the plan of a fit (which train maps it reads), and the one fit of a run's input
+"""Settings of PatchCore (hdmap_patchcore and the plain baseline), the plan of a fit (which train maps it reads), and the one fit of a run's input
 preparation (the condition statistics these settings use)."""
 from __future__ import annotations
 
@@ -8,9 +8,11 @@ import numpy as np
 
 from hdmap.config import plain
 from hdmap.data.condition_statistics import INPUT_NORMS, ConditionStatistics
-from hdmap.gating.gates import GateConfig
-from hdmap.models.band import BandConfig
+from hdmap.features.backbones import BackboneSpec
+from hdmap.gating.gates import GateSettings
+from hdmap.models.band import BandSettings
 from hdmap.models.coreset import CORESET_METHODS
+from hdmap.run.settings import InputSettings, SplitSettings
 from hdmap.setting_rules import check_instance, setting
 
 BANK_MODES = ("mixed", "gated", "soft")
@@ -21,15 +23,15 @@ SOFT_COMBINES = ("min", "posterior")
 # none: PatchCore's image score as it is. sum / max: PatchCore's and the band detector's image scores, each
 # standardised on held-out train normals, as (1 - fusion_weight) z_patchcore + fusion_weight z_band or the larger z.
 # auto: max, PatchCore's z alone or the band's z alone, whichever has the best tune AUROC (chosen after scoring,
-# from the same fit). band_only: the band kind alone (hdmap/kinds/band.py): no backbone pass, PatchCore unused.
+# from the same fit). band_only: the band kind alone (hdmap/kinds/band/kind.py): no backbone pass, PatchCore unused.
 FUSIONS = ("none", "sum", "max", "auto", "band_only")
 AUTO_CHOICES = ("max", "patchcore", "band")  # what fusion=auto chooses between, in this order on a tie
 
 
 @dataclass(frozen=True)
-class PatchCoreConfig:
+class PatchCoreSettings:
     """Settings of the scoring model (backbone settings live with the features). These defaults are the
-    documented defaults of `hdmap fit-eval` (hdmap/kinds/patchcore.py builds its config from them)."""
+    documented defaults of `hdmap fit-eval` (hdmap/kinds/patchcore/kind.py builds its config from them)."""
 
     bank_mode: str = setting("mixed", "one mixed bank, a cold and a warm bank chosen by the gate (gated), or both "
                              "banks z-scored and combined (soft); gating never beat one mixed bank "
@@ -79,15 +81,15 @@ class PatchCoreConfig:
                           "has the best tune AUROC (auto: one fit, chosen after scoring), or the band detector alone "
                           "(band_only); auto: experiments/results/band_families.md", choices=FUSIONS)
     fusion_weight: float = setting(0.5, "fusion sum: the band z's weight", low=0, high=1)
-    band: BandConfig = setting(help="the band detector of fusion (and of band_only)", factory=BandConfig)
+    band: BandSettings = setting(help="the band detector of fusion (and of band_only)", factory=BandSettings)
     seed: int = setting(0, "seed of the references, the coreset's start and projection")
-    gate: GateConfig = setting(help="the cold/warm gate", factory=GateConfig)
+    gate: GateSettings = setting(help="the cold/warm gate", factory=GateSettings)
 
     def __post_init__(self):
         if isinstance(self.gate, dict):
-            object.__setattr__(self, "gate", GateConfig(**self.gate))
+            object.__setattr__(self, "gate", GateSettings(**self.gate))
         if isinstance(self.band, dict):
-            object.__setattr__(self, "band", BandConfig(**self.band))
+            object.__setattr__(self, "band", BandSettings(**self.band))
         object.__setattr__(self, "context_ks", tuple(self.context_ks) if not isinstance(self.context_ks, int)
                            else (self.context_ks,))
         check_instance(self)
@@ -120,8 +122,18 @@ class FitPlan:
 
 
 
-def fit_condition_stats(config: PatchCoreConfig, train_maps) -> ConditionStatistics | None:
+def fit_condition_stats(config: PatchCoreSettings, train_maps) -> ConditionStatistics | None:
     """The one fit of a run's condition statistics (of the train normals), on train maps only;
     the pipeline hands the result to the feature cache and to `plan_fit`. None when the settings need none."""
     statistics = config.condition_statistics()
     return None if statistics is None else statistics.fit(train_maps)
+
+
+@dataclass(frozen=True)
+class PatchCoreRun(InputSettings):
+    """`hdmap_patchcore` and `patchcore` runs."""
+
+    model_name: str = setting("hdmap_patchcore", "the model kind", choices=("hdmap_patchcore", "patchcore"))
+    backbone: BackboneSpec = setting(help="the frozen feature extractor", factory=BackboneSpec)
+    model: PatchCoreSettings = setting(help="the scoring model", factory=PatchCoreSettings)
+    split: SplitSettings = setting(help="the tune/holdout split", factory=SplitSettings)

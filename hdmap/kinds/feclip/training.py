@@ -9,7 +9,7 @@ import torch
 from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch.utils.data import DataLoader, Dataset
 
-from hdmap.models.feclip.module import FEClipModule
+from hdmap.kinds.feclip.module import FEClipModule
 from hdmap.run.trainer import make_trainer
 
 

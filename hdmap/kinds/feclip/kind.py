@@ -1,6 +1,6 @@
 """The FE-CLIP kind: frozen CLIP + frequency adapters, from a checkpoint (zero-shot) or trained on band anomalies of
 the domain's train normals (variant 1), plus an optional few-shot memory of the gated condition (variant 2). Fits
-and scores through run/feclip_pipeline.py; its trials report after every epoch (the search adds ASHA)."""
+and scores through pipeline.py; its trials report after every epoch (the search adds ASHA)."""
 from __future__ import annotations
 
 from dataclasses import replace
@@ -11,21 +11,23 @@ import numpy as np
 from hdmap.config import SPLIT_DEFAULT, ConfigError, plain
 from hdmap.data.domain import DomainData
 from hdmap.evaluation.protocol import tune_metrics
-from hdmap.kinds.kind import ModelKind, TrialReport, trial_values
-from hdmap.run.run_settings import FEClipRun, FEClipTrainSettings, FewShotSettings
-from hdmap.models.feclip.model import FEClipConfig
-from hdmap.run.feclip_pipeline import fit_and_score_feclip, fit_feclip, score_feclip
+from hdmap.kinds.feclip.limits import shots_limit
+from hdmap.kinds.kind import ModelKind, TrialReport
+from hdmap.kinds.feclip.settings import FEClipRun, FEClipTrainSettings, FewShotSettings
+from hdmap.kinds.feclip.model import FEClipSettings
+from hdmap.kinds.feclip.pipeline import fit_and_score_feclip, fit_feclip, score_feclip
+from hdmap.run.record import tune_values
 
 
 def defaults(real_data: bool = False, backbone: str | None = None) -> dict:
-    """FEClipConfig's own defaults (CLIP ViT-L/14@336, the paper's taps and windows) at CLIP's input size."""
+    """FEClipSettings's own defaults (CLIP ViT-L/14@336, the paper's taps and windows) at CLIP's input size."""
     return {"model_name": "feclip", "image_size": 336, "resize": "bilinear", "normalisation": "clip",
-            "feclip": plain(FEClipConfig()), "train": plain(FEClipTrainSettings()), "fewshot": plain(FewShotSettings()),
+            "feclip": plain(FEClipSettings()), "train": plain(FEClipTrainSettings()), "fewshot": plain(FewShotSettings()),
             "split": dict(SPLIT_DEFAULT)}
 
 
 def validate(run: FEClipRun) -> None:
-    """Checks across settings (each value was checked against the settings tree: hdmap/run/run_settings.py)."""
+    """Checks across settings (each value was checked against the settings tree: hdmap/kinds/<kind>/settings.py)."""
     if run.train.source == "checkpoint" and not run.train.checkpoint:
         raise ConfigError("train.source=checkpoint needs train.checkpoint=/path/to/feclip.ckpt")
 
@@ -53,7 +55,7 @@ def trial(run: FEClipRun, data: DomainData, cache, metric: str, repeats: int, re
         scored = score_feclip(module, run, data, tune_idx, during_fit=epoch > 0)
         values = tune_metrics(scored.scores, data.test_labels[tune_idx], [data.test_conditions[i] for i in tune_idx])
         report(module, {"tune": values, "notes": scored.notes},
-               {**trial_values(values, metric), "epoch": epoch, "train_loss": train_loss})  # in Tune's TensorBoard
+               {**tune_values(values, metric), "epoch": epoch, "train_loss": train_loss})  # in Tune's TensorBoard
 
     class ReportEachEpoch(L.Callback):
         def on_train_epoch_end(self, trainer, module):
@@ -66,4 +68,5 @@ def trial(run: FEClipRun, data: DomainData, cache, metric: str, repeats: int, re
 
 
 FECLIP = ModelKind("feclip", "FE-CLIP: frozen CLIP with frequency adapters (zero-shot, or trained on band anomalies)",
-                   defaults, validate, fit_and_score, score_saved, trial, iterative=True, settings=FEClipRun)
+                   defaults, validate, fit_and_score, score_saved, trial, iterative=True, settings=FEClipRun,
+                   space_limits=(shots_limit,))

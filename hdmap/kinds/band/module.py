@@ -7,18 +7,18 @@ import lightning as L
 import torch
 
 from hdmap.config import plain
-from hdmap.models.band import BandConfig, BandDetector, legacy_band_settings, legacy_band_state
+from hdmap.models.band import BandSettings, BandModel, legacy_band_settings, legacy_band_state
 
 
-class BandModel(L.LightningModule):
-    """The band kind's module; `band` is a BandConfig as a dict, `shape` the (rows, columns) of a map."""
+class BandModule(L.LightningModule):
+    """The band kind's module; `band` is a BandSettings as a dict, `shape` the (rows, columns) of a map."""
 
     def __init__(self, band: dict | None = None, shape: tuple[int, int] = (31, 95)):
         super().__init__()
         self.save_hyperparameters()
-        self.core = BandDetector(BandConfig(**(band or {})), tuple(shape))
+        self.core = BandModel(BandSettings(**(band or {})), tuple(shape))
 
-    def fit(self, train_maps, train_truth: list[str] | None = None) -> "BandModel":
+    def fit(self, train_maps, train_truth: list[str] | None = None) -> "BandModule":
         self.core.fit(train_maps, train_truth)
         return self
 
@@ -33,7 +33,7 @@ class BandModel(L.LightningModule):
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         band = checkpoint.get("hyper_parameters", {}).get("band") or {}
         if "statistic" not in band:  # a checkpoint from before the filter family: rebuilt as the one filter it was
-            self.core = BandDetector(BandConfig(**legacy_band_settings(band)), self.core.shape)
+            self.core = BandModel(BandSettings(**legacy_band_settings(band)), self.core.shape)
             legacy_band_state(checkpoint.get("state_dict", {}), "core.")
         saved = checkpoint.get("fit_notes", {})
         self.core.notes = list(saved.get("notes", []))

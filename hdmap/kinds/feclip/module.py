@@ -8,8 +8,8 @@ import torch.nn.functional as F
 
 from hdmap.evaluation.metrics import auroc
 from hdmap.models.checkpoint_files import lightning_checkpoint
-from hdmap.models.feclip.losses import feclip_loss
-from hdmap.models.feclip.model import FEClip, FEClipConfig
+from hdmap.kinds.feclip.losses import feclip_loss
+from hdmap.kinds.feclip.model import FEClipModel, FEClipSettings
 
 FROZEN_PREFIX = "model.visual."
 
@@ -20,7 +20,7 @@ class FEClipModule(L.LightningModule):
     def __init__(self, model: dict | None = None, lr: float = 5e-4, linear_lr: float = 5e-4):
         super().__init__()
         self.save_hyperparameters()
-        self.model = FEClip(FEClipConfig(**(model or {})))
+        self.model = FEClipModel(FEClipSettings(**(model or {})))
         # what predict_step returns: `scores` (scores, maps, ...), `tokens` (patch tokens only: few-shot memories)
         # or `both` (one pass serves scores and the few-shot distances of test maps)
         self.predictions = "scores"

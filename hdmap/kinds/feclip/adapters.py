@@ -11,7 +11,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from hdmap.models.feclip.dct import band_mask, dct2, dct_matrix, idct2
+from hdmap.kinds.feclip.dct import band_mask, dct2, dct_matrix, idct2
 
 LFS_STATS = ("mean", "abs_mean", "log_energy")
 

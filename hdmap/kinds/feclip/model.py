@@ -9,7 +9,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from hdmap.features.backbones import create_clip
-from hdmap.models.feclip.adapters import LFS_STATS, FrequencyAdapter
+from hdmap.kinds.feclip.adapters import LFS_STATS, FrequencyAdapter
 from hdmap.setting_rules import check_instance, setting
 
 IMAGE_SCORES = ("cls", "map_max", "cls+map_max")
@@ -24,7 +24,7 @@ TINY_CLIP = {"clip_weights": "none", "taps": [1, 2],
 
 
 @dataclass(frozen=True)
-class FEClipConfig:
+class FEClipSettings:
     """Defaults follow the paper as described in DESIGN section 5; every ambiguous choice is a setting."""
 
     clip_model: str = setting("ViT-L-14-336", "the open_clip model")
@@ -60,24 +60,24 @@ def describe_clip(settings: dict) -> str:
         vision = settings["clip_kwargs"]["vision_cfg"]
         return (f"tiny random CLIP ({vision['layers']} blocks, width {vision['width']}, patch {vision['patch_size']}, "
                 f"{vision['image_size']} px; no pretrained weights)")
-    return f"{settings.get('clip_model', FEClipConfig.clip_model)} / {settings.get('clip_weights', FEClipConfig.clip_weights)}"
+    return f"{settings.get('clip_model', FEClipSettings.clip_model)} / {settings.get('clip_weights', FEClipSettings.clip_weights)}"
 
 
-def build_clip(config: FEClipConfig) -> nn.Module:
+def build_clip(config: FEClipSettings) -> nn.Module:
     """The frozen CLIP of these settings (named model and weights, or the tiny shape of `clip_kwargs`)."""
     return create_clip(config.clip_model, config.clip_weights, config.clip_kwargs or None)
 
 
-class FEClip(nn.Module):
+class FEClipModel(nn.Module):
     """forward(images) -> {'maps' (B, T, h, w), 'map' (B, h, w), 'tap_scores' (B, T), 'cls_score' (B,),
     'score' (B,) by `image_score`}: probabilities of `damaged`; plus 'patch_tokens' (B, h*w, D), the adapted
     tokens of the last tap (the few-shot memory's features), from the same pass."""
 
-    def __init__(self, config: FEClipConfig | None = None):
+    def __init__(self, config: FEClipSettings | None = None):
         super().__init__()
         import open_clip
 
-        self.config = config or FEClipConfig()
+        self.config = config or FEClipSettings()
         clip = build_clip(self.config)
         self.visual = clip.visual
         blocks = len(self.visual.transformer.resblocks)

@@ -1,4 +1,4 @@
-"""Lightning wrappers: `PatchCore` (one mixed bank) and `GatedPatchCore` (gate + banks) around the torch core.
+"""The Lightning module of the PatchCore kinds around the torch core (model.py): gate, banks and fusion as settings.
 
 fit: `prepare_fit` (gate on all train maps, choice of references) returns the datamodule of the chosen maps; the
 training epoch over it reads their cached grids batch by batch and builds the banks on the accelerator Lightning
@@ -16,18 +16,18 @@ from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE, FeatureDat
 from hdmap.models.fit_embeddings import FitEmbeddings
 from hdmap.models.band import legacy_band_settings, legacy_band_state
 from hdmap.models.knn_choice import knn_choice
-from hdmap.models.patchcore import GatedPatchCoreModel
-from hdmap.models.patchcore_config import FitPlan, PatchCoreConfig
+from hdmap.kinds.patchcore.model import PatchCoreModel
+from hdmap.kinds.patchcore.settings import FitPlan, PatchCoreSettings
 
 
-class GatedPatchCore(L.LightningModule):
-    """Gated PatchCore; `model` is a PatchCoreConfig as a dict (the features, and so the backbone settings, come
+class PatchCoreModule(L.LightningModule):
+    """PatchCore (both kinds); `model` is a PatchCoreSettings as a dict (the features, and so the backbone settings, come
     from the feature cache: the run's checkpoint record keeps them)."""
 
     def __init__(self, model: dict | None = None):
         super().__init__()
         self.save_hyperparameters()
-        self.core = GatedPatchCoreModel(PatchCoreConfig(**(model or {})))
+        self.core = PatchCoreModel(PatchCoreSettings(**(model or {})))
         self.automatic_optimization = False
         self.plan: FitPlan | None = None
         self.devices_used: dict[str, str] = {}  # where banks and kNN ran (reported in metrics.json)
@@ -57,7 +57,7 @@ class GatedPatchCore(L.LightningModule):
         state = checkpoint.get("state_dict", {})
         model = checkpoint.get("hyper_parameters", {}).get("model") or {}
         if "statistic" not in model.get("band", {"statistic": None}):  # fused before the band filter family
-            self.core = GatedPatchCoreModel(PatchCoreConfig(**{**model, "band": legacy_band_settings(model["band"])}))
+            self.core = PatchCoreModel(PatchCoreSettings(**{**model, "band": legacy_band_settings(model["band"])}))
             legacy_band_state(state, "core.band.")
         for key in [k for k in state if k.startswith("core.map_stats.")]:  # its name before hdmap 0.1 wave 4
             state["core.condition_stats." + key[len("core.map_stats."):]] = state.pop(key)
@@ -108,14 +108,6 @@ class GatedPatchCore(L.LightningModule):
 
     def predict_step(self, batch, batch_idx):
         return self._score_batch(batch)
-
-
-class PatchCore(GatedPatchCore):
-    """Plain PatchCore: one mixed bank from 2k uniformly sampled references."""
-
-    def __init__(self, model: dict | None = None):
-        model = {**(model or {}), "bank_mode": "mixed", "reference_sampling": "uniform"}
-        super().__init__(model)
 
 
 def gather_predictions(batches: list[dict]) -> dict:

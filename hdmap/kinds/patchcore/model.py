@@ -16,11 +16,11 @@ from hdmap.condition_names import COLD, CONDITIONS, WARM
 from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.splits import select_references
 from hdmap.evaluation.metrics import auroc
-from hdmap.gating.gates import Gate
-from hdmap.models.band import BandDetector
+from hdmap.gating.gates import build_gate
+from hdmap.models.band import BandModel
 from hdmap.models.embedding import flatten_patches, patch_embedding
 from hdmap.models.memory_bank import MemoryBank
-from hdmap.models.patchcore_config import AUTO_CHOICES, FitPlan, PatchCoreConfig, fit_condition_stats
+from hdmap.kinds.patchcore.settings import AUTO_CHOICES, FitPlan, PatchCoreSettings, fit_condition_stats
 from hdmap.statistics import held_out_projection, is_bimodal
 
 
@@ -39,19 +39,19 @@ def _select(grids: list, indices) -> list[torch.Tensor]:
     return [_as_tensor(g[indices]) for g in grids]
 
 
-class GatedPatchCoreModel(nn.Module):
+class PatchCoreModel(nn.Module):
     """Memory banks (one mixed, or cold + warm) chosen per map by a gate; everything needed to score is state."""
 
-    def __init__(self, config: PatchCoreConfig | None = None):
+    def __init__(self, config: PatchCoreSettings | None = None):
         super().__init__()
-        self.settings = config or PatchCoreConfig()  # as asked; never changed by a fit
+        self.settings = config or PatchCoreSettings()  # as asked; never changed by a fit
         self.fallback: str | None = None  # what a fit decided instead: "mixed" (one mixed bank, uniform references)
         self.config = self.settings  # what runs: the settings with the fit's decision applied
-        self.gate = Gate(self.config.gate)
+        self.gate = build_gate(self.config.gate)
         names = ("mixed",) if self.config.bank_mode == "mixed" else CONDITIONS
         self.banks = nn.ModuleDict({name: MemoryBank() for name in names})
         self.register_buffer("calibration", torch.tensor([[0.0, 1.0], [0.0, 1.0]]))  # (bank, [mean, std])
-        self.band = BandDetector(self.config.band)  # fusion's second score (fitted only when fused)
+        self.band = BandModel(self.config.band)  # fusion's second score (fitted only when fused)
         # (PatchCore, band) x [mean, std] of the image scores on held-out train normals, for fusion
         self.register_buffer("fusion_calibration", torch.tensor([[0.0, 1.0], [0.0, 1.0]], dtype=torch.float64))
         self.register_buffer("fusion_choice", torch.tensor(0))  # fusion=auto: the index of its choice (AUTO_CHOICES)
@@ -263,7 +263,7 @@ class GatedPatchCoreModel(nn.Module):
         self.fusion_calibration = torch.stack([torch.stack([v.mean(), v.std().clamp_min(1e-9)])
                                                for v in (patchcore, band)]).to(self.fusion_calibration)
 
-    def fit(self, train_grids: list, train_maps, train_truth: list[str] | None = None) -> "GatedPatchCoreModel":
+    def fit(self, train_grids: list, train_maps, train_truth: list[str] | None = None) -> "PatchCoreModel":
         """All of fitting in one call (tests, notebooks): plan, embed the chosen maps, banks, calibration."""
         plan = self.plan_fit(train_maps, fit_condition_stats(self.config, train_maps),
                              self.global_features(train_grids), train_truth)

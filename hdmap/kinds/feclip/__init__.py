@@ -1,0 +1,1 @@
+"""The feclip model kind: torch core, Lightning module, settings tree, pipeline and its registry entry (kind.py)."""
