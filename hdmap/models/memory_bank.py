@@ -17,6 +17,7 @@ from hdmap.models.knn_choice import faiss, knn_choice
 from hdmap.resizable_buffers import ResizableBuffers
 
 TORCH_KNN_BLOCK = 1 << 24  # query x bank distances computed per block (64 MiB of float32)
+EXACT_BLOCK = 1 << 24  # floats gathered at a time when the found members' distances are recomputed
 GPU_TEMP_MEMORY = 256 << 20  # faiss GPU scratch memory per device (its default takes a share of the whole GPU)
 _GPU_RESOURCES: dict[int, object] = {}  # CUDA device index -> the process's one faiss StandardGpuResources
 _FAISS_GPU_INDEX_BYTES = [0]  # the largest bank a faiss GPU index of this process copied into faiss's own memory
@@ -83,13 +84,23 @@ class KnnIndex:
         k = min(k, len(self))
         queries = queries.detach().float().to(self.device)
         if self._faiss is not None:
-            squared, indices = self._faiss.search(queries.contiguous(), k)
-            # sqrt in float64, then float32: correctly rounded (torch's float32 CPU sqrt is off by an ulp at times)
-            return squared.clamp_min(0).double().sqrt().float(), indices
-        rows = max(1, TORCH_KNN_BLOCK // len(self))
-        parts = [torch.cdist(queries[i:i + rows], self.vectors).topk(k, dim=1, largest=False)
-                 for i in range(0, len(queries), rows)]
-        return torch.cat([p.values for p in parts]), torch.cat([p.indices for p in parts])
+            indices = self._faiss.search(queries.contiguous(), k)[1]
+        else:
+            rows = max(1, TORCH_KNN_BLOCK // len(self))
+            indices = torch.cat([torch.cdist(queries[i:i + rows], self.vectors).topk(k, dim=1, largest=False).indices
+                                 for i in range(0, len(queries), rows)])
+        return self.exact_distances(queries, indices), indices
+
+    def exact_distances(self, queries: torch.Tensor, indices: torch.Tensor) -> torch.Tensor:
+        """(Q, k) distances of each query to its found members, each from the difference of the two vectors: the
+        search's own distances come from |q|^2 + |m|^2 - 2 q.m, whose rounding depends on how many queries share
+        a search (BLAS blocking), so a map's score would depend on the maps scored with it."""
+        out = torch.empty(indices.shape, dtype=torch.float32, device=queries.device)
+        rows = max(1, EXACT_BLOCK // max(1, indices.shape[1] * queries.shape[1]))
+        for i in range(0, len(queries), rows):
+            members = self.vectors[indices[i:i + rows]]  # (rows, k, D)
+            out[i:i + rows] = torch.linalg.vector_norm(members - queries[i:i + rows, None, :], dim=2)
+        return out
 
 
 def knn(bank: torch.Tensor, queries: torch.Tensor, k: int) -> tuple[torch.Tensor, torch.Tensor]:
