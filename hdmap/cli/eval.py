@@ -2,11 +2,10 @@
 score holdout with its tune threshold, using the checkpoint's own split and conditions."""
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 
-from hdmap.jobs.checkpoints import CHECKPOINT_FILE
+from hdmap.jobs.checkpoints import find_checkpoint
 
 
 def add_eval(sub) -> None:
@@ -21,27 +20,6 @@ def add_eval(sub) -> None:
     p.add_argument("--ignore-other-files", action="store_true",
                    help="skip files other than .tif/.tiff in the data folders (default: an error naming them)")
     p.set_defaults(run=run_eval)
-
-
-def find_checkpoint(run: Path, trial: str | None) -> Path:
-    """The checkpoint a RUN argument names: a file, a run folder, or a search's best (or given) trial."""
-    if run.is_file():
-        return run
-    if (run / CHECKPOINT_FILE).is_file() and trial is None:
-        return run / CHECKPOINT_FILE
-    if trial is not None:
-        matches = sorted(run.glob(f"*{trial}*/checkpoint_*/{CHECKPOINT_FILE}"))
-        if not matches:
-            raise FileNotFoundError(f"no checkpoint for trial {trial!r} under {run}")
-        return matches[-1]
-    summary_file = run / "summary.json"
-    if not summary_file.exists():
-        raise FileNotFoundError(f"{run}: neither a checkpoint, a run folder with {CHECKPOINT_FILE}, nor a finished "
-                                f"search with summary.json (or pass --trial)")
-    best = json.loads(summary_file.read_text())["best"]
-    if not best:
-        raise ValueError(f"{run}: the search has no finished trial")
-    return Path(best["checkpoint"])
 
 
 def run_eval(args) -> int:

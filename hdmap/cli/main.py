@@ -1,4 +1,5 @@
-"""`hdmap` console script: `hdmap synth`, `hdmap fit-eval`, `hdmap tune`, `hdmap eval`, `hdmap compare`.
+"""`hdmap` console script: `hdmap synth`, `hdmap fit-eval`, `hdmap tune`, `hdmap eval`, `hdmap predict`,
+`hdmap compare`.
 
 Every error ends the command with one line on stderr and exit code 2; `--debug` shows the traceback."""
 from __future__ import annotations
@@ -9,6 +10,7 @@ import sys
 from hdmap.cli.compare import add_compare
 from hdmap.cli.eval import add_eval
 from hdmap.cli.fit_eval import add_fit_eval
+from hdmap.cli.predict import add_predict
 from hdmap.cli.synth import add_synth
 from hdmap.cli.tune import add_tune
 from hdmap import termination
@@ -31,6 +33,7 @@ def main(argv: list[str] | None = None) -> int:
     add_fit_eval(sub)
     add_tune(sub)
     add_eval(sub)
+    add_predict(sub)
     add_compare(sub)
     args = parser.parse_args(argv)
     with termination.sigterm_handled():

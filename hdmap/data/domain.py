@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
 
@@ -11,6 +11,7 @@ import numpy as np
 
 from hdmap.data.conditions import condition_sources
 from hdmap.data.errors import HDMAPFileError
+from hdmap.data.fault_truth import read_fault_rows
 from hdmap.data.map_files import MapItem, check_dtypes, condition_record, discover_domain, read_map_and_dtype
 from hdmap.condition_names import UNKNOWN
 from hdmap.data.splits import SplitMismatchError, TestSplit, small_block_notes, split_tune_holdout
@@ -26,6 +27,7 @@ class DomainData:
     test_maps: np.ndarray
     split: TestSplit
     notes: tuple[str, ...] = ()  # what reading the data decided (e.g. integer maps read as floats)
+    fault_rows: dict[int, tuple[int, int]] = field(default_factory=dict)  # test index -> true band rows (first, last)
 
     @property
     def test_labels(self) -> np.ndarray:
@@ -127,4 +129,21 @@ def load_domain(root: str, domain: str, split_path: str | Path | None = None, tu
     if unknown:
         notes += (f"{unknown} test map(s) have the condition unknown (condition CSV): they count in the overall "
                   f"numbers and in no cold / warm number",)
-    return DomainData(str(root), domain, items["train"], items["test"], train_maps, test_maps, split, notes)
+    return DomainData(str(root), domain, items["train"], items["test"], train_maps, test_maps, split, notes,
+                      true_band_rows(Path(root) / f"domain_{domain}", items["test"]))
+
+
+def true_band_rows(domain_dir: Path, test: list[MapItem]) -> dict[int, tuple[int, int]]:
+    """{test index: (first, last) true band row} from the domain's fault_truth.csv (none without it)."""
+    rows = read_fault_rows(domain_dir)
+    if not rows:
+        return {}
+    found = {}
+    for index, item in enumerate(test):
+        try:
+            tail = Path(item.path).resolve().relative_to(domain_dir.resolve()).as_posix()
+        except ValueError:
+            continue
+        if tail in rows and item.label == 1:
+            found[index] = rows[tail]
+    return found

@@ -126,6 +126,12 @@ def write_report(out_dir: str | Path, metrics: dict, figures: list[str] = (), co
     gate = metrics.get("gate") or {}
     lines += ["", f"Gate: `{gate.get('kind')}`, accuracy on test: {percent(gate.get('accuracy'))} %"
               + (f"; train conditions from: {gate['train_assignment']}" if gate.get("train_assignment") else ""), ""]
+    where = metrics.get("location")
+    if where and where.get("n"):
+        low, high = where["interval"]
+        lines += [f"Fault location (fault_truth.csv): the named row is within {where['tolerance_rows']} row of a true "
+                  f"band row for {where['hits']} of {where['n']} {where['of']}: {100 * where['row_hit_rate']:.1f} % "
+                  f"[{100 * low:.1f}, {100 * high:.1f}] (row from the {where['row_from']})", ""]
     if metrics.get("test_conditions_from"):
         lines += ["Test-map conditions from: " + ", ".join(f"{source} {n}" for source, n in
                                                       metrics["test_conditions_from"].items()), ""]

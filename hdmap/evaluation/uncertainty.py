@@ -163,3 +163,13 @@ def mcnemar_exact(correct_a, correct_b) -> dict:
     half = 1.959964 * math.sqrt(max(variance, 0.0))
     return {"difference": difference, "interval": [difference - half, difference + half], "only_a_correct": only_a,
             "only_b_correct": only_b, "p_value": float(p_value)}
+
+
+def wilson_interval(successes: int, n: int, z: float = 1.959964) -> tuple[float, float]:
+    """95 % Wilson score interval of a proportion (sound at 0 %, 100 % and small n, where the normal one is not)."""
+    if n == 0:
+        return (0.0, 1.0)
+    p = successes / n
+    centre = (p + z * z / (2 * n)) / (1 + z * z / n)
+    half = z * np.sqrt(p * (1 - p) / n + z * z / (4 * n * n)) / (1 + z * z / n)
+    return (float(max(0.0, centre - half)), float(min(1.0, centre + half)))

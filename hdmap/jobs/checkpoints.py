@@ -74,3 +74,24 @@ def load_checkpoint_data(extra: dict, data_root: str | None = None, ignore_other
         raise CheckpointMismatchError(f"map size {list(data.test_maps.shape[1:])} differs from the checkpoint's "
                                       f"{extra['map_shape']}")
     return data
+
+
+def find_checkpoint(run: Path, trial: str | None) -> Path:
+    """The checkpoint a RUN argument names: a file, a run folder, or a search's best (or given) trial."""
+    if run.is_file():
+        return run
+    if (run / CHECKPOINT_FILE).is_file() and trial is None:
+        return run / CHECKPOINT_FILE
+    if trial is not None:
+        matches = sorted(run.glob(f"*{trial}*/checkpoint_*/{CHECKPOINT_FILE}"))
+        if not matches:
+            raise FileNotFoundError(f"no checkpoint for trial {trial!r} under {run}")
+        return matches[-1]
+    summary_file = run / "summary.json"
+    if not summary_file.exists():
+        raise FileNotFoundError(f"{run}: neither a checkpoint, a run folder with {CHECKPOINT_FILE}, nor a finished "
+                                f"search with summary.json (or pass --trial)")
+    best = json.loads(summary_file.read_text())["best"]
+    if not best:
+        raise ValueError(f"{run}: the search has no finished trial")
+    return Path(best["checkpoint"])

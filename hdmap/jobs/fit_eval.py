@@ -81,14 +81,15 @@ def fit_eval(config: dict | Run, source: DataOptions, out: str | Path, overwrite
     return metrics
 
 
-def write_run_folder(out: Path, held: list[str], write) -> None:
+def write_run_folder(out: Path, held: list[str], write, disk_errors: tuple = (OSError, RuntimeError)) -> None:
     """`write(folder)` into a staging folder beside `out`, then its files into `out` (replacing the run it held):
-    a full disk or a kill while writing leaves `out` as it was, and the error names the folder."""
+    a full disk or a kill while writing leaves `out` as it was, and the error (one of `disk_errors`) names the
+    folder."""
     staging = out.parent / f".{out.name}.{os.getpid()}.partial"
     try:
         staging.mkdir(parents=True, exist_ok=False)
         write(staging)
-    except (OSError, RuntimeError) as error:
+    except disk_errors as error:
         shutil.rmtree(staging, ignore_errors=True)
         first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
         raise OSError(f"{out}: could not write the run's results ({type(error).__name__}: {first}); free space on "

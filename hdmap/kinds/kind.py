@@ -82,6 +82,12 @@ class ModelKind:
     # (space, base config) -> [(label, config)]: start points a search evaluates right after the defaults
     extra_starts: Callable[[object, dict], list[tuple[str, dict]]] | None = None
     upgrade: Callable[[dict], dict] | None = None  # a run config recorded by an older hdmap -> today's keys
+    # `hdmap predict`: load_saved(path, run) -> the fitted module; predict(module, run, maps, paths, cache, device,
+    # domain) -> {'scores', 'patch_maps', 'route' (None: no gate used), 'band_rows' (optional)} of new maps;
+    # predict_reads_train(run): whether predict needs the train maps of the run's domain (`domain`)
+    load_saved: Callable[[Path, Run], object] | None = None
+    predict: Callable[..., dict] | None = None
+    predict_reads_train: Callable[[Run], bool] = lambda run: False
     docs_with: str | None = None  # docs/settings.md lists this kind in that kind's section (same settings tree)
     docs_note: str = ""  # a line under the kind's section of docs/settings.md
 

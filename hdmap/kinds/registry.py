@@ -136,3 +136,13 @@ def trial(run: Run, data, cache, metric: str, repeats: int, report) -> None:
         report(module, as_delegated(run, inner, metrics), values)
 
     return kind_of(inner).trial(inner, data, cache, metric, repeats, report_as_run)
+
+
+def load_for_prediction(path, config: dict | Run):
+    """(the run whose kind scores new maps, its fitted module) of a saved run (a delegated run: the other kind's)."""
+    run = settings_of(config)
+    target = delegated(run) or run
+    kind = kind_of(target)
+    if kind.load_saved is None or kind.predict is None:
+        raise ConfigError(f"model kind {kind.name!r} cannot score new maps (it has no load_saved/predict)")
+    return target, kind.load_saved(path, target)

@@ -312,7 +312,8 @@ class BandModel(ResizableBuffers):
 
     @torch.no_grad()
     def score(self, maps, known: list[str] | None = None) -> dict:
-        """{'scores' (N,), 'patch_maps' (N, H, W): each line drawn with its z, 'route', 'p_warm'} of raw maps."""
+        """{'scores' (N,), 'patch_maps' (N, H, W): each line drawn with its z, 'route', 'p_warm', 'band_rows' (N, H):
+        each row's z (when rows are scored)} of raw maps."""
         lines = self.line_z(maps, known)
         height, width = self.shape
         per_line = torch.cat([lines[d] for d in self.directions], dim=1)
@@ -327,5 +328,8 @@ class BandModel(ResizableBuffers):
         if lines["columns"] is not None:
             drawn.append(lines["columns"][:, None, :].expand(-1, height, width))
         patch_maps = torch.stack(drawn).amax(dim=0)
-        return {"scores": scores, "patch_maps": patch_maps.float(), "route": lines["route"],
-                "p_warm": lines["p_warm"].float()}
+        out = {"scores": scores, "patch_maps": patch_maps.float(), "route": lines["route"],
+               "p_warm": lines["p_warm"].float()}
+        if lines["rows"] is not None:
+            out["band_rows"] = lines["rows"].float()  # each row's z: where a band is (hdmap/run/location.py)
+        return out

@@ -10,6 +10,7 @@ import torch
 from hdmap.config import plain
 from hdmap.evaluation.protocol import scored_blocks, split_summary
 from hdmap.gating.gates import gate_accuracy
+from hdmap.run.location import locate, row_hits
 
 
 def gate_block(kind: str | None, routed: torch.Tensor | None = None, known: list[str] | None = None,
@@ -30,6 +31,9 @@ def run_record(run, data, outputs: dict, gate: dict, notes: list[str], timing: d
     record = {"model": run.model_name, "domain": data.domain, "config": plain(run), "data_root": data.root,
               "gate": gate}
     record.update(scored_blocks(scores, scored, data.test_labels, data.test_conditions, data.split))
+    location = location_block(outputs, data, scores, scored, record["tune"]["threshold"])
+    if location is not None:
+        record["location"] = location
     record["notes"] = list(data.notes) + list(notes)
     record.update(extra)
     record["test_conditions_from"] = data.condition_sources()
@@ -38,6 +42,21 @@ def run_record(run, data, outputs: dict, gate: dict, notes: list[str], timing: d
         record["devices"] = devices
     record["timing_s"] = timing
     return record
+
+
+def location_block(outputs: dict, data, scores: np.ndarray, scored: np.ndarray, threshold: float) -> dict | None:
+    """Where the flagged faults are said to be against where they are (data with a fault_truth.csv, every test map
+    scored): the row hit rate of the holdout faults flagged at the tune threshold (hdmap/run/location.py)."""
+    if not getattr(data, "fault_rows", None) or len(scored) != len(data.test_maps):
+        return None
+    holdout = set(np.asarray(data.split.holdout).tolist())
+    picks = np.array([k for k, index in enumerate(scored) if index in holdout and data.test_labels[index] == 1
+                      and scores[k] >= threshold], dtype=np.int64)
+    located = locate({key: outputs[key][torch.from_numpy(picks)] for key in ("band_rows", "patch_maps")
+                      if key in outputs}, data.test_maps[scored[picks]]) if len(picks) else {"row": np.array([])}
+    truth = [data.fault_rows.get(int(index)) for index in scored[picks]]
+    return {**row_hits(located["row"], truth), "of": "holdout faults flagged at the tune threshold",
+            "row_from": "band detector's strongest row" if "band_rows" in outputs else "anomaly map's maximum"}
 
 
 def tune_values(tune: dict, metric: str) -> dict:

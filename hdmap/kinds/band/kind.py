@@ -5,6 +5,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import torch
+
 from hdmap.config import SPLIT_DEFAULT, plain
 from hdmap.data.domain import DomainData
 from hdmap.kinds.band import pipeline
@@ -35,8 +37,20 @@ def fit_and_score(run: BandRun, data: DomainData, cache=None, progress: bool = F
 
 def score_saved(path: str | Path, run: BandRun, data: DomainData, cache_dir: str | None = None,
                 progress: bool = False) -> tuple[dict, dict]:
-    model = BandModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    return pipeline.score_saved_model(model, run, data)
+    return pipeline.score_saved_model(load_saved(path, run), run, data)
+
+
+def load_saved(path: str | Path, run: BandRun) -> BandModule:
+    return BandModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def predict(module: BandModule, run: BandRun, maps, paths: list[str], cache, device, domain=None) -> dict:
+    """Outputs of new maps (`hdmap predict`), scored on `device`."""
+    module.to(device)
+    out = {key: value.cpu() for key, value in module.core.score(torch.from_numpy(maps)).items()}
+    if not module.core.uses_gate:
+        out["route"] = None
+    return out
 
 
 def trial(run: BandRun, data: DomainData, cache, metric: str, repeats: int, report: TrialReport) -> None:
@@ -46,5 +60,6 @@ def trial(run: BandRun, data: DomainData, cache, metric: str, repeats: int, repo
 
 
 BAND = ModelKind("band", "horizontal-band matched filter on raw maps (no backbone)", defaults, validate,
-                 fit_and_score, score_saved, trial, settings=BandRun, upgrade=upgrade,
+                 fit_and_score, score_saved, trial, settings=BandRun, upgrade=upgrade, load_saved=load_saved,
+                 predict=predict,
                  docs_note="The band detector alone; PatchCore's `model.band` is the same tree.")

@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from dataclasses import replace
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
+import torch
 
 from hdmap.config import SPLIT_DEFAULT, ConfigError, plain
 from hdmap.data.domain import DomainData
@@ -15,7 +17,8 @@ from hdmap.kinds.feclip.limits import shots_limit
 from hdmap.kinds.kind import ModelKind, TrialReport
 from hdmap.kinds.feclip.settings import FEClipRun, FEClipTrainSettings, FewShotSettings
 from hdmap.kinds.feclip.model import FEClipSettings
-from hdmap.kinds.feclip.pipeline import fit_and_score_feclip, fit_feclip, score_feclip
+from hdmap.kinds.feclip.module import FEClipModule
+from hdmap.kinds.feclip.pipeline import build_feclip, fit_and_score_feclip, fit_feclip, score_feclip
 from hdmap.run.record import tune_values
 
 
@@ -44,6 +47,25 @@ def score_saved(path: str | Path, run: FEClipRun, data: DomainData, cache_dir: s
     return outputs, metrics
 
 
+def load_saved(path: str | Path, run: FEClipRun) -> FEClipModule:
+    """The saved adapters on a freshly built frozen CLIP."""
+    return build_feclip(replace(run, train=replace(run.train, source="checkpoint", checkpoint=str(path))))
+
+
+def predict(module: FEClipModule, run: FEClipRun, maps, paths: list[str], cache, device, domain=None) -> dict:
+    """Outputs of new maps (`hdmap predict`); variant 2's few-shot memory is rebuilt from the run's own train maps
+    (`domain`), as `hdmap eval` rebuilds it."""
+    if run.fewshot.shots and domain is None:
+        raise ValueError("few-shot FE-CLIP scores new maps against its run's train references: the run's data root "
+                         "is needed (pass --data-root)")
+    batch = SimpleNamespace(test_maps=maps, test_labels=np.zeros(len(maps), dtype=int),
+                            test_conditions=["unknown"] * len(maps), train_maps=getattr(domain, "train_maps", None),
+                            train_truth=getattr(domain, "train_truth", None))
+    scored = score_feclip(module, run, batch)
+    return {"scores": torch.from_numpy(scored.scores).double(), "patch_maps": torch.from_numpy(scored.maps),
+            "route": scored.routed}
+
+
 def trial(run: FEClipRun, data: DomainData, cache, metric: str, repeats: int, report: TrialReport) -> None:
     """Train the adapters; after every epoch score the tune maps with `score_feclip` (the scorer of fit-eval and
     eval, few-shot memory included) and report, so ASHA can stop weak trials."""
@@ -69,4 +91,5 @@ def trial(run: FEClipRun, data: DomainData, cache, metric: str, repeats: int, re
 
 FECLIP = ModelKind("feclip", "FE-CLIP: frozen CLIP with frequency adapters (zero-shot, or trained on band anomalies)",
                    defaults, validate, fit_and_score, score_saved, trial, iterative=True, settings=FEClipRun,
-                   space_limits=(shots_limit,))
+                   space_limits=(shots_limit,), load_saved=load_saved, predict=predict,
+                   predict_reads_train=lambda run: run.fewshot.shots > 0)

@@ -113,8 +113,16 @@ def fit_and_score(run: PatchCoreRun, data: DomainData, cache: FeatureCache | Non
 
 def score_saved(path: str | Path, run: PatchCoreRun, data: DomainData, cache_dir: str | None = None,
                 progress: bool = False) -> tuple[dict, dict]:
-    module = PatchCoreModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
-    return pipeline.score_saved_module(module, run, data, FeatureCache(cache_dir, progress=progress))
+    return pipeline.score_saved_module(load_saved(path, run), run, data, FeatureCache(cache_dir, progress=progress))
+
+
+def load_saved(path: str | Path, run: PatchCoreRun) -> PatchCoreModule:
+    return PatchCoreModule.load_from_checkpoint(path, map_location="cpu", weights_only=True)
+
+
+def predict(module: PatchCoreModule, run: PatchCoreRun, maps, paths: list[str], cache: FeatureCache, device,
+            domain=None) -> dict:
+    return pipeline.predict_maps(module, run, maps, paths, cache, device)
 
 
 def fit_over_seeds(run: PatchCoreRun, data: DomainData, cache: FeatureCache, metric: str, repeats: int = 1):
@@ -154,7 +162,7 @@ def preflight(run: PatchCoreRun) -> None:
 _SHARED = dict(validate=validate, fit_and_score=fit_and_score, score_saved=score_saved, trial=trial,
                supports_repeats=True, preflight=preflight, settings=PatchCoreRun, delegate=band_only,
                delegate_note=BAND_ONLY_NOTE, reads=reads, space_limits=(shots_limit,), extra_starts=band_only_start,
-               upgrade=upgrade)
+               upgrade=upgrade, load_saved=load_saved, predict=predict)
 HDMAP_PATCHCORE = ModelKind("hdmap_patchcore", "PatchCore on condition-invariant inputs with a band descriptor, "
                             "fused with the band detector (gates and per-condition banks are settings)",
                             hdmap_defaults, **_SHARED)

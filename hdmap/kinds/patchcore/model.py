@@ -306,9 +306,12 @@ class PatchCoreModel(nn.Module):
         scores, patch_maps = self._combine(self.embed(grids, maps), route, p_warm)
         out = {"route": route, "p_warm": p_warm.float()}
         if self.config.fused:
-            parts = self.fusion_parts(scores, self.band.score(maps, known)["scores"].to(device))
+            band = self.band.score(maps, known)
+            parts = self.fusion_parts(scores, band["scores"].to(device))
             scores = self.fuse(parts)
             out["fusion_parts"] = parts  # (N, 2): PatchCore's z and the band z, for fusion=auto's choice
+            if "band_rows" in band:
+                out["band_rows"] = band["band_rows"]  # where the band detector sees a band (hdmap/run/location.py)
         return {"scores": scores, "patch_maps": patch_maps, **out}
 
     def fusion_parts(self, patchcore: torch.Tensor, band: torch.Tensor) -> torch.Tensor:

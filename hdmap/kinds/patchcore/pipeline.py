@@ -131,3 +131,25 @@ def metrics_of(run: PatchCoreRun, data: DomainData, outputs: dict, module: Patch
                  "fusion": AUTO_CHOICES[int(module.core.fusion_choice)] if core.fusion == "auto" else None}
     devices = {"backbone": str(backbone_device) if backbone_device else None, **module.devices_used}
     return run_record(run, data, outputs, gate, module.core.notes, timing, devices, fit_decisions=decisions)
+
+
+SCORE_BATCH = 128  # maps per scoring batch, as fit-eval's
+
+
+def predict_maps(module: PatchCoreModule, run: PatchCoreRun, maps: np.ndarray, paths: list[str], cache: FeatureCache,
+                 device: torch.device) -> dict:
+    """Outputs of new maps (`hdmap predict`): their features from the cache (extracted on `device` when missing) and
+    the fitted core's scores, on `device`."""
+    module.to(device)
+    transform = cache.transform_for(run.backbone, run.image_size, run.resize, run.normalisation, device)
+    grids = cache.features(run.backbone, transform, list(paths), module.core.condition_stats, device)
+    parts = []
+    for start in range(0, len(maps), SCORE_BATCH):  # in float32, as the datamodule hands fit-eval's batches
+        chosen = slice(start, start + SCORE_BATCH)
+        batch = [torch.from_numpy(np.asarray(g[chosen], dtype=np.float32)) for g in grids]
+        parts.append(module.core.score_batch(batch, torch.from_numpy(np.asarray(maps[chosen], dtype=np.float32))))
+    out = {key: torch.cat([part[key].cpu() for part in parts]) for key in parts[0]}
+    config = module.core.config
+    if not (config.bank_mode != "mixed" or config.reference_sampling == "per_condition"):
+        out["route"] = None  # the gate chose nothing: no condition to report
+    return out
