@@ -88,27 +88,38 @@ def digest(path: Path) -> str:
     return hashlib.sha256(path.read_bytes()).hexdigest()
 
 
-def train_digests(extra: dict, data_root: str | None) -> tuple[dict[str, str], str | None]:
-    """({content digest: train file} of the run's train maps, a note when they cannot be read)."""
+def is_integer(dtype) -> bool:
+    return bool(np.issubdtype(dtype, np.integer) or dtype == np.bool_)
+
+
+def train_digests(extra: dict, data_root: str | None) -> tuple[dict[str, str], bool, str | None]:
+    """({content digest: train file} of the run's train maps, whether they are stored as integers, a note when they
+    cannot be read)."""
     root = data_root or extra.get("data_root")
     if not root or not Path(root).is_dir():
-        return {}, (f"the run's data root {root} is not here: whether a map was one of its train references was not "
-                    f"checked (pass --data-root)")
+        return {}, False, (f"the run's data root {root} is not here: whether a map was one of its train references "
+                           f"was not checked (pass --data-root); maps are expected as floats")
     items = discover_domain(root, extra["domain"], ignore_other_files=True)["train"]
-    return {digest(Path(item.path)): item.path for item in items}, None
+    integer = is_integer(read_map_and_dtype(items[0].path)[1]) if items else False
+    return {digest(Path(item.path)): item.path for item in items}, integer, None
 
 
-def read_batch(paths: list[Path], shape: tuple[int, int], skip_bad: bool,
+def read_batch(paths: list[Path], shape: tuple[int, int], integer: bool, skip_bad: bool,
                skipped: list[str]) -> tuple[list[Path], np.ndarray]:
-    """(readable paths, their maps) of a batch; a map that cannot be scored (unreadable, NaN/inf, another size)
-    is an error naming it, or, with `skip_bad`, listed in `skipped`."""
+    """(readable paths, their maps) of a batch; a map that cannot be scored (unreadable, NaN/inf, another size, an
+    integer map for a run of float maps or the reverse) is an error naming it, or, with `skip_bad`, listed in
+    `skipped`."""
     good, maps = [], []
     for path in paths:
         try:
-            array, _ = read_map_and_dtype(path)
+            array, dtype = read_map_and_dtype(path)
             if array.shape != shape:
                 raise HDMAPFileError(f"{path}: map size {array.shape[0]}x{array.shape[1]} differs from the "
                                      f"{shape[0]}x{shape[1]} maps the run was fitted on")
+            if is_integer(dtype) != integer:
+                raise HDMAPFileError(f"{path}: stored as {dtype}, the run's maps as "
+                                     f"{'integers' if integer else 'floats'}: it would enter the model on another "
+                                     f"scale (convert it)")
         except HDMAPFileError as error:
             if not skip_bad:
                 raise HDMAPFileError(f"{error} (pass --skip-bad to score the other maps and list this one)") from None
@@ -141,7 +152,7 @@ def predict(options: PredictOptions) -> dict:
     run, module = load_for_prediction(options.checkpoint, upgraded(extra["config"]))
     kind = kind_of(run)
     domain = load_checkpoint_data(extra, options.data_root) if kind.predict_reads_train(run) else None
-    known_train, train_note = train_digests(extra, options.data_root)
+    known_train, integer, train_note = train_digests(extra, options.data_root)
     device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if options.device == "auto"
                           else options.device)
     cache = FeatureCache(options.cache_dir, progress=False)
@@ -154,7 +165,7 @@ def predict(options: PredictOptions) -> dict:
             with StageProgress("predict", len(paths), "maps", enabled=options.progress) as progress:
                 for start in range(0, len(paths), options.batch):
                     batch = paths[start:start + options.batch]
-                    good, maps = read_batch(batch, shape, options.skip_bad, collected.skipped)
+                    good, maps = read_batch(batch, shape, integer, options.skip_bad, collected.skipped)
                     if len(good):
                         score_batch(good, maps, writer, folder)
                     progress.advance(len(batch))
