@@ -23,7 +23,7 @@ from hdmap.evaluation.results_file import markdown_table, write_results
 
 RESULTS = Path(__file__).resolve().parent / "results"
 RUNS = {"band": ["--model", "band"],
-        "hdmap_patchcore, 128 px": ["--set", "image_size=128"]}
+        "hdmap_patchcore, EfficientNet-Lite0 128 px": ["--backbone", "tf_efficientnet_lite0", "--set", "image_size=128"]}
 
 
 def hdmap(*args: str) -> None:

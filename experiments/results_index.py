@@ -27,7 +27,7 @@ python experiments/step3_context.py --data-root ROOT --taps 8,11 11
 python experiments/step6_invariant_inputs.py --data-root ROOT --shots 16 64   # condition-invariant inputs
 python experiments/feclip_benchmark.py --train-on mvtec --eval-on visa --mvtec-root M --visa-root V
 python experiments/step4_feclip.py --data-root ROOT --checkpoint runs/feclip_mvtec.ckpt
-python experiments/tune_domainC.py --data-root ROOT --gpus-per-trial 0.25 --max-concurrent 8
+python experiments/tune_domainC.py --data-root ROOT --gpus-per-trial 0.25 --max-concurrent 32
 python experiments/step5_all_domains.py --data-root ROOT --run runs/tune/<experiment>
 ```
 

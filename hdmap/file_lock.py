@@ -1,10 +1,15 @@
 """Locks on shared folders (feature cache, coreset store) that cannot hang a search: a holder keeps its lock file's
 time stamp fresh (a heartbeat thread), and a waiter gives up with a named error when the holder's heartbeat stops (a
-dead node's lock left behind on a network file system) or after a total timeout."""
+dead node's lock left behind on a network file system) or after a total timeout. On a file system without `flock`
+(Lustre or NFS mounted without it: ENOSYS, EOPNOTSUPP, ENOLCK) the lock is skipped with a printed note: the files the
+locks guard are written atomically (a temporary file renamed into place), so concurrent writers waste work, never
+corrupt it; only two searches of one experiment are then not kept apart."""
 from __future__ import annotations
 
+import errno
 import fcntl
 import os
+import sys
 import socket
 import threading
 import time
@@ -15,6 +20,8 @@ HEARTBEAT_S = 10.0
 STALE_S = float(os.environ.get("HDMAP_LOCK_STALE_S", 120))  # a holder silent this long is taken for dead
 TIMEOUT_S = float(os.environ.get("HDMAP_LOCK_TIMEOUT_S", 6 * 3600))  # the longest any wait may last
 POLL_S = 0.2
+NO_FLOCK = (errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOLCK)  # a file system without flock
+_WITHOUT_LOCKS: set[str] = set()  # folders already said to run without locks
 
 
 class LockTimeoutError(RuntimeError):
@@ -60,6 +67,12 @@ def locked(path: str | Path, shared: bool = False, stale_s: float | None = None,
                                            f"delete {path} and rerun (HDMAP_LOCK_STALE_S / HDMAP_LOCK_TIMEOUT_S "
                                            f"set the limits)") from None
                 time.sleep(POLL_S)
+            except OSError as error:
+                if error.errno not in NO_FLOCK:
+                    raise
+                note_without_locks(path, error)
+                yield  # the file system has no locks: the block runs unlocked (see the module's note)
+                return
         if not shared:
             handle.seek(0)
             handle.truncate()
@@ -74,6 +87,17 @@ def locked(path: str | Path, shared: bool = False, stale_s: float | None = None,
             stop.set()
             beat.join()
             fcntl.flock(handle, fcntl.LOCK_UN)
+
+
+def note_without_locks(path: Path, error: OSError) -> None:
+    """Say once per folder that its file system has no flock and hdmap runs there without locks."""
+    folder = str(path.parent)
+    if folder not in _WITHOUT_LOCKS:
+        _WITHOUT_LOCKS.add(folder)
+        print(f"[hdmap] note: {folder}: this file system does not support flock ({errno.errorcode.get(error.errno, '?')}"
+              f"): hdmap runs there without locks (its files are still written atomically; two searches of one "
+              f"experiment are not kept apart). Mount it with flock (NFS: local_lock=none; Lustre: -o flock) to "
+              f"have them", file=sys.stderr)
 
 
 def _beat(path: Path, stop: threading.Event) -> None:

@@ -117,7 +117,8 @@ def _ran_where_ray_put_it(placement: dict) -> bool:
 
 
 @pytest.mark.slow
-def test_auto_shares_two_declared_gpus_over_four_trials_and_a_0_gpu_search_hides_them(synth_root, tmp_path):
+def test_auto_shares_two_declared_gpus_over_four_trials_and_a_0_gpu_search_hides_them(synth_root, tmp_path,
+                                                                                        monkeypatch):
     """Ray is told of 2 GPUs: `--gpus-per-trial auto` with 4 concurrent trials gives each half a GPU, so 4 trials
     hold shares of both GPUs at once; each trial runs where Ray put it (here: torch sees no CUDA, so on the CPU,
     noted). A search with 0 GPUs per trial on the same cluster hides every GPU from its trials."""
@@ -126,8 +127,9 @@ def test_auto_shares_two_declared_gpus_over_four_trials_and_a_0_gpu_search_hides
     from hdmap.tune.runner import SearchOptions, run_search
 
     ray.shutdown()
+    monkeypatch.setenv("HDMAP_ALLOW_CPU_FOR_GPU", "1")  # the declared GPUs are not there: trials run on the CPU, noted
     ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING",
-             runtime_env={"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1"}})
+             runtime_env={"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1", "HDMAP_ALLOW_CPU_FOR_GPU": "1"}})
     space = tmp_path / "tiny.yaml"
     space.write_text(SPACE)
     lowest = [2.0]

@@ -66,3 +66,51 @@ def test_an_experiment_name_that_is_a_path_is_refused(name, synth_root, tmp_path
     with pytest.raises(ConfigError, match="an experiment name is one folder name inside --storage"):
         run_search(options)
     assert not (tmp_path / "escaped").exists() and not (tmp_path / "runs").exists()
+
+
+@pytest.mark.parametrize("storage", ["s3://bucket/runs", "gs://b/r", "file:///tmp/runs"])
+def test_a_storage_url_is_refused_saying_what_works(storage, tmp_path):
+    from hdmap.tune.runner import SearchOptions, run_search
+
+    with pytest.raises(ConfigError, match="a URL is not a storage hdmap can use.*mount"):
+        run_search(SearchOptions(model="band", num_samples=1, verbose=0, storage=storage))
+
+
+@pytest.mark.parametrize("share, concurrent, gpus, expected", [
+    (0.25, 8, 8, 1.0),     # the README's old example: 8 trials would pack onto 2 of 8 GPUs
+    (0.25, 16, 8, 0.5),    # 16 trials spread 2 per GPU
+    (0.25, 32, 8, 0.25),   # 32 trials fill 8 GPUs at 4 each: as asked
+    (0.5, 3, 2, 0.5),      # 3 trials on 2 GPUs: 2 + 1, both used
+    (1.0, 4, 8, 1.0),      # whole GPUs are never shared: 4 idle, said
+    (0.25, 8, 0, 0.25),    # no GPU in the cluster: placement refuses it elsewhere
+])
+def test_gpu_shares_that_would_leave_gpus_idle_are_spread(share, concurrent, gpus, expected, capsys):
+    from hdmap.tune.runner import SearchOptions, gpus_per_trial
+
+    options = SearchOptions(gpus_per_trial=share, max_concurrent=concurrent)
+    assert gpus_per_trial(options, cluster_gpus=gpus) == expected
+    err = capsys.readouterr().err
+    assert ("would leave" in err) == (expected != share or (gpus > concurrent and share == 1.0))
+
+
+def test_gpus_ray_has_that_torch_cannot_use_are_refused_before_any_trial(synth_root, tmp_path, monkeypatch):
+    """A faked cluster: Ray is told of 2 GPUs this machine's torch cannot use (as with a driver older than the CUDA
+    build needs): exit 2 naming the host and why, before any trial; nothing for --resume to find."""
+    import ray
+
+    from hdmap.tune.gpu_check import ALLOW_CPU_ENV
+    from hdmap.tune.runner import RUN_FILE, SearchOptions, run_search
+
+    monkeypatch.delenv(ALLOW_CPU_ENV, raising=False)
+    ray.shutdown()
+    ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING")
+    try:
+        options = SearchOptions(data_root=str(synth_root), model="band", num_samples=2, verbose=0, name="never",
+                                storage=str(tmp_path / "runs"), cache_dir=str(tmp_path / "cache"),
+                                gpus_per_trial=0.5, max_concurrent=4)
+        with pytest.raises(ConfigError, match=r"--gpus-per-trial 0.5: torch cannot use the GPUs on .*"
+                                              r"HDMAP_ALLOW_CPU_FOR_GPU=1"):
+            run_search(options)
+        assert not (tmp_path / "runs" / "never" / RUN_FILE).exists()
+    finally:
+        ray.shutdown()

@@ -61,3 +61,38 @@ def test_readers_share_the_lock(tmp_path):
     with locked(lock, shared=True):
         with locked(lock, shared=True, timeout_s=0.2):
             pass
+
+
+@pytest.mark.parametrize("code", ["ENOSYS", "EOPNOTSUPP", "ENOLCK"])
+def test_a_file_system_without_flock_runs_unlocked_with_a_note(code, tmp_path, monkeypatch, capsys):
+    """Lustre / NFS mounted without flock: the lock is skipped and said once, never an unnamed failure."""
+    import errno
+    import fcntl
+
+    from hdmap import file_lock
+
+    def no_flock(handle, mode):
+        raise OSError(getattr(errno, code), "Function not implemented")
+
+    monkeypatch.setattr(fcntl, "flock", no_flock)
+    monkeypatch.setattr(file_lock, "_WITHOUT_LOCKS", set())
+    ran = []
+    with file_lock.locked(tmp_path / "a.lock"):
+        ran.append(1)
+    with file_lock.locked(tmp_path / "b.lock", shared=True):
+        ran.append(2)
+    assert ran == [1, 2]
+    err = capsys.readouterr().err
+    assert err.count("does not support flock") == 1 and errno.errorcode[getattr(errno, code)] in err
+
+
+def test_other_lock_errors_are_not_taken_for_a_missing_flock(tmp_path, monkeypatch):
+    import errno
+    import fcntl
+
+    from hdmap import file_lock
+
+    monkeypatch.setattr(fcntl, "flock", lambda handle, mode: (_ for _ in ()).throw(OSError(errno.EBADF, "bad")))
+    with pytest.raises(OSError, match="bad"):
+        with file_lock.locked(tmp_path / "a.lock"):
+            pass

@@ -64,3 +64,15 @@ def test_base_settings_from_the_command_line_are_checked_and_a_searched_key_is_r
         run_search(SearchOptions(sets=["model.colour=red"], **options))
     with pytest.raises(ConfigError, match="config key 'model.top_fraction' expects"):
         run_search(SearchOptions(sets=["model.top_fraction=0"], **options))
+
+
+def test_a_search_records_its_sampler_and_versions_and_a_resume_under_others_says_so(capsys):
+    from hdmap.tune.runner import installed_versions, note_other_versions
+    from hdmap.tune.spaces import TPE_SETTINGS
+
+    assert TPE_SETTINGS["multivariate"] is True and TPE_SETTINGS["constant_liar"] is True  # on every Optuna version
+    now = installed_versions()
+    note_other_versions(now)
+    assert capsys.readouterr().err == ""
+    note_other_versions({**now, "optuna": "4.5.0"})
+    assert f"optuna 4.5.0 -> {now['optuna']}" in capsys.readouterr().err

@@ -3,6 +3,7 @@ resume, dashboard, failed-trial tolerance; then the best checkpoint is evaluated
 from __future__ import annotations
 
 import json
+import math
 import sys
 import time
 from contextlib import contextmanager
@@ -14,6 +15,7 @@ from hdmap.atomic_files import write_text_atomic
 from hdmap.config import ConfigError, merge
 from hdmap.kinds.registry import DEFAULT_MODEL, kind_of, settings_of
 from hdmap.tune.cluster_fit import check_placeable
+from hdmap.tune.gpu_check import check_gpus_usable
 from hdmap.tune.spaces import load_space
 from hdmap.tune.start_points import start_points
 
@@ -164,6 +166,7 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
 
     share = gpus_per_trial(options)
     check_placeable(options.cpus_per_trial, share, ray_nodes())
+    check_gpus_usable(share)
     if options.gpus_per_trial == "auto":
         print(f"[hdmap] --gpus-per-trial auto: {share:g} GPU per trial ({options.max_concurrent} concurrent trials on "
               f"the cluster's {ray_gpus():g} GPU(s))", file=sys.stderr)
@@ -183,19 +186,41 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
 
 
 def gpus_per_trial(options: SearchOptions, cluster_gpus: float | None = None) -> float:
-    """The GPU share of a trial: a number as given; `auto` = the cluster's GPUs (Ray's count, not what this
-    process's CUDA sees: a CPU-only head may drive GPU workers) split over the concurrent trials in shares 1/k that
-    pack whole GPUs, at most one GPU a trial; 0 on a cluster without GPUs (a trial given no GPU hides them and runs
-    on the CPU)."""
-    if options.gpus_per_trial != "auto":
-        return float(options.gpus_per_trial)
+    """The GPU share of a trial: `auto` = the cluster's GPUs (Ray's count, not what this process's CUDA sees: a
+    CPU-only head may drive GPU workers) split over the concurrent trials in shares 1/k that pack whole GPUs, at most
+    one GPU a trial (0 on a cluster without GPUs: a trial given no GPU hides them and runs on the CPU); a number as
+    given, unless the concurrent trials would then pack onto fewer GPUs than the cluster has (`spread_share`)."""
     if cluster_gpus is None:
         cluster_gpus = ray_gpus()
+    if options.gpus_per_trial != "auto":
+        return spread_share(float(options.gpus_per_trial), options.max_concurrent, cluster_gpus)
     if cluster_gpus <= 0:
         return 0.0
-    import math
-
     return 1.0 / math.ceil(max(1, options.max_concurrent) / cluster_gpus)  # shares that pack: 3 trials, 2 GPUs: 1/2
+
+
+def spread_share(share: float, concurrent: int, gpus: float) -> float:
+    """Ray fills one GPU's fractional shares before the next: 8 trials at 0.25 on 8 GPUs run on 2 of them. A share
+    that would leave GPUs idle is raised to 1 / ceil(trials / GPUs) (each trial then has more of a GPU, never
+    less), said; whole-GPU trials fewer than the GPUs are said."""
+    if share <= 0 or gpus <= 0:
+        return share
+    if share >= 1:
+        used = min(gpus, concurrent * share)
+        if used < gpus:
+            print(f"[hdmap] --gpus-per-trial {share:g} with --max-concurrent {concurrent} would leave {gpus - used:g} "
+                  f"of the cluster's {gpus:g} GPUs idle: raise --max-concurrent to use them", file=sys.stderr)
+        return share
+    per_gpu = max(1, math.floor(1 / share + 1e-9))
+    packed = math.ceil(concurrent / per_gpu)
+    if packed >= gpus:
+        return share
+    spread = 1.0 / math.ceil(concurrent / gpus)
+    idle = f"; {gpus - concurrent:g} stay idle: raise --max-concurrent to use them" if concurrent < gpus else ""
+    print(f"[hdmap] --gpus-per-trial {share:g} with --max-concurrent {concurrent} would leave {gpus - packed:g} of the "
+          f"cluster's {gpus:g} GPUs idle (Ray fills one GPU's shares before the next: the trials would pack onto "
+          f"{packed}): each trial gets {spread:g} GPU instead{idle}", file=sys.stderr)
+    return spread
 
 
 def with_base_settings(base_config: dict, space, options: SearchOptions) -> dict:
@@ -261,6 +286,35 @@ def note_ray_left_behind(exp_dir: Path) -> None:
               f"({record})", file=sys.stderr)
 
 
+VERSIONED = ("ray", "optuna", "torch")
+
+
+def installed_versions() -> dict:
+    """The versions a search's sampling and trials depend on (recorded in hdmap_search.json)."""
+    from importlib.metadata import version
+
+    return {name: version(name) for name in VERSIONED}
+
+
+def note_other_versions(saved: dict) -> None:
+    """A search resumed under other Ray / Optuna / torch versions than it began with: said (its sampler's flags are
+    fixed, TPE_SETTINGS, but its implementation may differ)."""
+    now = installed_versions()
+    changed = [f"{name} {saved[name]} -> {now[name]}" for name in VERSIONED if saved.get(name) not in (None, now[name])]
+    if changed:
+        print(f"[hdmap] note: this search began under other versions ({', '.join(changed)}): the trials from here on "
+              f"may sample and score differently", file=sys.stderr)
+
+
+def check_storage(storage: str) -> None:
+    """--storage is a folder every node sees; a URL (s3://, gs://, ...) would be taken for a local folder named
+    `s3:`: refused, saying what works."""
+    if "://" in str(storage):
+        raise ConfigError(f"--storage {storage}: a URL is not a storage hdmap can use (it keeps its search records, "
+                          f"trial errors and the Optuna database in a folder every node reads and writes): mount the "
+                          f"bucket or a shared file system and pass its path")
+
+
 def check_name(name: str) -> None:
     """An experiment name is one folder inside --storage: a path (`../x`, `a/b`, an absolute path) is refused."""
     if not name or name in (".", "..") or Path(name).name != name or "/" in name or "\\" in name:
@@ -296,6 +350,7 @@ def run_search(options: SearchOptions) -> dict:
     from hdmap.data.domain import load_domain
     from hdmap.tune.data_fit import fit_space_to_data
 
+    check_storage(options.storage)
     if options.name is not None:
         check_name(options.name)
     if options.resume:
@@ -310,6 +365,7 @@ def run_search(options: SearchOptions) -> dict:
                                   f"{saved['options']['num_samples']} trials; a resumed search can grow, not shrink "
                                   f"(resume without --num-samples to finish it)")
             keep["num_samples"] = options.num_samples
+        note_other_versions(saved.get("versions") or {})
         known = {f.name for f in fields(SearchOptions)}  # a record of an older hdmap may hold retired options
         options = SearchOptions(**{**{k: v for k, v in saved["options"].items() if k in known}, **keep})
     if options.num_samples is None:
@@ -371,7 +427,7 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
     from ray.tune.search import ConcurrencyLimiter
 
     from hdmap.tune.growable_search import GrowableSearch, raise_restored_budget
-    from hdmap.tune.spaces import optuna_search
+    from hdmap.tune.spaces import TPE_SETTINGS, optuna_search
 
     start_ray(options, exp_dir)
     # before the search's records are written: a request no node can place is refused, leaving no search to resume
@@ -379,6 +435,9 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
     if not split_path.exists():
         data.split.save(split_path)
     write_text_atomic(exp_dir / RUN_FILE, json.dumps({"options": asdict(options), "data_root": root,
+                                                      "sampler": {"class": "TPESampler", "seed": options.seed,
+                                                                  **TPE_SETTINGS},
+                                                      "versions": installed_versions(),
                                                       "base_config": base_config, "metric": metric,
                                                       "start_points": starts, "space_notes": space.notes,
                                                       "space_text": options.space_path().read_text(),

@@ -215,6 +215,10 @@ class DefineByRun:
         return suggest(trial, self.space)
 
 
+# TPE as set here on every Optuna version (Optuna 5 turned multivariate and constant_liar on by default, 4 had them
+# off): the same seed samples the same trials under either, and a resumed search keeps its sampler
+TPE_SETTINGS = {"multivariate": True, "constant_liar": True, "n_startup_trials": 10}
+
 RECORDED_METRICS = ("objective", "objective_se", "tune_accuracy", "tune_accuracy_cv", "tune_auroc", "gate_accuracy",
                     "reused_from")
 
@@ -243,7 +247,7 @@ def optuna_search(space: SearchSpace, seed: int, metric: str = "objective", poin
 
     storage = optuna.storages.RDBStorage(storage_url) if storage_url else None
     return RecordingOptunaSearch(space=DefineByRun(space), metric=metric, mode="max",
-                                 points_to_evaluate=points or None, sampler=optuna.samplers.TPESampler(seed=seed),
+                                 points_to_evaluate=points or None, sampler=optuna.samplers.TPESampler(seed=seed, **TPE_SETTINGS),
                                  storage=storage, study_name=study_name)
 
 

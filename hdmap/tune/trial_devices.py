@@ -1,6 +1,7 @@
 """A trial sees exactly the GPUs Ray gave it, caps its torch memory to its share, and says where it ran.
 
-Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone in a task given 0 GPUs (every GPU of the node stays visible, and
+A trial given a GPU its torch cannot use fails as its own error (hdmap/tune/gpu_check.py), never a silent run on the
+CPU. Ray 2.60 leaves CUDA_VISIBLE_DEVICES alone in a task given 0 GPUs (every GPU of the node stays visible, and
 Lightning's `auto` would take GPU 0): a trial with no GPU hides them all and runs on the CPU; a trial with GPUs runs
 on them (Ray makes them devices 0..n-1 of the process). The accelerator goes to every Trainer of the trial through
 HDMAP_ACCELERATOR (hdmap/run/trainer.py), so no fit or score falls back to `auto`.
@@ -13,9 +14,18 @@ import socket
 import torch
 
 from hdmap.run.trainer import ACCELERATOR_ENV
+from hdmap.tune.gpu_check import ALLOW_CPU_ENV, cpu_allowed, cuda_report, unusable_reason
 
 GPU_MEMORY_SETTINGS = ("--max-concurrent (fewer trials per GPU) or a larger --gpus-per-trial", "model.bank_size",
                        "image_size", "model.shots")
+
+
+CONTEXT_BYTES = 768 << 20  # a CUDA context with torch's kernels loaded, outside set_per_process_memory_fraction
+MIN_CAP = 0.02
+
+
+class TrialGpuUnusableError(RuntimeError):
+    """Ray gave the trial a GPU its torch cannot use (driver, CUDA build): never a silent run on the CPU."""
 
 
 class TrialGpuMemoryError(RuntimeError):
@@ -32,7 +42,8 @@ def assigned_gpu_ids() -> list[str]:
 
 def confine(gpu_ids: list[str], gpu_share: float) -> dict:
     """Make this process see only `gpu_ids` and pick its accelerator; cap torch's memory to `gpu_share` of the GPU
-    (a share below 1). Returns the trial's placement record (trial_metrics.json, summary.md)."""
+    less the CUDA context (a share below 1: `memory_cap`). Returns the trial's placement record (trial_metrics.json,
+    summary.md)."""
     note = ""
     if not gpu_ids:
         os.environ["CUDA_VISIBLE_DEVICES"] = ""  # before anything in this trial touches CUDA
@@ -40,16 +51,26 @@ def confine(gpu_ids: list[str], gpu_share: float) -> dict:
     elif torch.cuda.is_available():
         accelerator = "gpu"
         if 0 < gpu_share < 1:
-            torch.cuda.set_per_process_memory_fraction(gpu_share, 0)
-    else:
+            torch.cuda.set_per_process_memory_fraction(memory_cap(gpu_share), 0)
+    elif cpu_allowed():
         accelerator = "cpu"
-        note = f"Ray gave this trial GPU {','.join(gpu_ids)} but torch sees no CUDA: it ran on the CPU"
+        note = (f"Ray gave this trial GPU {','.join(gpu_ids)} but torch sees no CUDA: it ran on the CPU "
+                f"({ALLOW_CPU_ENV}=1)")
+    else:
+        raise TrialGpuUnusableError(f"Ray gave this trial GPU {','.join(gpu_ids)}: {unusable_reason(cuda_report())}")
     os.environ[ACCELERATOR_ENV] = accelerator
     device = "cuda" if accelerator == "gpu" else "cpu"
     return {"node_id": _node_id(), "host": socket.gethostname(), "device": device, "gpu_ids": ",".join(gpu_ids),
             "gpu_name": torch.cuda.get_device_name(0) if device == "cuda" else "",
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
             "gpu_share": gpu_share if device == "cuda" else 0.0, "placement_note": note}
+
+
+def memory_cap(share: float) -> float:
+    """The fraction of the GPU's memory torch may take: the share less what every process holds outside torch's
+    allocator (its CUDA context and kernels, CONTEXT_BYTES), so that the trials sharing a GPU fit on it together."""
+    total = torch.cuda.get_device_properties(0).total_memory
+    return max(MIN_CAP, share - CONTEXT_BYTES / total)
 
 
 def _node_id() -> str:
