@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import hashlib
+import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -197,10 +198,14 @@ def predict(options: PredictOptions) -> dict:
                     collected.images.append((str(path), maps[k], anomaly, int(where["row"][k])))
 
     def write_summary(folder: Path) -> None:
-        figures = plot_histogram(folder, np.array(collected.scores), threshold) if collected.scores else []
-        if collected.images:
-            plot_flagged(folder / "flagged", collected.images)
         notes = [train_note] if train_note else []
+        figures = []
+        if importlib.util.find_spec("matplotlib") is None:
+            notes.append("the histogram and the anomaly-map images were skipped: matplotlib is not installed here")
+        else:
+            figures = plot_histogram(folder, np.array(collected.scores), threshold)
+            if collected.images:
+                plot_flagged(folder / "flagged", collected.images)
         (folder / "summary.md").write_text(summary_markdown(options, run, extra, threshold, collected, notes, figures))
 
     write_run_folder(options.out, held, write, disk_errors=(OSError,))

@@ -1,6 +1,8 @@
-"""Write one evaluation's files: metrics.json, report.md, plots."""
+"""Write one evaluation's files: metrics.json, report.md, plots (where matplotlib is installed: a bare GPU machine
+may lack it; the report then says the plots were skipped)."""
 from __future__ import annotations
 
+import importlib.util
 from pathlib import Path
 
 from hdmap.data.map_files import path_tail
@@ -19,6 +21,10 @@ def write_run_outputs(out: str | Path, metrics: dict, data: DomainData, outputs:
     write_scores(out, [path_tail(i.path) for i in data.test], data.test_labels, data.test_conditions,
                  data.split.tune, scores)
     holdout = data.split.holdout
+    if importlib.util.find_spec("matplotlib") is None:
+        metrics.setdefault("notes", []).append("plots skipped: matplotlib is not installed here")
+        write_metrics(out, metrics)
+        return write_report(out, metrics, [], command)
     figures = plot_scores(out, scores[holdout], data.test_labels[holdout],
                           [data.test_conditions[i] for i in holdout], metrics["tune"]["threshold"],
                           f"{metrics['model']} domain {data.domain}")
