@@ -69,6 +69,8 @@ def check_value(key: str, value, rule: Rule) -> None:
     if value is None:
         return
     bad = False
+    if isinstance(value, float) and not math.isfinite(value):  # .nan / .inf in YAML: no setting means them
+        raise ConfigError(f"config key '{key}' expects a finite number, got {value!r}")
     if rule.choices is not None and value not in rule.choices:
         bad = True
     elif isinstance(value, (int, float)) and not isinstance(value, bool) and (rule.low is not None

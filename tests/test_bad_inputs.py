@@ -167,6 +167,19 @@ def test_a_condition_csv_must_cover_every_test_map_unless_partial(root, tmp_path
     assert "condition CSV 5" in (tmp_path / "a" / "report.md").read_text()
 
 
+def test_a_condition_csv_with_only_its_header_is_named_not_ignored(root, tmp_path, capsys):
+    header = _csv(tmp_path / "header.csv", [])
+    assert fit_eval(root, tmp_path / "a", "--condition-csv", str(header)) == 2
+    assert "header.csv: the condition CSV has its header but no row" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting", ["model.gate.threshold=.nan", "model.band.gate.threshold=.inf",
+                                     "model.fusion_weight=-.inf"])
+def test_a_setting_of_nan_or_inf_is_named(setting, root, tmp_path, capsys):
+    assert fit_eval(root, tmp_path / "a", "--set", setting) == 2
+    assert f"config key '{setting.split('=')[0]}' expects a finite number" in capsys.readouterr().err
+
+
 def _cache_entries(cache):
     return sorted(p for p in Path(cache).iterdir() if p.is_dir() and (p / "meta.json").exists())
 

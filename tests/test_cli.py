@@ -154,3 +154,26 @@ def test_every_search_option_is_a_flag_and_is_passed_on():
     assert [f.name for f in fields(SearchOptions) if not hasattr(args, ARGUMENT_OF.get(f.name, f.name))] == ["verbose"]
     options = options_from(args)
     assert (options.num_samples, options.sets, options.model) == (3, ["model.shots=4"], "hdmap_patchcore")
+
+
+@pytest.mark.parametrize("argv, named", [
+    (["fit-eval", "--domain", "A", "--domain", "C", "--out", "x"], "--domain given twice"),
+    (["fit-eval", "--out", "a", "--out=b"], "--out given twice"),
+    (["predict", "run", "maps", "--out", "a", "--device", "cpu", "--device", "cuda"], "--device given twice"),
+])
+def test_a_one_value_option_given_twice_is_named(argv, named, capsys, tmp_path):
+    assert main(argv) == 2
+    assert named in capsys.readouterr().err and not (tmp_path / "a").exists()
+
+
+def test_ctrl_c_during_a_command_is_one_line_and_exit_130(monkeypatch, capsys, tmp_path):
+    from hdmap.jobs import fit_eval as job
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(job, "fit_and_score", interrupted)
+    assert main(["fit-eval", "--model", "band", "--out", str(tmp_path / "run")]) == 130
+    err = capsys.readouterr().err
+    assert "interrupted (Ctrl-C); stopped with nothing half-written" in err and "Traceback" not in err
+    assert not (tmp_path / "run").exists()

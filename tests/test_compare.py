@@ -49,6 +49,12 @@ def test_compare_two_runs_on_the_same_maps_and_refuse_other_maps(synth_root, tmp
     assert main(["compare", str(a), str(c)]) == 2
     assert "differ" in capsys.readouterr().err
 
+    edited = (b / "scores.csv").read_text().splitlines()  # a hand-edited scores.csv: named, not compared
+    edited[1] = ",".join(edited[1].split(",")[:-1] + ["99.0"])
+    (b / "scores.csv").write_text("\n".join(edited) + "\n")
+    assert main(["compare", str(a), str(b)]) == 2
+    assert "scores.csv: changed since the run wrote it" in capsys.readouterr().err
+
 
 class _Payload:
     """A pickled object whose loading would run code (writes a marker file)."""

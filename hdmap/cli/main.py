@@ -16,6 +16,27 @@ from hdmap.cli.tune import add_tune
 from hdmap import termination
 
 ERROR_EXIT = 2
+INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl-C
+
+
+def repeated_option(parser: argparse.ArgumentParser, argv: list[str]) -> str | None:
+    """A one-value option given twice (`--domain A --domain C`: argparse keeps the last without a word), named."""
+    sub = next((a for a in parser._actions if isinstance(a, argparse._SubParsersAction)), None)
+    command = next((token for token in argv if not token.startswith("-")), None)
+    if sub is None or command not in sub.choices:
+        return None
+    actions = sub.choices[command]._option_string_actions
+    seen: dict[str, str] = {}
+    for token in argv:
+        option, _, _ = token.partition("=")
+        action = actions.get(option)
+        if action is None or isinstance(action, (argparse._AppendAction, argparse._CountAction)):
+            continue
+        if action.dest in seen:
+            return (f"{option} given twice (also as {seen[action.dest]}): give it once (for several values the "
+                    f"option says so, e.g. --set is repeatable)")
+        seen[action.dest] = option
+    return None
 
 
 def one_line(error: BaseException) -> str:
@@ -36,9 +57,17 @@ def main(argv: list[str] | None = None) -> int:
     add_predict(sub)
     add_compare(sub)
     args = parser.parse_args(argv)
+    twice = repeated_option(parser, sys.argv[1:] if argv is None else argv)
+    if twice:
+        print(f"hdmap {args.command}: error: {twice}", file=sys.stderr)
+        return ERROR_EXIT
     with termination.sigterm_handled():
         try:
             code = args.run(args)
+        except KeyboardInterrupt:
+            print(f"hdmap {args.command}: interrupted (Ctrl-C); stopped with nothing half-written"
+                  + (" (continue the search with --resume)" if args.command == "tune" else ""), file=sys.stderr)
+            return INTERRUPTED_EXIT
         except (termination.Terminated, SystemExit):
             if not termination.received():  # a SystemExit of its own (a script's)
                 raise

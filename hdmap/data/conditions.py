@@ -51,6 +51,9 @@ def load_condition_csv(path: str | Path, root: str | Path, domain: str) -> dict[
                 raise HDMAPFileError(f"{path}:{line}: {row['path']!r} is {condition}, but line {first_line} made the "
                                      f"same map {first_condition}: one condition per map")
             overrides.setdefault(key, (condition, line))
+    if not overrides:
+        raise HDMAPFileError(f"{path}: the condition CSV has its header but no row: name the maps (path,condition) "
+                             f"or leave --condition-csv out (the file-index rule)")
     return overrides
 
 

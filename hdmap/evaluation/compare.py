@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from hdmap.evaluation.scores_file import SCORES_FILE, read_scores
+from hdmap.evaluation.scores_file import SCORES_FILE, file_digest, read_scores
 from hdmap.evaluation.uncertainty import mcnemar_exact, paired_auroc_difference, strata_of
 
 
@@ -29,6 +29,10 @@ def run_folder(path: str | Path) -> Path:
 def load_run(path: str | Path) -> dict:
     folder = run_folder(path)
     metrics = json.loads((folder / "metrics.json").read_text())
+    recorded = metrics.get("scores_sha256")
+    if recorded and file_digest(folder / SCORES_FILE) != recorded:
+        raise RunsDifferError(f"{folder / SCORES_FILE}: changed since the run wrote it (its digest differs from the one "
+                              f"in metrics.json): rerun `hdmap eval` on the run to write it again")
     scores = read_scores(folder / SCORES_FILE)
     holdout = scores["split"] == "holdout"
     return {"folder": folder, "metrics": metrics, "threshold": metrics["tune"]["threshold"],

@@ -3,6 +3,7 @@ two runs can be compared map by map (`hdmap compare`)."""
 from __future__ import annotations
 
 import csv
+import hashlib
 from pathlib import Path
 
 import numpy as np
@@ -38,3 +39,8 @@ def read_scores(path: str | Path) -> dict[str, np.ndarray]:
     out = {c: np.array([r[c] for r in rows]) for c in COLUMNS}
     out["label"], out["score"] = out["label"].astype(int), out["score"].astype(float)
     return out
+
+
+def file_digest(path: str | Path) -> str:
+    """sha256 of a file's bytes (metrics.json keeps that of its scores.csv: `hdmap compare` checks it)."""
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()

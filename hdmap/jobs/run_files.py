@@ -7,7 +7,7 @@ from pathlib import Path
 
 from hdmap.data.map_files import path_tail
 from hdmap.evaluation.report import plot_anomaly_grid, plot_scores, write_metrics, write_report
-from hdmap.evaluation.scores_file import write_scores
+from hdmap.evaluation.scores_file import file_digest, write_scores
 from hdmap.data.domain import DomainData
 
 
@@ -16,10 +16,11 @@ def write_run_outputs(out: str | Path, metrics: dict, data: DomainData, outputs:
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     metrics["test_fingerprint"] = data.fingerprints["test"]  # `hdmap compare` refuses runs on other maps
-    write_metrics(out, metrics)
     scores = outputs["scores"].numpy()
-    write_scores(out, [path_tail(i.path) for i in data.test], data.test_labels, data.test_conditions,
-                 data.split.tune, scores)
+    written = write_scores(out, [path_tail(i.path) for i in data.test], data.test_labels, data.test_conditions,
+                           data.split.tune, scores)
+    metrics["scores_sha256"] = file_digest(written)  # `hdmap compare` refuses a scores.csv edited since
+    write_metrics(out, metrics)
     holdout = data.split.holdout
     if importlib.util.find_spec("matplotlib") is None:
         metrics.setdefault("notes", []).append("plots skipped: matplotlib is not installed here")
