@@ -127,7 +127,8 @@ def test_auto_shares_two_declared_gpus_over_four_trials_and_a_0_gpu_search_hides
     from hdmap.tune.runner import SearchOptions, run_search
 
     ray.shutdown()
-    monkeypatch.setenv("HDMAP_ALLOW_CPU_FOR_GPU", "1")  # the declared GPUs are not there: trials run on the CPU, noted
+    monkeypatch.setenv("HDMAP_ALLOW_CPU_FOR_GPU", "1")
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # the declared GPUs are not there: trials run on the CPU, noted
     ray.init(address="local", num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING",
              runtime_env={"env_vars": {"RAY_ACCEL_ENV_VAR_OVERRIDE_ON_ZERO": "1", "HDMAP_ALLOW_CPU_FOR_GPU": "1"}})
     space = tmp_path / "tiny.yaml"

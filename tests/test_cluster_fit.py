@@ -102,6 +102,7 @@ def test_gpus_ray_has_that_torch_cannot_use_are_refused_before_any_trial(synth_r
     from hdmap.tune.runner import RUN_FILE, SearchOptions, run_search
 
     monkeypatch.delenv(ALLOW_CPU_ENV, raising=False)
+    monkeypatch.delenv("CUDA_VISIBLE_DEVICES", raising=False)  # an in-process trial of another test may have hidden them
     ray.shutdown()
     ray.init(num_cpus=2, num_gpus=2, include_dashboard=False, logging_level="WARNING")
     try:

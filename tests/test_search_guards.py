@@ -76,3 +76,66 @@ def test_a_search_records_its_sampler_and_versions_and_a_resume_under_others_say
     assert capsys.readouterr().err == ""
     note_other_versions({**now, "optuna": "4.5.0"})
     assert f"optuna 4.5.0 -> {now['optuna']}" in capsys.readouterr().err
+
+
+class _Payload:
+    """A pickled object whose loading would run code (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+
+
+@pytest.fixture(scope="module")
+def finished_band_search(synth_root, tmp_path_factory):
+    """A finished 2-trial band search (seconds: no backbone)."""
+    storage = tmp_path_factory.mktemp("searches")
+    run_search(SearchOptions(data_root=str(synth_root), model="band", num_samples=2, max_concurrent=1, verbose=0,
+                             name="done", storage=str(storage), cache_dir=str(storage / "cache")))
+    return storage
+
+
+def _copy_search(storage, tmp_path):
+    import shutil
+
+    shutil.copytree(storage / "done", tmp_path / "runs" / "done")
+    return tmp_path / "runs"
+
+
+def test_a_crafted_pickle_in_a_search_folder_is_refused_on_resume_without_running(synth_root, tmp_path):
+    import pickle
+
+    import ray
+
+    storage = tmp_path / "runs"
+    run_search(SearchOptions(data_root=str(synth_root), model="band", num_samples=1, verbose=0, name="s",
+                             storage=str(storage), cache_dir=str(tmp_path / "cache")))
+    for name in ("tuner.pkl", "extra.pkl"):  # a replaced file, an added one
+        (storage / "s" / name).write_bytes(pickle.dumps(_Payload(tmp_path / "payload_ran")))
+        with pytest.raises(ConfigError, match=rf"{name}: (changed|appeared) since this search ended.*"
+                                              r"--trust-search-files"):
+            run_search(SearchOptions(resume=True, name="s", storage=str(storage), verbose=0))
+        assert not (tmp_path / "payload_ran").exists()
+    ray.shutdown()
+
+
+def test_resuming_a_copied_search_or_other_data_is_refused_naming_the_difference(finished_band_search, tmp_path,
+                                                                               synth_root):
+    storage = _copy_search(finished_band_search, tmp_path)
+    with pytest.raises(ConfigError, match=r"this search began in .*done, and Ray would write the resumed trials "
+                                          r"there, not here"):
+        run_search(SearchOptions(resume=True, name="done", storage=str(storage), verbose=0))
+    with pytest.raises(ConfigError, match=r"--resume --data-root .*: this search began on"):
+        run_search(SearchOptions(resume=True, name="done", storage=str(finished_band_search), verbose=0,
+                                 data_root=str(tmp_path)))
+
+
+def test_a_finished_search_resumes_as_it_was_left(finished_band_search):
+    import ray
+
+    summary = run_search(SearchOptions(resume=True, name="done", storage=str(finished_band_search), verbose=0,
+                                       num_samples=3))
+    ray.shutdown()
+    assert summary["n_trials"] == 3

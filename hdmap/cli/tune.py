@@ -54,6 +54,9 @@ def add_tune(sub) -> None:
     p.add_argument("--retry-failed", action="store_true", help="with --resume: run failed trials again")
     p.add_argument("--allow-space-change", action="store_true",
                    help="with --resume: run the rest under a space file edited since the search began (recorded)")
+    p.add_argument("--trust-search-files", action="store_true",
+                   help="with --resume: resume a folder whose Ray files are not as the search left them (a search "
+                        "of an older hdmap or one killed with kill -9); resuming unpickles them")
     p.add_argument("--max-retries", type=int, default=1,
                    help="run a trial whose worker or node was lost again, up to this many times (default 1); a "
                         "trial that failed in its own code is not run again")

@@ -16,6 +16,7 @@ from hdmap.config import ConfigError, merge
 from hdmap.kinds.registry import DEFAULT_MODEL, kind_of, settings_of
 from hdmap.tune.cluster_fit import check_placeable
 from hdmap.tune.gpu_check import check_gpus_usable
+from hdmap.tune.search_files import check_search_files, record_search_files
 from hdmap.tune.spaces import load_space
 from hdmap.tune.start_points import start_points
 
@@ -54,6 +55,7 @@ class SearchOptions:
     condition_csv_partial: bool = False
     ignore_other_files: bool = False
     allow_space_change: bool = False  # --resume with a space file edited since the search began (recorded)
+    trust_search_files: bool = False  # --resume a folder whose Ray files are not as the search left them
     config: str | None = None  # a YAML file of base settings (as fit-eval's --config)
     sets: list[str] = field(default_factory=list)  # base settings, key=value (as fit-eval's --set)
     optuna_storage: str | None = None  # the Optuna study's database URL (default: SQLite in the experiment folder)
@@ -306,6 +308,20 @@ def note_other_versions(saved: dict) -> None:
               f"may sample and score differently", file=sys.stderr)
 
 
+def check_resume_target(options: SearchOptions, saved: dict) -> None:
+    """A resume acts on the folder and data it is given, or is refused naming the difference: Ray keeps the path a
+    search began in (resuming a copy would grow the original), and the trials read the data the search began with."""
+    began = saved.get("experiment_dir")
+    here = experiment_dir(options)
+    if began and Path(began) != here:
+        raise ConfigError(f"--resume {here}: this search began in {began}, and Ray would write the resumed trials "
+                          f"there, not here: resume it where it began (or move it back), or start a new search")
+    if options.data_root and Path(options.data_root).resolve() != Path(saved.get("data_root") or "").resolve():
+        raise ConfigError(f"--resume --data-root {options.data_root}: this search began on {saved.get('data_root')}; "
+                          f"its trials and split belong to that data: resume without --data-root, or start a new "
+                          f"search on the other data")
+
+
 def check_storage(storage: str) -> None:
     """--storage is a folder every node sees; a URL (s3://, gs://, ...) would be taken for a local folder named
     `s3:`: refused, saying what works."""
@@ -356,9 +372,10 @@ def run_search(options: SearchOptions) -> dict:
     if options.resume:
         options.name = options.name or latest_experiment(options.storage)
         saved = json.loads((experiment_dir(options) / RUN_FILE).read_text())
+        check_resume_target(options, saved)
         keep = {"resume": True, "retry_failed": options.retry_failed, "dashboard": options.dashboard,
                 "address": options.address, "verbose": options.verbose,
-                "allow_space_change": options.allow_space_change}
+                "allow_space_change": options.allow_space_change, "trust_search_files": options.trust_search_files}
         if options.num_samples is not None:  # --resume --num-samples N: the search grows to N trials
             if options.num_samples < saved["options"]["num_samples"]:
                 raise ConfigError(f"--num-samples {options.num_samples}: this search was begun with "
@@ -435,6 +452,7 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
     if not split_path.exists():
         data.split.save(split_path)
     write_text_atomic(exp_dir / RUN_FILE, json.dumps({"options": asdict(options), "data_root": root,
+                                                      "experiment_dir": str(exp_dir),
                                                       "sampler": {"class": "TPESampler", "seed": options.seed,
                                                                   **TPE_SETTINGS},
                                                       "versions": installed_versions(),
@@ -444,6 +462,7 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
                                                       "space_changes": space_changes},
                                                      indent=2))
     if options.resume and tune.Tuner.can_restore(str(exp_dir)):
+        check_search_files(exp_dir, options.trust_search_files)
         tuner = tune.Tuner.restore(str(exp_dir), trainable=trainable, resume_unfinished=True,
                                    resume_errored=False, restart_errored=options.retry_failed)
         raise_restored_budget(tuner, options.num_samples)
@@ -462,7 +481,10 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
                                                                         fail_fast=False),
                                       checkpoint_config=tune.CheckpointConfig(num_to_keep=1),
                                       verbose=options.verbose))
-    results = tuner.fit()
+    try:
+        results = tuner.fit()
+    finally:  # however the search ends: a resume checks Ray's files against this record
+        record_search_files(exp_dir)
     from hdmap.tune.summary import summarise
 
     return summarise(results, exp_dir, metric, options, starts, space, expected=options.num_samples,
