@@ -26,6 +26,7 @@ class Rule:
     path: bool = False  # a file that must exist, unless the value is one of `keywords`
     keywords: tuple = ()
     items_low: float | None = None  # each item of a list value at least this
+    min_items: int | None = None  # a list value holds at least this many items
 
     def expects(self) -> str:
         """The accepted values in words (for errors and docs)."""
@@ -41,6 +42,8 @@ class Rule:
             parts.append("an existing file" + (f" or {', '.join(self.keywords)}" if self.keywords else ""))
         if self.items_low is not None:
             parts.append(f"items >= {self.items_low:g}")
+        if self.min_items is not None:
+            parts.append(f"at least {self.min_items} item(s)")
         return "; ".join(parts)
 
 
@@ -80,8 +83,10 @@ def check_value(key: str, value, rule: Rule) -> None:
                or (rule.high is not None and (value > rule.high or (rule.high_open and value == rule.high))))
     elif rule.path and isinstance(value, str) and value not in rule.keywords and not Path(value).is_file():
         bad = True
-    elif rule.items_low is not None and isinstance(value, (list, tuple)):
-        bad = any(not isinstance(v, (int, float)) or v < rule.items_low for v in value)
+    elif isinstance(value, (list, tuple)) and (rule.items_low is not None or rule.min_items is not None):
+        bad = ((rule.min_items is not None and len(value) < rule.min_items)
+               or (rule.items_low is not None and any(not isinstance(v, (int, float)) or v < rule.items_low
+                                                      for v in value)))
     if bad:
         raise ConfigError(f"config key '{key}' expects {rule.expects()}, got {value!r}")
 

@@ -14,6 +14,7 @@ import pytest
 import tifffile
 import torch
 
+from hdmap.config import ConfigError
 from hdmap.cli.main import main
 from hdmap.data.synth import SynthConfig, write_dataset
 
@@ -368,3 +369,56 @@ def test_a_tap_the_backbone_does_not_have_is_named_with_the_range(root, tmp_path
     assert fit_eval(root, tmp_path / "run", sets=["backbone.taps=[0,99]"]) == 2
     err = capsys.readouterr().err
     assert "config key 'backbone.taps'" in err and "[99] not among the 2 blocks" in err and "taps 0..1" in err
+
+
+@pytest.mark.parametrize("setting, named", [("split.seed=-1", "'split.seed' expects [0, inf)"),
+                                            ("backbone.taps=[]", "'backbone.taps' expects items >= 0; at least 1"),
+                                            ("model.seed=-3", "'model.seed' expects [0, inf)")])
+def test_a_negative_seed_or_no_tap_is_named(setting, named, root, tmp_path, capsys):
+    assert fit_eval(root, tmp_path / "a", "--set", setting) == 2
+    assert named in capsys.readouterr().err
+
+
+def test_a_band_top_k_beyond_the_rows_is_noted(root, tmp_path):
+    assert main(["fit-eval", "--data-root", str(root), "--model", "band", "--out", str(tmp_path / "a"),
+                 "--set", "band.image_score=top", "--set", "band.top_k=1000"]) == 0
+    notes = json.loads((tmp_path / "a" / "metrics.json").read_text())["notes"]
+    assert any("band.top_k=1000 is more than the 31 lines" in note for note in notes)
+
+
+def test_a_yaml_merge_key_is_yaml_and_a_latin1_condition_csv_is_named(root, tmp_path, capsys):
+    merged = tmp_path / "m.yaml"
+    merged.write_text("model_name: band\nsplit:\n  <<: {seed: 5, tune_fraction: 0.3}\n  tune_fraction: 0.4\n")
+    assert main(["fit-eval", "--data-root", str(root), "--config", str(merged), "--out", str(tmp_path / "b")]) == 0
+    split = json.loads((tmp_path / "b" / "metrics.json").read_text())["split"]
+    assert split["seed"] == 5 and split["tune_fraction"] == 0.4  # merged, and overridden by the mapping's own key
+    latin = tmp_path / "latin.csv"
+    latin.write_bytes("path,condition\ndomain_C/test/good/000000.tiff,kält\n".encode("latin-1"))
+    assert fit_eval(root, tmp_path / "c", "--condition-csv", str(latin)) == 2
+    assert "latin.csv: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_compare_with_too_few_bootstrap_draws_is_named(root, tmp_path, capsys):
+    assert main(["fit-eval", "--data-root", str(root), "--model", "band", "--out", str(tmp_path / "a")]) == 0
+    assert main(["compare", str(tmp_path / "a"), str(tmp_path / "a"), "--n-boot", "0"]) == 2
+    assert "--n-boot expects an integer >= 100" in capsys.readouterr().err
+
+
+def test_keep_defaults_within_nan_is_named(tmp_path):
+    from hdmap.tune.runner import SearchOptions, run_search
+
+    with pytest.raises(ConfigError, match="--keep-defaults-within expects a finite number >= 0"):
+        run_search(SearchOptions(model="band", keep_defaults_within=float("nan"), storage=str(tmp_path)))
+
+
+@pytest.mark.parametrize("param, named", [("model.reweight_k: {uniform: [1, 9]}", "an integer setting: search it "
+                                                                                   "with int"),
+                                          ("image_size: {uniform: [224, 448], step: -14}", "step must be a positive"),
+                                          ("image_size: {int: [224, 448], step: 'x'}", "step must be a positive")])
+def test_a_search_space_range_that_cannot_be_sampled_is_named(param, named, tmp_path):
+    from hdmap.tune.spaces import load_space
+
+    space = tmp_path / "s.yaml"
+    space.write_text(f"model_name: patchcore\nparams:\n  {param}\n")
+    with pytest.raises(ConfigError, match=named):
+        load_space(space)

@@ -20,6 +20,9 @@ def run_compare(args) -> int:
     from hdmap.atomic_files import write_text_atomic
     from hdmap.evaluation.compare import compare_runs, describe
 
+    if args.n_boot < 100:
+        from hdmap.config import ConfigError
+        raise ConfigError(f"--n-boot expects an integer >= 100 (bootstrap draws of an interval), got {args.n_boot}")
     result = compare_runs(args.run_a, args.run_b, args.n_boot, args.seed)
     print("\n".join(describe(result)))
     if args.out:

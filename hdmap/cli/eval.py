@@ -13,7 +13,7 @@ def add_eval(sub) -> None:
                        description=__doc__)
     p.add_argument("target", metavar="RUN", help="a search folder (runs/tune/<experiment>), a run folder or a .ckpt file")
     p.add_argument("--trial", help="trial id of a search (default: its best trial)")
-    p.add_argument("--out", help="output folder (default RUN/eval_<trial or best>, or RUN/eval for a run folder)")
+    p.add_argument("--out", help="output folder (default: RUN/eval_<trial or best> for a search or a run folder, or eval/ beside a .ckpt file)")
     p.add_argument("--data-root", help="data root if it moved since the run (needed for FE-CLIP adapters)")
     p.add_argument("--domain", default="C", help="domain for FE-CLIP adapters without an HDMAP record")
     p.add_argument("--cache-dir")

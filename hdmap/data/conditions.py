@@ -30,6 +30,11 @@ def load_condition_csv(path: str | Path, root: str | Path, domain: str) -> dict[
     if not path.is_file():
         raise HDMAPFileError(f"condition CSV not found: {path}")
     overrides: dict[str, tuple[str, int]] = {}
+    try:
+        path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as error:
+        raise HDMAPFileError(f"{path}: not UTF-8 text ({error.reason} at byte {error.start}): save the condition CSV "
+                             f"as UTF-8") from None
     with open(path, newline="", encoding="utf-8-sig") as handle:  # a spreadsheet's byte-order mark is not a column
         reader = csv.DictReader(handle)
         if reader.fieldnames is None or not {"path", "condition"} <= set(reader.fieldnames):

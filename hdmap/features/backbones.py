@@ -222,7 +222,7 @@ class BackboneSpec:
                            "from its PyPI package, the others from the hub), hub (download by name), none (random: "
                            "tests), an open_clip tag, or a state-dict file")
     taps: tuple[int, ...] = setting(BACKBONES[OFFLINE_BACKBONE].taps, "0-based blocks whose outputs are the patch "
-                                    "features", items_low=0)
+                                    "features", items_low=0, min_items=1)
     model_kwargs: dict = setting(help="keyword arguments of the model (e.g. a tiny random model for tests)",
                                  factory=dict)
 

@@ -221,7 +221,7 @@ class GateSettings:
                                 low_open=True)
     threshold: float | None = setting(None, "explicit intensity threshold; null = fitted on train")
     discover_on: str = setting("intensity", "discover gate: what it splits", choices=DISCOVER_ON)
-    seed: int = setting(0, "seed of the feature gate's 2-means")
+    seed: int = setting(0, "seed of the feature gate's 2-means", low=0)
 
     def __post_init__(self):
         check_instance(self)

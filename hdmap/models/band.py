@@ -319,6 +319,10 @@ class BandModel(ResizableBuffers):
         per_line = torch.cat([lines[d] for d in self.directions], dim=1)
         if self.config.image_score == "top":
             k = min(self.config.top_k, per_line.shape[1])
+            note = (f"band.top_k={self.config.top_k} is more than the {per_line.shape[1]} lines a map has: the image "
+                    f"score is the mean of all {k}")
+            if k < self.config.top_k and note not in self.notes:
+                self.notes.append(note)
             scores = per_line.topk(k, dim=1).values.mean(dim=1)
         else:
             scores = per_line.amax(dim=1)

@@ -25,7 +25,7 @@ class SplitSettings:
     tune_fraction: float = setting(SPLIT_DEFAULT["tune_fraction"], "share of the test maps in the tune block "
                                    "(thresholds and model selection); the rest is holdout, reported once", low=0,
                                    high=1, low_open=True, high_open=True)
-    seed: int = setting(SPLIT_DEFAULT["seed"], "seed of the split")
+    seed: int = setting(SPLIT_DEFAULT["seed"], "seed of the split", low=0)
 
 
 @dataclass(frozen=True)

@@ -344,6 +344,10 @@ def check_counts(options: SearchOptions) -> None:
         value = getattr(options, name)
         if not isinstance(value, int) or isinstance(value, bool) or value < least:
             raise ConfigError(f"--{name.replace('_', '-')} expects an integer >= {least}, got {value!r}")
+    if not (isinstance(options.keep_defaults_within, (int, float)) and math.isfinite(options.keep_defaults_within)
+            and options.keep_defaults_within >= 0):
+        raise ConfigError(f"--keep-defaults-within expects a finite number >= 0 (standard errors), got "
+                          f"{options.keep_defaults_within!r}")
     if not options.cpus_per_trial > 0:
         raise ConfigError(f"--cpus-per-trial expects a number > 0, got {options.cpus_per_trial!r}")
 

@@ -104,6 +104,13 @@ def parse_param(key: str, spec, source: str, earlier: list["Param"]) -> Param:
             raise _error(source, key, f"loguniform needs low > 0, got {low}")
         if distribution == "int" and not all(isinstance(v, int) for v in values):
             raise _error(source, key, f"int range needs integers, got {values!r}")
+    step = spec.get("step")
+    if step is not None and (isinstance(step, bool) or not isinstance(step, (int, float)) or not step > 0
+                             or (distribution == "int" and not isinstance(step, int))):
+        raise _error(source, key, f"step must be a positive {'integer' if distribution == 'int' else 'number'}, "
+                                  f"got {step!r}")
+    if step is not None and distribution in ("choice", "loguniform"):
+        raise _error(source, key, f"step applies to uniform and int ranges, not to {distribution}")
     when = spec.get("when") or {}
     if not isinstance(when, dict):
         raise _error(source, key, "when must map earlier parameter names to values")
@@ -160,11 +167,16 @@ def check_space(space: SearchSpace) -> None:
     except ConfigError as error:
         raise ConfigError(f"{space.source}: fixed: {error}") from error
     for param in space.params:
-        for value in param.values:
+        values = list(param.values)
+        if param.distribution in ("uniform", "loguniform") and not param.step:
+            values.append(float(param.values[0] + param.values[1]) / 2 + 0.01)  # what a float range samples
+        for value in values:
             try:
                 validate(merge(base, nest({param.key: value})))
             except ConfigError as error:
-                raise ConfigError(f"{space.source}: parameter '{param.key}' value {value!r}: {error}") from error
+                hint = (" (an integer setting: search it with int: [low, high])"
+                        if isinstance(value, float) and value not in param.values else "")
+                raise ConfigError(f"{space.source}: parameter '{param.key}' value {value!r}: {error}{hint}") from error
 
 
 def _encode(value):

@@ -29,7 +29,8 @@ class FEClipSettings:
 
     clip_model: str = setting("ViT-L-14-336", "the open_clip model")
     clip_weights: str = setting("openai", "open_clip tag (hub), none (random: tests), or a local state-dict file")
-    taps: tuple[int, ...] = setting((6, 12, 18, 24), "1-based transformer blocks followed by an adapter", items_low=1)
+    taps: tuple[int, ...] = setting((6, 12, 18, 24), "1-based transformer blocks followed by an adapter", items_low=1,
+                                    min_items=1)
     ffe_window: int = setting(3, "P: the FFE's DCT window", low=1)
     lfs_window: int = setting(3, "Q: the LFS's DCT window", low=1)
     lfs_kernel: int = setting(1, "the LFS's convolution kernel", low=1)

@@ -23,7 +23,7 @@ class FEClipTrainSettings:
     lr: float = setting(5e-4, "learning rate of the adapters; 0 freezes them", low=0)
     linear_lr: float = setting(5e-4, "learning rate of the linear patch map; 0 freezes it", low=0)
     fault_fraction: float = setting(0.5, "share of training maps given a synthetic band", low=0, high=1)
-    seed: int = setting(0, "seed of the synthetic bands, batches and few-shot references")
+    seed: int = setting(0, "seed of the synthetic bands, batches and few-shot references", low=0)
 
 
 @dataclass(frozen=True)

@@ -82,7 +82,7 @@ class PatchCoreSettings:
                           "(band_only); auto: experiments/results/band_families.md", choices=FUSIONS)
     fusion_weight: float = setting(0.5, "fusion sum: the band z's weight", low=0, high=1)
     band: BandSettings = setting(help="the band detector of fusion (and of band_only)", factory=BandSettings)
-    seed: int = setting(0, "seed of the references, the coreset's start and projection")
+    seed: int = setting(0, "seed of the references, the coreset's start and projection", low=0)
     gate: GateSettings = setting(help="the cold/warm gate", factory=GateSettings)
 
     def __post_init__(self):
