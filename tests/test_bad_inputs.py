@@ -422,3 +422,33 @@ def test_a_search_space_range_that_cannot_be_sampled_is_named(param, named, tmp_
     space.write_text(f"model_name: patchcore\nparams:\n  {param}\n")
     with pytest.raises(ConfigError, match=named):
         load_space(space)
+
+
+def test_a_map_too_small_for_a_band_and_a_broken_split_or_summary_file_are_named(root, tmp_path, capsys):
+    import tifffile
+
+    tiny = root / "domain_C" / "train" / "good" / "000000.tiff"
+    tifffile.imwrite(tiny, np.ones((1, 95), dtype=np.float32))
+    others = sorted(tiny.parent.glob("*.tiff"))[1:]
+    for path in others:
+        tifffile.imwrite(path, np.ones((1, 95), dtype=np.float32) * 0.5)
+    for path in sorted((root / "domain_C" / "test").rglob("*.tiff")):
+        tifffile.imwrite(path, np.ones((1, 95), dtype=np.float32) * 0.5)
+    assert fit_eval(root, tmp_path / "a") == 2
+    assert "000000.tiff: map size 1x95; hdmap needs at least 3 rows" in capsys.readouterr().err
+    split = tmp_path / "split.json"
+    split.write_text('{"seed": 0, "tune_frac')
+    assert main(["fit-eval", "--model", "band", "--split", str(split), "--out", str(tmp_path / "b")]) == 2
+    assert "split.json: not a split.json hdmap wrote" in capsys.readouterr().err
+    search = tmp_path / "search"
+    search.mkdir()
+    (search / "summary.json").write_text("[1, 2]")
+    assert main(["eval", str(search)]) == 2
+    assert "summary.json: not a summary.json hdmap wrote" in capsys.readouterr().err
+
+
+def test_an_optuna_storage_url_that_cannot_be_opened_is_named_before_ray(tmp_path):
+    from hdmap.tune.runner import SearchOptions, run_search
+
+    with pytest.raises(ConfigError, match="--optuna-storage foo://x: not a database URL"):
+        run_search(SearchOptions(model="band", optuna_storage="foo://x", storage=str(tmp_path)))

@@ -17,6 +17,9 @@ from hdmap.condition_names import UNKNOWN
 from hdmap.data.splits import SplitMismatchError, TestSplit, small_block_notes, split_tune_holdout
 
 
+MIN_SIDE = 3  # rows and columns a map needs at least: a band is a row among neighbouring rows
+
+
 @dataclass
 class DomainData:
     root: str
@@ -69,6 +72,10 @@ def read_stacked(items: list[MapItem]) -> tuple[np.ndarray, np.ndarray, tuple[st
     an error naming the file."""
     read = [read_map_and_dtype(i.path) for i in items]
     maps = [m for m, _ in read]
+    small = next((k for k, m in enumerate(maps) if min(m.shape) < MIN_SIDE), None)
+    if small is not None:
+        raise HDMAPFileError(f"{items[small].path}: map size {maps[small].shape[0]}x{maps[small].shape[1]}; hdmap needs "
+                             f"at least {MIN_SIDE} rows and {MIN_SIDE} columns (a band is a row among its neighbours)")
     odd = next((k for k, m in enumerate(maps) if m.shape != maps[0].shape), None)
     if odd is not None:
         raise HDMAPFileError(f"{items[odd].path}: map shape {maps[odd].shape} differs from the others of its domain "

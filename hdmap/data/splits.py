@@ -74,7 +74,16 @@ class TestSplit:
 
     @classmethod
     def load(cls, path: str | Path) -> "TestSplit":
-        return cls(**json.loads(Path(path).read_text()))
+        """A split.json, or an error naming the file when it is not one (truncated, another shape)."""
+        try:
+            data = json.loads(Path(path).read_text())
+            split = cls(**data) if isinstance(data, dict) else None
+        except (ValueError, TypeError) as error:
+            raise SplitMismatchError(f"{path}: not a split.json hdmap wrote ({type(error).__name__}: {error}); remove "
+                                     f"it to make a new split, or pass the run's own split.json") from None
+        if split is None:
+            raise SplitMismatchError(f"{path}: not a split.json hdmap wrote (a {type(data).__name__}, not a mapping)")
+        return split
 
     def check_matches(self, paths: list[str]) -> None:
         """Refuse to apply this split to another list of test files (compared by their last three path parts,

@@ -91,7 +91,11 @@ def find_checkpoint(run: Path, trial: str | None) -> Path:
     if not summary_file.exists():
         raise FileNotFoundError(f"{run}: neither a checkpoint, a run folder with {CHECKPOINT_FILE}, nor a finished "
                                 f"search with summary.json (or pass --trial)")
-    best = json.loads(summary_file.read_text())["best"]
+    try:
+        best = json.loads(summary_file.read_text())["best"]
+    except (ValueError, TypeError, KeyError) as error:
+        raise ValueError(f"{summary_file}: not a summary.json hdmap wrote ({type(error).__name__}: {error}); pass "
+                         f"--trial ID, or rerun `hdmap tune --resume` to write it again") from None
     if not best:
         raise ValueError(f"{run}: the search has no finished trial")
     return Path(best["checkpoint"])

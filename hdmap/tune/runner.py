@@ -322,6 +322,19 @@ def check_resume_target(options: SearchOptions, saved: dict) -> None:
                           f"search on the other data")
 
 
+def check_optuna_storage(url: str | None) -> None:
+    """An --optuna-storage URL SQLAlchemy cannot open is named before Ray starts."""
+    if not url:
+        return
+    from sqlalchemy.engine import make_url
+
+    try:
+        make_url(url).get_dialect()
+    except Exception as error:  # noqa: BLE001 - SQLAlchemy raises several kinds; each ends here named
+        raise ConfigError(f"--optuna-storage {url}: not a database URL SQLAlchemy can open ({type(error).__name__}: "
+                          f"{error}); e.g. sqlite:////shared/runs/study.db or postgresql://user@host/db") from None
+
+
 def check_storage(storage: str) -> None:
     """--storage is a folder every node sees; a URL (s3://, gs://, ...) would be taken for a local folder named
     `s3:`: refused, saying what works."""
@@ -371,6 +384,7 @@ def run_search(options: SearchOptions) -> dict:
     from hdmap.tune.data_fit import fit_space_to_data
 
     check_storage(options.storage)
+    check_optuna_storage(options.optuna_storage)
     if options.name is not None:
         check_name(options.name)
     if options.resume:
