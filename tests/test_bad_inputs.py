@@ -429,11 +429,9 @@ def test_a_map_too_small_for_a_band_and_a_broken_split_or_summary_file_are_named
 
     tiny = root / "domain_C" / "train" / "good" / "000000.tiff"
     tifffile.imwrite(tiny, np.ones((1, 95), dtype=np.float32))
-    others = sorted(tiny.parent.glob("*.tiff"))[1:]
-    for path in others:
-        tifffile.imwrite(path, np.ones((1, 95), dtype=np.float32) * 0.5)
-    for path in sorted((root / "domain_C" / "test").rglob("*.tiff")):
-        tifffile.imwrite(path, np.ones((1, 95), dtype=np.float32) * 0.5)
+    others = sorted(tiny.parent.glob("*.tiff"))[1:] + sorted((root / "domain_C" / "test").rglob("*.tiff"))
+    for number, path in enumerate(others, 1):  # distinct maps (the same bytes twice is another error)
+        tifffile.imwrite(path, np.ones((1, 95), dtype=np.float32) * number)
     assert fit_eval(root, tmp_path / "a") == 2
     assert "000000.tiff: map size 1x95; hdmap needs at least 3 rows" in capsys.readouterr().err
     split = tmp_path / "split.json"
@@ -452,3 +450,22 @@ def test_an_optuna_storage_url_that_cannot_be_opened_is_named_before_ray(tmp_pat
 
     with pytest.raises(ConfigError, match="--optuna-storage foo://x: not a database URL"):
         run_search(SearchOptions(model="band", optuna_storage="foo://x", storage=str(tmp_path)))
+
+
+def test_a_map_in_train_and_test_or_under_two_labels_is_named_or_noted_when_allowed(root, tmp_path, capsys):
+    import shutil as sh
+
+    fault = root / "domain_C" / "test" / "fault" / "000001.tiff"
+    sh.copyfile(fault, root / "domain_C" / "train" / "good" / "000003.tiff")  # a test fault fitted as a reference
+    assert main(["fit-eval", "--data-root", str(root), "--model", "band", "--out", str(tmp_path / "a")]) == 2
+    err = capsys.readouterr().err
+    assert "train/good/000003.tiff" in err and "test/fault/000001.tiff hold the same bytes" in err
+    assert "--allow-duplicates" in err and not (tmp_path / "a").exists()
+    assert main(["fit-eval", "--data-root", str(root), "--model", "band", "--out", str(tmp_path / "a"),
+                 "--allow-duplicates"]) == 0
+    notes = json.loads((tmp_path / "a" / "metrics.json").read_text())["notes"]
+    assert any(note.startswith("--allow-duplicates:") and "000003.tiff" in note for note in notes)
+    assert main(["eval", str(tmp_path / "a"), "--out", str(tmp_path / "e")]) == 0  # the run's own allowance
+    sh.copyfile(root / "domain_C" / "test" / "good" / "000002.tiff", fault)  # one map, two labels
+    assert main(["fit-eval", "--data-root", str(root), "--model", "band", "--out", str(tmp_path / "b")]) == 2
+    assert "(test/good and test/fault)" in capsys.readouterr().err

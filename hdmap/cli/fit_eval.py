@@ -37,6 +37,9 @@ def add_data_options(p) -> None:
                         "metrics.json)")
     p.add_argument("--ignore-other-files", action="store_true",
                    help="skip files other than .tif/.tiff in the data folders (default: an error naming them)")
+    p.add_argument("--allow-duplicates", action="store_true",
+                   help="go on when a map's bytes appear in train and test or under two labels (default: an error "
+                        "naming both files); each pair is recorded in metrics.json's notes")
 
 
 def run_fit_eval(args) -> int:
@@ -44,7 +47,7 @@ def run_fit_eval(args) -> int:
 
     config = resolve_config(args.data_root, args.model, args.config, args.set, args.backbone)
     source = DataOptions(args.data_root, args.domain, args.split, args.condition_csv, args.condition_csv_partial,
-                         args.ignore_other_files)
+                         args.ignore_other_files, args.allow_duplicates)
     command = "hdmap " + " ".join(sys.argv[1:]) if sys.argv and "hdmap" in sys.argv[0] else None
     metrics = fit_eval(config, source, args.out, args.overwrite, args.cache_dir, command)
     print_summary(metrics, Path(args.out))

@@ -109,7 +109,8 @@ def value_notes(items: list[MapItem], maps: np.ndarray) -> tuple[str, ...]:
 def load_domain(root: str, domain: str, split_path: str | Path | None = None, tune_fraction: float = 0.3,
                 split_seed: int = 0, condition_csv: str | None = None, split: TestSplit | None = None,
                 condition_overrides: dict[str, str] | None = None, condition_csv_partial: bool = False,
-                ignore_other_files: bool = False, reuse_split: bool = False) -> DomainData:
+                ignore_other_files: bool = False, reuse_split: bool = False,
+                allow_duplicates: bool = False) -> DomainData:
     """Read a domain. The split is `split` if given, else the one at `split_path` if it exists, else a new one
     (saved to `split_path`); a split that does not match the test files is refused, and so is a saved split made
     with another tune fraction or seed than the ones asked for, unless `reuse_split` (the user named the file)."""
@@ -130,7 +131,9 @@ def load_domain(root: str, domain: str, split_path: str | Path | None = None, tu
                                    tune_fraction, split_seed)
         if split_path:
             split.save(split_path)
+    duplicates = duplicate_notes(items["train"], items["test"], allow_duplicates)
     train_maps, test_maps, notes = read_stacked(items["train"] + items["test"])
+    notes = tuple(notes) + duplicates
     notes = tuple(notes) + tuple(small_block_notes(split, [i.label for i in items["test"]]))
     unknown = sum(1 for i in items["test"] if i.condition == UNKNOWN)
     if unknown:
@@ -138,6 +141,26 @@ def load_domain(root: str, domain: str, split_path: str | Path | None = None, tu
                   f"numbers and in no cold / warm number",)
     return DomainData(str(root), domain, items["train"], items["test"], train_maps, test_maps, split, notes,
                       true_band_rows(Path(root) / f"domain_{domain}", items["test"]))
+
+
+def duplicate_notes(train: list[MapItem], test: list[MapItem], allowed: bool) -> tuple[str, ...]:
+    """The same bytes in train and test (a test map fitted as a reference) or under two test labels (one map, two
+    labels): an error naming both files, or with `allowed` a note (metrics.json keeps it)."""
+    seen: dict[str, MapItem] = {}
+    found = []
+    for item in train + test:
+        digest = hashlib.sha256(Path(item.path).read_bytes()).hexdigest()
+        first = seen.setdefault(digest, item)
+        if first is item:
+            continue
+        if first.subset != item.subset and (first.subset == "train/good" or first.label != item.label):
+            found.append(f"{first.path} and {item.path} hold the same bytes ({first.subset} and {item.subset})")
+    if found and not allowed:
+        raise HDMAPFileError(f"{found[0]}: a map in train and test, or under two labels, makes the numbers "
+                             f"meaningless; remove one (or pass --allow-duplicates to go on with a recorded note)"
+                             + (f"; {len(found) - 1} more such pair(s)" if len(found) > 1 else ""))
+    return tuple(f"--allow-duplicates: {line}" for line in found[:5]) + (
+        (f"--allow-duplicates: {len(found) - 5} more such pair(s)",) if len(found) > 5 else ())
 
 
 def true_band_rows(domain_dir: Path, test: list[MapItem]) -> dict[int, tuple[int, int]]:

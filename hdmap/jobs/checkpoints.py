@@ -32,6 +32,7 @@ def save_checkpoint(folder: str | Path, module: LightningModule, run: Run, data:
              "split": data.split.__dict__, "conditions": data.condition_record(),
              "train_fingerprint": data.fingerprints["train"], "test_fingerprint": data.fingerprints["test"],
              "map_shape": list(data.test_maps.shape[1:]), "tune": metrics["tune"],
+             "allow_duplicates": any(note.startswith("--allow-duplicates") for note in data.notes),
              "threads": torch.get_num_threads()}  # CPU sums round by thread count: eval scores with the same
     with atomic_path(folder / CHECKPOINT_FILE) as temporary:
         torch.save(lightning_checkpoint(module, extra), temporary)  # FE-CLIP drops its frozen CLIP
@@ -63,7 +64,8 @@ def load_checkpoint_data(extra: dict, data_root: str | None = None, ignore_other
         raise FileNotFoundError(f"data root of the checkpoint not found: {root} (pass --data-root)")
     try:  # load_domain checks the saved split against the test files
         data = load_domain(root, extra["domain"], split=TestSplit(**extra["split"]),
-                           condition_overrides=extra.get("conditions"), ignore_other_files=ignore_other_files)
+                           condition_overrides=extra.get("conditions"), ignore_other_files=ignore_other_files,
+                           allow_duplicates=bool(extra.get("allow_duplicates")))
     except SplitMismatchError as error:
         raise CheckpointMismatchError(f"test files under {root} differ from the checkpoint's: {error}") from error
     for subset in ("train", "test"):

@@ -50,6 +50,7 @@ class DataOptions:
     condition_csv: str | None = None
     condition_csv_partial: bool = False
     ignore_other_files: bool = False
+    allow_duplicates: bool = False  # a map in train and test, or under two labels: a recorded note, not an error
 
 
 def fit_eval(config: dict | Run, source: DataOptions, out: str | Path, overwrite: bool = False,
@@ -68,7 +69,8 @@ def fit_eval(config: dict | Run, source: DataOptions, out: str | Path, overwrite
     root = source.data_root or str(ensure_embedded_dataset())
     data = load_domain(root, source.domain, source.split, run.split.tune_fraction, run.split.seed,
                        source.condition_csv, condition_csv_partial=source.condition_csv_partial,
-                       ignore_other_files=source.ignore_other_files, reuse_split=bool(source.split))
+                       ignore_other_files=source.ignore_other_files, reuse_split=bool(source.split),
+                       allow_duplicates=source.allow_duplicates)
     reused = SplitSettings(tune_fraction=data.split.tune_fraction, seed=data.split.seed)
     if source.split and reused != run.split:  # the settings say the split that ran
         print(f"[hdmap] --split {source.split}: its split.tune_fraction={reused.tune_fraction}, split.seed="

@@ -54,6 +54,7 @@ class SearchOptions:
     condition_csv: str | None = None
     condition_csv_partial: bool = False
     ignore_other_files: bool = False
+    allow_duplicates: bool = False  # a map in train and test, or under two labels: a recorded note, not an error
     allow_space_change: bool = False  # --resume with a space file edited since the search began (recorded)
     trust_search_files: bool = False  # --resume a folder whose Ray files are not as the search left them
     config: str | None = None  # a YAML file of base settings (as fit-eval's --config)
@@ -176,7 +177,7 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
     data_args = {"root": root, "domain": options.domain, "split_path": str(split_path),
                  "tune_fraction": base_config["split"]["tune_fraction"], "split_seed": base_config["split"]["seed"],
                  "condition_csv": options.condition_csv, "condition_csv_partial": options.condition_csv_partial,
-                 "ignore_other_files": options.ignore_other_files}
+                 "ignore_other_files": options.ignore_other_files, "allow_duplicates": options.allow_duplicates}
     trainable = tune.with_parameters(trainable, base_config=base_config,
                                      data_args=data_args, metric=metric,
                                      cache_dir=str(options.cache_dir or default_cache_dir()),
@@ -430,7 +431,7 @@ def run_search(options: SearchOptions) -> dict:
     split_path = exp_dir / "split.json"  # a resumed search keeps its split; a new one is saved once checks pass
     data = load_domain(root, options.domain, split_path if split_path.exists() else None, split["tune_fraction"],
                        split["seed"], options.condition_csv, condition_csv_partial=options.condition_csv_partial,
-                       ignore_other_files=options.ignore_other_files)
+                       ignore_other_files=options.ignore_other_files, allow_duplicates=options.allow_duplicates)
     fit_space_to_data(space, base_config, data)  # no trial is spent on a choice this data cannot hold
     starts = start_points(space, base_config, options.start)
     if kind.preflight:  # e.g. build the backbone: missing weights end the command in one line before Ray starts

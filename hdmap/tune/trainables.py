@@ -26,9 +26,10 @@ from hdmap.tune.trial_devices import (TrialGpuMemoryError, assigned_gpu_ids, con
 
 @functools.lru_cache(maxsize=4)
 def _domain(root: str, domain: str, split_path: str, tune_fraction: float, split_seed: int, condition_csv,
-            condition_csv_partial: bool = False, ignore_other_files: bool = False):
+            condition_csv_partial: bool = False, ignore_other_files: bool = False, allow_duplicates: bool = False):
     return load_domain(root, domain, split_path, tune_fraction, split_seed, condition_csv,
-                       condition_csv_partial=condition_csv_partial, ignore_other_files=ignore_other_files)
+                       condition_csv_partial=condition_csv_partial, ignore_other_files=ignore_other_files,
+                       allow_duplicates=allow_duplicates)
 
 
 def full_config(base_config: dict, trial_config: dict) -> dict:
