@@ -139,3 +139,13 @@ def test_a_finished_search_resumes_as_it_was_left(finished_band_search):
                                        num_samples=3))
     ray.shutdown()
     assert summary["n_trials"] == 3
+
+
+def test_a_reused_trial_result_belongs_to_the_same_hdmap_code(monkeypatch):
+    """A search resumed after an upgrade fits again: the reuse key holds a digest of hdmap's source."""
+    from hdmap.tune import trial_results
+
+    key = trial_results.config_key({"a": 1}, "auroc", 1)
+    assert key == trial_results.config_key({"a": 1}, "auroc", 1)
+    monkeypatch.setattr(trial_results, "code_version", lambda: "another-version")
+    assert trial_results.config_key({"a": 1}, "auroc", 1) != key
