@@ -2,6 +2,7 @@
 dropped with a note before Ray starts, the largest kept value fits (soft banks and fusion included) and one more
 does not, and a space left with no choice is exit 2 naming the setting."""
 import copy
+import json
 
 import pytest
 
@@ -101,3 +102,48 @@ def test_a_parameter_searched_only_under_a_dropped_choice_is_said_to_be_unsearch
     space = load_space(space_file)
     notes = fit_space_to_data(space, space.base_config(), load_domain(str(hundred_maps), "C"))
     assert any("'model.reweight_k' is searched only when model.shots is [64], all dropped" in n for n in notes)
+
+
+def _plans(model: dict, data) -> bool:
+    """The oracle: does PatchCore's own fit plan take these settings on this data?"""
+    from hdmap.kinds.patchcore.model import PatchCoreModel
+    from hdmap.kinds.patchcore.settings import PatchCoreSettings
+
+    try:
+        PatchCoreModel(PatchCoreSettings(**model)).plan_fit(data.train_maps, None, None, data.train_truth)
+    except ValueError:
+        return False
+    return True
+
+
+@pytest.mark.parametrize("bank_mode, fusion, threshold", [
+    ("gated", "none", None), ("gated", "max", None), ("soft", "max", None), ("mixed", "max", None),
+    ("gated", "none", "lopsided"), ("gated", "max", "even")])
+def test_the_shots_a_fitted_space_keeps_fit_and_the_ones_it_drops_do_not(bank_mode, fusion, threshold, tmp_path,
+                                                                        tmp_path_factory):
+    """plan_fit as the oracle, on 30 train maps: the largest kept value plans, the smallest dropped does not; a fixed
+    gate threshold is the one the limit uses; null is dropped only where it does not plan."""
+    import numpy as np
+
+
+    root = tmp_path_factory.mktemp("thirty")
+    write_dataset(root, SynthConfig(n_train=30, n_test=6, seed=4, domains="C"))
+    data = load_domain(str(root), "C")
+    stat = np.sort(np.percentile(data.train_maps.reshape(30, -1), 90, axis=1))
+    cut = {None: None, "lopsided": float((stat[-4] + stat[-3]) / 2), "even": float(np.median(stat))}[threshold]
+    model = {"bank_mode": bank_mode, "fusion": fusion, "input_norm": "none", "band_weight": 0.0,
+             "gate_fallback": False, "calibration_maps": 8, "gate": {"kind": "intensity", "threshold": cut}}
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text("model_name: hdmap_patchcore\nfixed:\n  model: " + json.dumps(model) +
+                          "\nparams:\n  model.shots: {choice: [" + ", ".join(map(str, range(1, 31))) + ", null]}\n")
+    space = load_space(space_file)
+    fit_space_to_data(space, space.base_config(), data)
+    kept = [v for v in next(p for p in space.params if p.key == "model.shots").values if v is not None]
+    settings = space.base_config()["model"]
+    assert _plans({**settings, "shots": max(kept)}, data)
+    if max(kept) < 30:
+        assert not _plans({**settings, "shots": max(kept) + 1}, data)
+    null_kept = None in next(p for p in space.params if p.key == "model.shots").values
+    assert _plans({**settings, "shots": None}, data) == null_kept
+    if threshold == "lopsided":  # the fixed cut leaves 3 warm maps: the limit counts them, not a 2-means split
+        assert max(kept) == 3

@@ -18,6 +18,7 @@ class Limit:
     key: str
     most: int  # the largest value the data holds
     why: str
+    null_holds: bool = True  # whether null (every train map) fits this data
 
 
 def searched_values(space, key: str, base) -> list:
@@ -33,7 +34,8 @@ def smallest_condition(train_maps: np.ndarray, truth: list[str], gates: list[Gat
     maps = torch.from_numpy(np.asarray(train_maps, dtype=np.float32))
     for config in gates:
         kind = "intensity" if config.uses_features else config.kind
-        assignment = build_gate(GateSettings(kind=kind, percentile=config.percentile)).assign_train(maps, None, truth)
+        stand_in = GateSettings(kind=kind, percentile=config.percentile, threshold=config.threshold)
+        assignment = build_gate(stand_in).assign_train(maps, None, truth)
         counts = {name: int((assignment == code).sum()) for code, name in enumerate(CONDITIONS)}
         if min(counts.values()) < fewest:
             fewest = min(counts.values())

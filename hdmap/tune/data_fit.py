@@ -12,10 +12,12 @@ from hdmap.kinds.registry import kind_of
 from hdmap.tune.spaces import Param, SearchSpace
 
 
-def clip_param(param: Param, most: int) -> list:
-    """The values of `param` dropped to respect `most` (None, all of train, always holds); edits `param`."""
+def clip_param(param: Param, most: int, null_holds: bool = True) -> list:
+    """The values of `param` dropped to respect `most` (and None, all of train, where it does not hold); edits
+    `param`."""
     if param.distribution == "choice":
-        dropped = [v for v in param.values if isinstance(v, int) and not isinstance(v, bool) and v > most]
+        dropped = [v for v in param.values if (isinstance(v, int) and not isinstance(v, bool) and v > most)
+                   or (v is None and not null_holds)]
         param.values = [v for v in param.values if v not in dropped]
         return dropped
     low, high = param.values
@@ -51,7 +53,7 @@ def fit_space_to_data(space: SearchSpace, base_config: dict, data) -> list[str]:
         param = next((p for p in space.params if p.key == limit.key), None)
         if param is None:
             continue
-        dropped = clip_param(param, limit.most)
+        dropped = clip_param(param, limit.most, limit.null_holds)
         if not param.values:
             raise ConfigError(f"{space.source}: parameter '{limit.key}': no choice this data can hold: at most "
                               f"{limit.most} ({limit.why})")

@@ -1,24 +1,34 @@
-"""What the train maps allow PatchCore's references per condition (`model.shots`) in a search."""
+"""What the train maps allow PatchCore's references per condition (`model.shots`) in a search, as `plan_fit` (model.py)
+takes them: k per gate-assigned condition (or 2k drawn uniformly); soft banks hold out 2 maps of each condition for
+their calibration; fusion standardises on held-out maps drawn from every non-reference map (at least
+MIN_FUSION_MAPS), and with `shots` null (every train map) from a quarter of train."""
 from __future__ import annotations
 
 import numpy as np
 
 from hdmap.gating.gates import GateSettings
+from hdmap.kinds.patchcore.model import MIN_FUSION_MAPS
 from hdmap.run.data_limits import HELD_OUT, Limit, searched_values, smallest_condition
 
 
 def shots_limit(space, base: dict, train_maps: np.ndarray, truth: list[str]) -> Limit:
-    model = base["model"]
-    held_out = ("soft" in searched_values(space, "model.bank_mode", model["bank_mode"])
-                or bool({"sum", "max", "auto"} & set(searched_values(space, "model.fusion", model["fusion"]))))
-    margin = HELD_OUT if held_out else 0
-    reason = f", less {HELD_OUT} held out per condition by soft banks or fusion" if held_out else ""
+    model, n = base["model"], len(train_maps)
+    soft = "soft" in searched_values(space, "model.bank_mode", model["bank_mode"])
+    fused = bool({"sum", "max", "auto"} & set(searched_values(space, "model.fusion", model["fusion"])))
     if model["reference_sampling"] == "uniform":  # references drawn without conditions
-        return Limit("model.shots", (len(train_maps) - 2 * margin) // 2,
-                     f"{len(train_maps)} train maps hold 2 x shots uniformly drawn references"
-                     + (f", less {2 * HELD_OUT} held out by soft banks or fusion" if held_out else ""))
-    percentiles = [float(p) for p in searched_values(space, "model.gate.percentile", model["gate"]["percentile"])]
-    gates = [GateSettings(kind=kind, percentile=p)
-             for kind in searched_values(space, "model.gate.kind", model["gate"]["kind"]) for p in percentiles]
-    fewest, which = smallest_condition(train_maps, truth, gates)
-    return Limit("model.shots", fewest - margin, f"{which}{reason}")
+        most, why = n // 2, f"{n} train maps hold 2 x shots uniformly drawn references"
+    else:
+        gate = model["gate"]
+        gates = [GateSettings(kind=kind, percentile=float(p), threshold=gate.get("threshold"))
+                 for kind in searched_values(space, "model.gate.kind", gate["kind"])
+                 for p in searched_values(space, "model.gate.percentile", gate["percentile"])]
+        most, why = smallest_condition(train_maps, truth, gates)
+        if soft:
+            most, why = most - HELD_OUT, f"{why}, less {HELD_OUT} held out per condition by soft banks"
+    if fused and not soft and (n - MIN_FUSION_MAPS) // 2 < most:
+        most = (n - MIN_FUSION_MAPS) // 2
+        why = f"{why}; fusion holds out {MIN_FUSION_MAPS} of the {n} train maps outside the 2 x shots references"
+    null_holds = not fused or soft or n // 4 >= MIN_FUSION_MAPS
+    if not null_holds:
+        why += f"; null (every train map) under fusion needs {4 * MIN_FUSION_MAPS} train maps, this data has {n}"
+    return Limit("model.shots", most, why, null_holds)
