@@ -149,3 +149,27 @@ def test_a_reused_trial_result_belongs_to_the_same_hdmap_code(monkeypatch):
     assert key == trial_results.config_key({"a": 1}, "auroc", 1)
     monkeypatch.setattr(trial_results, "code_version", lambda: "another-version")
     assert trial_results.config_key({"a": 1}, "auroc", 1) != key
+
+
+def test_the_disk_a_search_feature_cache_needs_is_said_before_it_starts(synth_root, tmp_path, capsys):
+    """One backbone pass a map size: bytes x maps x the input settings the space reaches; and the free disk."""
+    from hdmap.features.cache import FeatureCache
+    from hdmap.tune.cache_estimate import bytes_per_map, say_cache_needs
+    from hdmap.tune.spaces import load_space
+
+    from conftest import TINY_BACKBONE
+
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text("model_name: hdmap_patchcore\nfixed:\n  backbone: " + json.dumps(TINY_BACKBONE) +
+                          "\nparams:\n  image_size: {choice: [56, 112]}\n  model.input_norm: {choice: [none, "
+                          "percentile]}\n")
+    space = load_space(space_file)
+    base = space.base_config()
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    per_map = {size: bytes_per_map(cache, base, (0, 1), size, base["resize"]) for size in (56, 112)}
+    assert per_map[112] > 3 * per_map[56]  # four times the patches, give or take the aspect's rounding
+    needs = say_cache_needs(space, base, (0, 1), 100, tmp_path / "cache")
+    assert needs["settings"] == 4  # 2 sizes x 2 input normalisations
+    assert needs["total_gb"] == pytest.approx(2 * (per_map[56] + per_map[112]) * 100 / 1e9)
+    err = capsys.readouterr().err
+    assert "feature cache: up to" in err and "4 input setting(s) x 100 maps" in err and "GB free there" in err

@@ -436,6 +436,15 @@ def run_search(options: SearchOptions) -> dict:
     starts = start_points(space, base_config, options.start)
     if kind.preflight:  # e.g. build the backbone: missing weights end the command in one line before Ray starts
         kind.preflight(settings_of(base_config))
+    if kind_of(base_config).preflight and not options.resume:  # a kind with a backbone: what its cache will hold
+        from hdmap.features.cache import default_cache_dir
+        from hdmap.tune.cache_estimate import say_cache_needs
+
+        needs = say_cache_needs(space, base_config, space_taps(space, base_config), len(data.train) + len(data.test),
+                                Path(options.cache_dir or default_cache_dir()), enabled=not options.no_cache)
+        if needs:
+            space.notes.append(f"feature cache: up to {needs['total_gb']:.1f} GB ({needs['settings']} input "
+                               f"setting(s)), {needs['free_gb']:.0f} GB free at the start")
     exp_dir.mkdir(parents=True, exist_ok=True)
     with one_search_at_a_time(exp_dir):
         return _run_locked(options, exp_dir, space, metric, root, base_config, split_path, data, starts,
