@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 import math
 import re
-
+import socket
 from pathlib import Path
 
 import numpy as np
@@ -173,6 +173,8 @@ def summarise(results, exp_dir: Path, metric: str, options, starts: list[dict] =
         summary["versus_defaults"] = versus
         checkpoint = str(Path(best["checkpoint"]) / "model.ckpt")
         so_far = [f"BEST SO FAR: the search was {summary['status']}"] if interrupted else []
+        so_far.append(f"the winner's holdout was scored in the search's own process on {socket.gethostname()}, after "
+                      f"every trial ended (metrics.json `devices` says on what: its GPU if it has one, else its CPU)")
         holdout = evaluate_checkpoint(checkpoint, exp_dir / "best", cache_dir=options.cache_dir,
                                       ignore_other_files=options.ignore_other_files, notes=so_far)
         summary["best"] = {"trial_id": best["trial_id"], "config": best["config"], "tune_objective": best["objective"],
