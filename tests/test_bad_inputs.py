@@ -469,3 +469,23 @@ def test_a_map_in_train_and_test_or_under_two_labels_is_named_or_noted_when_allo
     sh.copyfile(root / "domain_C" / "test" / "good" / "000002.tiff", fault)  # one map, two labels
     assert main(["fit-eval", "--data-root", str(root), "--model", "band", "--out", str(tmp_path / "b")]) == 2
     assert "(test/good and test/fault)" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("setting, named", [
+    ("feclip.taps=[9]", "'feclip.taps' [9]: the CLIP tower has 2 blocks"),
+    ('feclip.prompts=["only one"]', "'feclip.prompts' expects two texts"),
+    ("feclip.band=[[1, 0], [1]]", "'feclip.band': an explicit mask is a 3 x 3"),
+    ("feclip.band=wide", "'feclip.band' expects all, low, mid, high"),
+    ("feclip.clip_kwargs.bogus=1", "bogus"),
+    ("feclip.clip_model=ViT-Q-99", "open_clip knows no model 'ViT-Q-99'"),
+])
+def test_feclip_settings_its_model_cannot_take_are_named(setting, named):
+    from hdmap.config import merge, parse_set
+    from hdmap.kinds.feclip.model import TINY_CLIP
+    from hdmap.kinds.registry import default_config, validate
+
+    config = merge(default_config(model_name="feclip"), {"feclip": TINY_CLIP})
+    if setting.startswith(("feclip.clip_model", "feclip.clip_kwargs")):
+        config["feclip"]["clip_kwargs"] = {}  # the named model's path (clip_kwargs empty)
+    with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
+        validate(merge(config, parse_set([setting])))

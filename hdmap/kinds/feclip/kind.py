@@ -30,9 +30,57 @@ def defaults(real_data: bool = False, backbone: str | None = None) -> dict:
 
 
 def validate(run: FEClipRun) -> None:
-    """Checks across settings (each value was checked against the settings tree: hdmap/kinds/<kind>/settings.py)."""
+    """Checks across settings (each value was checked against the settings tree: settings.py): the checkpoint a
+    source names, two prompts, a band the DCT windows take, a CLIP shape open_clip knows and taps within its tower."""
     if run.train.source == "checkpoint" and not run.train.checkpoint:
         raise ConfigError("train.source=checkpoint needs train.checkpoint=/path/to/feclip.ckpt")
+    settings = run.feclip
+    if len(settings.prompts) != 2 or not all(isinstance(p, str) and p.strip() for p in settings.prompts):
+        raise ConfigError(f"config key 'feclip.prompts' expects two texts (the normal and the anomalous prompt), got "
+                          f"{list(settings.prompts)!r}")
+    check_band(settings)
+    layers = tower_layers(settings)
+    if layers is not None and max(settings.taps) > layers:
+        raise ConfigError(f"config key 'feclip.taps' {list(settings.taps)}: the CLIP tower has {layers} blocks "
+                          f"(1-based taps up to {layers})")
+
+
+def check_band(settings) -> None:
+    band = settings.band
+    if isinstance(band, str):
+        if band not in ("all", "low", "mid", "high"):
+            raise ConfigError(f"config key 'feclip.band' expects all, low, mid, high or a square 0/1 mask, got {band!r}")
+        return
+    rows = band if isinstance(band, (list, tuple)) else None
+    side = len(rows) if rows else 0
+    square = bool(rows) and all(isinstance(r, (list, tuple)) and len(r) == side and
+                                all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in r) for r in rows)
+    if not square or side != settings.ffe_window or side != settings.lfs_window:
+        raise ConfigError(f"config key 'feclip.band': an explicit mask is a {settings.ffe_window} x "
+                          f"{settings.ffe_window} list of numbers (feclip.ffe_window and feclip.lfs_window both "
+                          f"{settings.ffe_window}), got {band!r}")
+
+
+def tower_layers(settings) -> int | None:
+    """Blocks of the CLIP vision tower the settings build (from open_clip's packaged config or clip_kwargs)."""
+    import dataclasses
+
+    from open_clip import get_model_config
+    from open_clip.model import CLIPTextCfg, CLIPVisionCfg
+
+    shape = settings.clip_kwargs
+    if shape:
+        unknown = set(shape) - {"embed_dim", "vision_cfg", "text_cfg"}
+        for part, cfg in (("vision_cfg", CLIPVisionCfg), ("text_cfg", CLIPTextCfg)):
+            fields = {f.name for f in dataclasses.fields(cfg)}
+            unknown |= {f"{part}.{key}" for key in (shape.get(part) or {}) if key not in fields}
+        if unknown:
+            raise ConfigError(f"config key 'feclip.clip_kwargs': open_clip's CLIP has no {sorted(unknown)}")
+        return (shape.get("vision_cfg") or {}).get("layers")
+    config = get_model_config(settings.clip_model)
+    if config is None:
+        raise ConfigError(f"config key 'feclip.clip_model': open_clip knows no model {settings.clip_model!r}")
+    return config["vision_cfg"].get("layers")
 
 
 def fit_and_score(run: FEClipRun, data: DomainData, cache=None, progress: bool = False, tune_only: bool = False):
