@@ -61,7 +61,10 @@ def parse_set(assignments: list[str]) -> dict:
         if "=" not in assignment:
             raise ConfigError(f"--set expects key=value, got {assignment!r}")
         key, raw = assignment.split("=", 1)
-        flat[key] = yaml.safe_load(raw)
+        try:
+            flat[key] = safe_yaml(raw)
+        except yaml.YAMLError as error:
+            raise ConfigError(f"--set {key}: its value is not valid YAML ({str(error).splitlines()[0]})") from None
     return nest(flat)
 
 
@@ -80,9 +83,32 @@ class _UniqueKeyLoader(yaml.SafeLoader):
         return super().construct_mapping(node, deep)
 
 
+MAX_YAML_VALUES = 100_000  # a settings file or search space never holds more; aliases can expand past any memory
+
+
 def safe_yaml(text: str):
-    """yaml.safe_load, but a repeated key in a mapping is an error (with its line)."""
-    return yaml.load(text, Loader=_UniqueKeyLoader)
+    """yaml.safe_load, but a repeated key in a mapping is an error (with its line), and a document whose aliases
+    expand to more than MAX_YAML_VALUES values (a "billion laughs" bomb) is refused before anything walks it."""
+    data = yaml.load(text, Loader=_UniqueKeyLoader)
+    expanded_size(data, MAX_YAML_VALUES)
+    return data
+
+
+def expanded_size(data, budget: int) -> int:
+    """How many values `data` holds once its shared references are expanded; a YAMLError past `budget`."""
+    count, stack = 0, [data]
+    while stack:
+        node = stack.pop()
+        count += 1
+        if count > budget:
+            raise yaml.YAMLError(f"the document expands to more than {budget} values (aliases repeated inside "
+                                 f"each other?)")
+        if isinstance(node, dict):
+            stack.extend(node.keys())
+            stack.extend(node.values())
+        elif isinstance(node, (list, tuple)):
+            stack.extend(node)
+    return count
 
 
 def load_yaml(path: str | Path) -> dict:

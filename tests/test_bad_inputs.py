@@ -489,3 +489,23 @@ def test_feclip_settings_its_model_cannot_take_are_named(setting, named):
         config["feclip"]["clip_kwargs"] = {}  # the named model's path (clip_kwargs empty)
     with pytest.raises(ConfigError, match=named.replace("[", r"\[").replace("]", r"\]")):
         validate(merge(config, parse_set([setting])))
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\nb: &b [*a, *a, *a, *a, *a, *a, *a, *a, *a]\n" \
+       "c: &c [*b, *b, *b, *b, *b, *b, *b, *b, *b]\nd: &d [*c, *c, *c, *c, *c, *c, *c, *c, *c]\n" \
+       "e: &e [*d, *d, *d, *d, *d, *d, *d, *d, *d]\nf: [*e, *e, *e, *e, *e, *e, *e, *e, *e]\n"
+
+
+def test_a_yaml_bomb_and_a_weights_file_that_is_not_one_are_named(root, tmp_path, capsys):
+    config = tmp_path / "bomb.yaml"
+    config.write_text(BOMB)
+    assert fit_eval(root, tmp_path / "a", "--config", str(config)) == 2
+    assert "bomb.yaml: not valid YAML (the document expands to more than" in capsys.readouterr().err
+    inline = "[" + BOMB.replace("\n", ", ").rstrip(", ") + "]"
+    assert fit_eval(root, tmp_path / "a", "--set", "backbone.model_kwargs={" + inline[1:-1] + "}") == 2
+    assert "expands to more than" in capsys.readouterr().err
+    text = tmp_path / "weights.pth"
+    text.write_text("these are not weights\n")
+    assert main(["fit-eval", "--data-root", str(root), "--out", str(tmp_path / "b"), "--set", "image_size=56",
+                 "--set", f"backbone.weights={text}"]) == 2
+    assert "weights.pth: not a weights file torch loads as data only" in capsys.readouterr().err

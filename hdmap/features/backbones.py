@@ -70,7 +70,14 @@ def _load_state_file(model: nn.Module, path: str, by_order: bool = False) -> Non
     file = Path(path)
     if not file.is_file():
         raise BackboneWeightsError(f"weights file not found: {file}")
-    state = torch.load(file, map_location="cpu", weights_only=True)
+    try:
+        state = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as error:  # noqa: BLE001 - a text file, a crafted pickle (refused unrun), a truncated file
+        first = str(error).strip().splitlines()[0][:160] if str(error).strip() else type(error).__name__
+        raise BackboneWeightsError(f"{file}: not a weights file torch loads as data only ({type(error).__name__}: "
+                                   f"{first})") from None
+    if not isinstance(state, dict):
+        raise BackboneWeightsError(f"{file}: holds a {type(state).__name__}, not a state dict of tensors")
     if isinstance(state, dict) and "state_dict" in state:
         state = state["state_dict"]
     if by_order:  # same tensors in the same order under other names
