@@ -373,3 +373,15 @@ def test_fusion_notes_a_small_calibration_and_holds_out_32_maps_from_200(train_m
     assert "standardised on 32 held-out" in notes and "only" not in notes
     small = fitted_patchcore("max", train_maps[:40])  # 10 held out
     assert any("only 10 held-out train normals" in note and "24 %" in note for note in small.notes)
+
+
+def test_fusion_with_a_per_condition_band_detector_on_an_oracle_gate_fits(domain_c, tiny_config):
+    """The fusion calibration scores its held-out train maps with their conditions: an oracle band gate (train
+    conditions known from the CSV) no longer fails for want of them."""
+    from hdmap.config import merge
+    from hdmap.kinds.registry import fit_and_score, validate
+
+    config = validate(merge(tiny_config, {"model": {"fusion": "max", "calibration_maps": 4,
+                                                    "band": {"per_condition": True, "gate": {"kind": "oracle"}}}}))
+    _, outputs, metrics = fit_and_score(config, domain_c, tune_only=True)
+    assert metrics["tune"]["auroc"] is not None and len(outputs["scores"]) == len(domain_c.split.tune)

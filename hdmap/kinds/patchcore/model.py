@@ -256,10 +256,15 @@ class PatchCoreModel(nn.Module):
     @torch.no_grad()
     def calibrate_fusion(self, calibration_embedding: torch.Tensor, maps: torch.Tensor, codes) -> None:
         """Mean and std of PatchCore's image score and of the band score on the held-out train normals; each map
-        goes to the bank of its train assignment."""
+        goes to the bank of its train assignment, with the gate's own probability of warm (a gate on features: its
+        assignment), and the band detector's gate is told that assignment (an oracle band gate needs it)."""
         route = torch.as_tensor(np.asarray(codes), device=calibration_embedding.device).long()
-        patchcore = self._combine(calibration_embedding, route, route.double())[0].double()
-        band = self.band.score(maps)["scores"].to(patchcore.device)
+        known = [CONDITIONS[int(code)] for code in route.tolist()]  # their train assignment (an oracle's truth)
+        p_warm = route.double()
+        if not self.gate.uses_features:  # the gate's own posterior, as test maps get it (soft combine)
+            p_warm = self.gate.route(maps.float(), None, known)[1].double().to(route.device)
+        patchcore = self._combine(calibration_embedding, route, p_warm)[0].double()
+        band = self.band.score(maps, known)["scores"].to(patchcore.device)
         self.fusion_calibration = torch.stack([torch.stack([v.mean(), v.std().clamp_min(1e-9)])
                                                for v in (patchcore, band)]).to(self.fusion_calibration)
 
