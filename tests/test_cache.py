@@ -166,3 +166,50 @@ def test_an_empty_hdmap_cache_is_the_default_folder_not_the_current_one(monkeypa
     assert default_cache_dir() == Path.home() / ".cache" / "hdmap" / "features"
     monkeypatch.setenv("HDMAP_CACHE", "/somewhere")
     assert default_cache_dir() == Path("/somewhere")
+
+
+def test_the_cache_is_listed_capped_least_recently_used_first_and_cleared(tmp_path, monkeypatch, capsys):
+    """HDMAP_CACHE_MAX_GB: after a write, the least recently used entries go until the cache fits (the new one
+    stays); `hdmap cache list` shows each entry, `hdmap cache clear --older-than` removes the stale ones."""
+    import os
+    import time
+
+    import numpy as np
+    import tifffile
+
+    from hdmap.cli.main import main
+    from hdmap.features.backbones import BackboneSpec
+    from hdmap.features.cache import FeatureCache
+    from hdmap.features.cache_admin import entries, evict_over_cap
+
+    maps = []
+    for k in range(3):
+        path = tmp_path / f"{k}.tiff"
+        tifffile.imwrite(path, np.random.default_rng(k).random((31, 95)).astype(np.float32))
+        maps.append(str(path))
+    spec = BackboneSpec(name="dinov2_vits14", weights="none", taps=(0,),
+                        model_kwargs={"depth": 1, "embed_dim": 24, "num_heads": 2})
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    for size in (56, 84, 112):  # three entries, written in this order
+        cache.features(spec, cache.transform_for(spec, size, "aspect", "backbone"), maps)
+        time.sleep(0.05)
+    first, second, third = entries(tmp_path / "cache")
+    os.utime(first["folder"] / "meta.json")  # the oldest is used again: now the second is least recently used
+    total = first["bytes"] + second["bytes"] + third["bytes"]
+    monkeypatch.setenv("HDMAP_CACHE_MAX_GB", str((total - 1) / 1e9))
+    assert evict_over_cap(tmp_path / "cache", keep=third["key"]) == [second["key"]]  # one entry over: the LRU goes
+    assert "removed 1 least recently used entry" in capsys.readouterr().err
+    cache.features(spec, cache.transform_for(spec, 56, "aspect", "backbone"), maps)  # a hit: used now
+    monkeypatch.setenv("HDMAP_CACHE_MAX_GB", "1e-9")  # a write over a tiny cap keeps only what it wrote
+    cache.features(spec, cache.transform_for(spec, 140, "aspect", "backbone"), maps)
+    assert len(entries(tmp_path / "cache")) == 1
+    monkeypatch.delenv("HDMAP_CACHE_MAX_GB")
+    for size in (56, 84):
+        cache.features(spec, cache.transform_for(spec, size, "aspect", "backbone"), maps)
+    assert main(["cache", "list", "--cache-dir", str(tmp_path / "cache")]) == 0
+    listed = capsys.readouterr().out
+    assert "3 entries" in listed and "dinov2_vits14, 56 px aspect" in listed
+    assert main(["cache", "clear", "--cache-dir", str(tmp_path / "cache"), "--older-than", "1"]) == 0
+    assert "removed 0 entries" in capsys.readouterr().out
+    assert main(["cache", "clear", "--cache-dir", str(tmp_path / "cache")]) == 0
+    assert entries(tmp_path / "cache") == []

@@ -1,5 +1,5 @@
 """`hdmap` console script: `hdmap synth`, `hdmap fit-eval`, `hdmap tune`, `hdmap eval`, `hdmap predict`,
-`hdmap compare`.
+`hdmap compare`, `hdmap cache`.
 
 Every error ends the command with one line on stderr and exit code 2; `--debug` shows the traceback."""
 from __future__ import annotations
@@ -7,6 +7,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from hdmap.cli.cache import add_cache
 from hdmap.cli.compare import add_compare
 from hdmap.cli.eval import add_eval
 from hdmap.cli.fit_eval import add_fit_eval
@@ -56,6 +57,7 @@ def main(argv: list[str] | None = None) -> int:
     add_eval(sub)
     add_predict(sub)
     add_compare(sub)
+    add_cache(sub)
     args = parser.parse_args(argv)
     twice = repeated_option(parser, sys.argv[1:] if argv is None else argv)
     if twice:

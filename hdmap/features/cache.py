@@ -27,6 +27,7 @@ from hdmap.data.errors import HDMAPFileError
 from hdmap.data.map_files import read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.features.backbones import Backbone, BackboneSpec, build_backbone
+from hdmap.features.cache_admin import evict_over_cap, touch
 from hdmap.file_lock import locked
 from hdmap.progress import StageProgress
 
@@ -161,6 +162,7 @@ class FeatureCache:
             hit = all(self._intact(folder, t, recorded, quiet=True) for t in spec.taps)
         if hit:
             self.hits += 1
+            touch(folder)
         else:
             with locked(lock):
                 recorded = self._recorded_taps(folder)
@@ -171,6 +173,7 @@ class FeatureCache:
                     recorded = {t: c for t, c in recorded.items() if t not in extract}
                     self._write(folder, replace(spec, taps=tuple(extract)), transform, paths, condition_stats, device,
                                 recorded)
+                    evict_over_cap(self.root, keep=key)
                 else:
                     self.hits += 1  # another worker wrote it while this one waited
         return [np.load(folder / f"tap{t}.npy", mmap_mode="r") for t in spec.taps]
