@@ -148,3 +148,28 @@ def test_fewshot_memory_and_knn_live_on_the_gpu(tiny_feclip, domain_c, monkeypat
     config = merge(tiny_feclip, {"train": {"source": "none"}, "fewshot": {"shots": 3}})
     score_feclip(fit_feclip(settings_of(config), domain_c, progress=False), settings_of(config), domain_c)
     assert devices and set(devices) == {"cuda"}
+
+
+def test_training_precision_auto_is_fp32_on_a_cpu_and_bf16_trains_to_the_same_loss(tiny_feclip, domain_c):
+    """auto: bf16-mixed only on a CUDA GPU with bfloat16; on this CPU 32-true, the path every result here ran. The
+    bf16-mixed path (what a GPU gets) trains the tiny CLIP's adapters to a loss within noise of fp32's."""
+    import lightning as L
+
+    from hdmap.kinds.feclip.pipeline import band_dataset, build_feclip
+    from hdmap.kinds.feclip.training import train_feclip, training_precision
+
+    assert training_precision("auto") == "32-true" and training_precision("bf16-mixed") == "bf16-mixed"
+    run = settings_of(tiny_feclip)
+    losses = {}
+    for precision in ("32", "bf16-mixed"):
+        seen = []
+
+        class Losses(L.Callback):
+            def on_train_epoch_end(self, trainer, module):
+                seen.append(float(trainer.callback_metrics["train_loss"]))
+
+        train_feclip(build_feclip(run), band_dataset(run, domain_c), epochs=3, batch_size=16, callbacks=[Losses()],
+                     progress=False, seed=0, precision=precision)
+        losses[precision] = seen
+    assert len(losses["32"]) == len(losses["bf16-mixed"]) == 3
+    assert abs(losses["bf16-mixed"][-1] - losses["32"][-1]) <= 0.1 * losses["32"][-1] + 0.02, losses

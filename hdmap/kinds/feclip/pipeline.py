@@ -77,7 +77,7 @@ def fit_feclip(run: FEClipRun, data: DomainData, progress: bool = True, callback
     module = build_feclip(run)
     if train.source == "hdmap_bands":
         train_feclip(module, band_dataset(run, data), train.epochs, train.batch_size, callbacks=callbacks,
-                     progress=progress, seed=train.seed)
+                     progress=progress, seed=train.seed, precision=train.precision)
     return module
 
 

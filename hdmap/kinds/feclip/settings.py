@@ -10,6 +10,7 @@ from hdmap.run.settings import InputSettings, SplitSettings
 from hdmap.setting_rules import setting
 
 FECLIP_TRAIN_SOURCES = ("checkpoint", "hdmap_bands", "none")
+TRAIN_PRECISIONS = ("auto", "32", "bf16-mixed")
 
 
 @dataclass(frozen=True)
@@ -24,6 +25,9 @@ class FEClipTrainSettings:
     linear_lr: float = setting(5e-4, "learning rate of the linear patch map; 0 freezes it", low=0)
     fault_fraction: float = setting(0.5, "share of training maps given a synthetic band", low=0, high=1)
     seed: int = setting(0, "seed of the synthetic bands, batches and few-shot references", low=0)
+    precision: str = setting("auto", "training precision: bf16-mixed (autocast: about half the activation memory "
+                             "and several times the speed of fp32 on GPUs with bfloat16), 32, or auto (bf16-mixed on "
+                             "a CUDA GPU that supports it, else 32)", choices=TRAIN_PRECISIONS)
 
 
 @dataclass(frozen=True)

@@ -10,7 +10,7 @@ from lightning.fabric.utilities.apply_func import move_data_to_device
 from torch.utils.data import DataLoader, Dataset
 
 from hdmap.kinds.feclip.module import FEClipModule
-from hdmap.run.trainer import make_trainer
+from hdmap.run.trainer import accelerator_device, make_trainer
 
 
 def seed_everything(seed: int) -> None:
@@ -20,12 +20,23 @@ def seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
 
 
+def training_precision(precision: str = "auto") -> str:
+    """Lightning's precision for `train.precision`: auto = bf16-mixed on a CUDA GPU that supports bfloat16 (the
+    trainer's device), else 32-true."""
+    if precision == "auto":
+        device = accelerator_device()
+        precision = "bf16-mixed" if device.type == "cuda" and torch.cuda.is_bf16_supported() else "32"
+    return "32-true" if precision == "32" else precision
+
+
 def train_feclip(module: FEClipModule, dataset: Dataset, epochs: int = 9, batch_size: int = 16,
-                 callbacks: list | None = None, progress: bool = True, seed: int = 0) -> FEClipModule:
+                 callbacks: list | None = None, progress: bool = True, seed: int = 0,
+                 precision: str = "auto") -> FEClipModule:
     """Fit the adapters; the batch order comes from its own generator seeded by `seed`, so scoring between
     epochs (which draws from the global generator) does not change what is trained."""
     order = torch.Generator().manual_seed(seed)
-    trainer = make_trainer(progress=progress, max_epochs=epochs, callbacks=callbacks or [])
+    trainer = make_trainer(progress=progress, max_epochs=epochs, callbacks=callbacks or [],
+                           precision=training_precision(precision))
     trainer.fit(module, DataLoader(dataset, batch_size=batch_size, shuffle=True, num_workers=0, generator=order))
     return module
 
