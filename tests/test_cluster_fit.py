@@ -115,3 +115,29 @@ def test_gpus_ray_has_that_torch_cannot_use_are_refused_before_any_trial(synth_r
         assert not (tmp_path / "runs" / "never" / RUN_FILE).exists()
     finally:
         ray.shutdown()
+
+
+def test_a_space_whose_largest_setting_overflows_a_trials_gpu_share_is_refused_naming_it(tmp_path):
+    """A faked GPU of 16 GiB shared by four trials: the space's 518 px square inputs with wide context on all of
+    1000 train maps need more than a quarter of it; the refusal names the setting (and passes with a smaller one)."""
+    from hdmap.kinds.registry import kind_of
+    from hdmap.tune.gpu_check import check_gpu_memory
+    from hdmap.tune.spaces import load_space
+
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text("model_name: hdmap_patchcore\nparams:\n  image_size: {choice: [224, 518]}\n"
+                          "  resize: {choice: [aspect, bilinear]}\n  model.context_ks: {choice: [[0], [0, 2, 4]]}\n")
+    space = load_space(space_file)
+    base = space.base_config()
+    patches = {224: 7 * 21, 518: 37 * 37}  # a ViT's patch grid: aspect 224 px, and 518 px square
+
+    def map_bytes(size, resize):  # float16 bytes of two taps of 384 channels
+        return 2 * 384 * 2 * (patches[size] if resize == "bilinear" or size == 224 else 11 * 37)
+
+    needs = kind_of(base).gpu_memory(space, base, 1000, map_bytes)
+    assert "image_size 518 bilinear, model.context_ks [0, 2, 4]" in needs[1]
+    with pytest.raises(ConfigError, match=r"--gpus-per-trial 0.25 of a 16 GiB GPU leaves a trial 3.2 GiB; the space's "
+                                          r"largest setting needs about .* GiB \(PatchCore's pre-coreset buffer: 1000 "
+                                          r"reference maps at image_size 518 bilinear"):
+        check_gpu_memory(needs, 0.25, 16 << 30)
+    check_gpu_memory(needs, 1.0, 80 << 30)  # a whole 80 GiB GPU holds it

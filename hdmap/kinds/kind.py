@@ -88,6 +88,9 @@ class ModelKind:
     load_saved: Callable[[Path, Run], object] | None = None
     predict: Callable[..., dict] | None = None
     predict_reads_train: Callable[[Run], bool] = lambda run: False
+    # (space, base config, train maps, bytes of one map's features at (image_size, resize)) -> (bytes, what drives
+    # them): the largest GPU memory a trial of the space needs, checked against a trial's share before a search
+    gpu_memory: Callable[..., tuple[int, str]] | None = None
     docs_with: str | None = None  # docs/settings.md lists this kind in that kind's section (same settings tree)
     docs_note: str = ""  # a line under the kind's section of docs/settings.md
 

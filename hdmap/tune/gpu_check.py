@@ -19,6 +19,7 @@ from hdmap.config import ConfigError
 ALLOW_CPU_ENV = "HDMAP_ALLOW_CPU_FOR_GPU"
 DRIVER_NEEDED = {13: "580", 12: "525.60.13", 11: "450.80.02"}  # Linux; CUDA's minor-version compatibility
 PROBE_TIMEOUT_S = 180
+CONTEXT_BYTES = 768 << 20  # a CUDA context with torch's kernels loaded, outside set_per_process_memory_fraction
 
 
 def cpu_allowed() -> bool:
@@ -47,7 +48,8 @@ def cuda_report() -> dict:
     return {"host": socket.gethostname(), "cuda_available": available, "torch": torch.__version__,
             "torch_cuda": torch.version.cuda, "driver": installed_driver(),
             "visible_devices": os.environ.get("CUDA_VISIBLE_DEVICES"),
-            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if available else []}
+            "devices": [torch.cuda.get_device_name(i) for i in range(torch.cuda.device_count())] if available else [],
+            "total_memory": torch.cuda.get_device_properties(0).total_memory if available else 0}
 
 
 def unusable_reason(report: dict) -> str:
@@ -65,11 +67,12 @@ def unusable_reason(report: dict) -> str:
     return f"torch cannot use the GPUs on {report['host']}: {cause}"
 
 
-def check_gpus_usable(share: float) -> None:
+def check_gpus_usable(share: float) -> dict | None:
     """Before a search's trials start: a task given `share` of a GPU on the cluster reports whether its torch can
-    use it; a ConfigError (exit 2) naming the host, driver and CUDA build when not."""
+    use it; a ConfigError (exit 2) naming the host, driver and CUDA build when not. Returns its report (None
+    without GPU trials)."""
     if share <= 0 or cpu_allowed():
-        return
+        return None
     import ray
 
     probe = ray.remote(num_cpus=0, num_gpus=min(1.0, share))(cuda_report)
@@ -81,3 +84,16 @@ def check_gpus_usable(share: float) -> None:
     if not report["cuda_available"]:
         raise ConfigError(f"--gpus-per-trial {share:g}: {unusable_reason(report)}; or use --gpus-per-trial 0 (the "
                           f"CPU), or set {ALLOW_CPU_ENV}=1 to try the cluster layout on the CPU")
+    return report
+
+
+def check_gpu_memory(needs: tuple[int, str] | None, share: float, total_memory: int) -> None:
+    """A ConfigError when a kind's largest memory need in the space (`needs`: bytes and what drives them) exceeds a
+    trial's share of the GPU (less its CUDA context), naming the settings to lower."""
+    if not needs or not total_memory or share <= 0:
+        return
+    budget = min(1.0, share) * total_memory - CONTEXT_BYTES
+    if needs[0] > budget:
+        raise ConfigError(f"--gpus-per-trial {share:g} of a {total_memory / 2**30:.0f} GiB GPU leaves a trial "
+                          f"{budget / 2**30:.1f} GiB; the space's largest setting needs about {needs[0] / 2**30:.1f} "
+                          f"GiB ({needs[1]}): lower those settings in the space, or raise --gpus-per-trial")

@@ -15,7 +15,7 @@ from hdmap.atomic_files import write_text_atomic
 from hdmap.config import ConfigError, merge
 from hdmap.kinds.registry import DEFAULT_MODEL, kind_of, settings_of
 from hdmap.tune.cluster_fit import check_placeable
-from hdmap.tune.gpu_check import check_gpus_usable
+from hdmap.tune.gpu_check import check_gpu_memory, check_gpus_usable
 from hdmap.tune.search_files import check_search_files, record_search_files
 from hdmap.tune.spaces import load_space
 from hdmap.tune.start_points import start_points
@@ -160,8 +160,19 @@ def space_taps(space, base_config: dict) -> tuple[int, ...]:
     return tuple(sorted(taps))
 
 
+def gpu_memory_needs(space, base_config: dict, n_train: int, options: SearchOptions) -> tuple[int, str]:
+    """The kind's largest GPU memory need in the space, from one backbone pass per input size."""
+    from hdmap.features.cache import FeatureCache, default_cache_dir
+    from hdmap.tune.cache_estimate import bytes_per_map
+
+    cache = FeatureCache(options.cache_dir or default_cache_dir(), progress=False)
+    taps = space_taps(space, base_config)
+    return kind_of(base_config).gpu_memory(space, base_config, n_train,
+                                           lambda size, resize: bytes_per_map(cache, base_config, taps, size, resize))
+
+
 def build_trainable(options: SearchOptions, base_config: dict, metric: str, split_path: Path, root: str,
-                    prefetch_taps: tuple[int, ...] = ()):
+                    prefetch_taps: tuple[int, ...] = (), space=None, n_train: int = 0):
     from ray import tune
 
     from hdmap.features.cache import default_cache_dir
@@ -169,7 +180,9 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
 
     share = gpus_per_trial(options)
     check_placeable(options.cpus_per_trial, share, ray_nodes())
-    check_gpus_usable(share)
+    report = check_gpus_usable(share)
+    if report and kind_of(base_config).gpu_memory and space is not None:
+        check_gpu_memory(gpu_memory_needs(space, base_config, n_train, options), share, report["total_memory"])
     if options.gpus_per_trial == "auto":
         print(f"[hdmap] --gpus-per-trial auto: {share:g} GPU per trial ({options.max_concurrent} concurrent trials on "
               f"the cluster's {ray_gpus():g} GPU(s))", file=sys.stderr)
@@ -476,7 +489,8 @@ def _run_locked(options: SearchOptions, exp_dir: Path, space, metric: str, root:
 
     start_ray(options, exp_dir)
     # before the search's records are written: a request no node can place is refused, leaving no search to resume
-    trainable = build_trainable(options, base_config, metric, split_path, root, space_taps(space, base_config))
+    trainable = build_trainable(options, base_config, metric, split_path, root, space_taps(space, base_config),
+                                space, len(data.train))
     if not split_path.exists():
         data.split.save(split_path)
     write_text_atomic(exp_dir / RUN_FILE, json.dumps({"options": asdict(options), "data_root": root,

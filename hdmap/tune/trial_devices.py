@@ -14,13 +14,12 @@ import socket
 import torch
 
 from hdmap.run.trainer import ACCELERATOR_ENV
-from hdmap.tune.gpu_check import ALLOW_CPU_ENV, cpu_allowed, cuda_report, unusable_reason
+from hdmap.tune.gpu_check import ALLOW_CPU_ENV, CONTEXT_BYTES, cpu_allowed, cuda_report, unusable_reason
 
 GPU_MEMORY_SETTINGS = ("--max-concurrent (fewer trials per GPU) or a larger --gpus-per-trial", "model.bank_size",
                        "image_size", "model.shots")
 
 
-CONTEXT_BYTES = 768 << 20  # a CUDA context with torch's kernels loaded, outside set_per_process_memory_fraction
 MIN_CAP = 0.02
 
 

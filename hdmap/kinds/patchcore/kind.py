@@ -16,7 +16,7 @@ from hdmap.features.backbones import (OFFLINE_BACKBONE, REAL_DATA_BACKBONE, buil
 from hdmap.features.cache import FeatureCache
 from hdmap.kinds.kind import ModelKind, TrialReport
 from hdmap.kinds.patchcore import pipeline
-from hdmap.kinds.patchcore.limits import shots_limit
+from hdmap.kinds.patchcore.limits import precoreset_memory, shots_limit
 from hdmap.kinds.patchcore.module import PatchCoreModule
 from hdmap.kinds.patchcore.settings import PatchCoreSettings, PatchCoreRun
 from hdmap.models.band import legacy_band_settings
@@ -162,7 +162,7 @@ def preflight(run: PatchCoreRun) -> None:
 _SHARED = dict(validate=validate, fit_and_score=fit_and_score, score_saved=score_saved, trial=trial,
                supports_repeats=True, preflight=preflight, settings=PatchCoreRun, delegate=band_only,
                delegate_note=BAND_ONLY_NOTE, reads=reads, space_limits=(shots_limit,), extra_starts=band_only_start,
-               upgrade=upgrade, load_saved=load_saved, predict=predict)
+               upgrade=upgrade, load_saved=load_saved, predict=predict, gpu_memory=precoreset_memory)
 HDMAP_PATCHCORE = ModelKind("hdmap_patchcore", "PatchCore on condition-invariant inputs with a band descriptor, "
                             "fused with the band detector (gates and per-condition banks are settings)",
                             hdmap_defaults, **_SHARED)

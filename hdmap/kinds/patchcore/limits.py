@@ -32,3 +32,22 @@ def shots_limit(space, base: dict, train_maps: np.ndarray, truth: list[str]) -> 
     if not null_holds:
         why += f"; null (every train map) under fusion needs {4 * MIN_FUSION_MAPS} train maps, this data has {n}"
     return Limit("model.shots", most, why, null_holds)
+
+
+def precoreset_memory(space, base: dict, n_train: int, map_bytes) -> tuple[int, str]:
+    """PatchCore's largest pre-coreset buffer in the space: every reference's patch embeddings in float32 at once
+    (fit_embeddings.py), i.e. references x (the taps' features of a map, times the context offsets, plus the band
+    channel). `map_bytes(image_size, resize)`: float16 bytes of one map's features, every tap."""
+    largest, why = 0, ""
+    for image_size in searched_values(space, "image_size", base["image_size"]):
+        for resize in searched_values(space, "resize", base["resize"]):
+            per_map = map_bytes(image_size, resize) // 2 * 4  # float16 features -> float32 embeddings
+            for context in searched_values(space, "model.context_ks", base["model"]["context_ks"]):
+                for shots in searched_values(space, "model.shots", base["model"]["shots"]):
+                    references = n_train if shots is None else min(n_train, 2 * int(shots))
+                    need = references * per_map * len(context)
+                    if need > largest:
+                        largest = need
+                        why = (f"PatchCore's pre-coreset buffer: {references} reference maps at image_size "
+                               f"{image_size} {resize}, model.context_ks {list(context)}")
+    return largest, why
