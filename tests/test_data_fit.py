@@ -147,3 +147,25 @@ def test_the_shots_a_fitted_space_keeps_fit_and_the_ones_it_drops_do_not(bank_mo
     assert _plans({**settings, "shots": None}, data) == null_kept
     if threshold == "lopsided":  # the fixed cut leaves 3 warm maps: the limit counts them, not a 2-means split
         assert max(kept) == 3
+
+
+def test_train_maps_fits_on_a_seeded_sample_and_the_space_fit_counts_it(hundred_maps, tmp_path):
+    """model.train_maps: the fit reads a seeded sample of train (noted), which changes the objective; the shots a
+    space keeps are those the sample holds."""
+    from hdmap.features.cache import FeatureCache
+
+    data = load_domain(str(hundred_maps), "C", tmp_path / "split.json")
+    base = merge(load_space(SPACES_DIR / "hdmap_patchcore_quick.yaml").base_config(),
+                 {"backbone": TINY_BACKBONE, "image_size": 56, "model": {"bank_size": None, "coreset_ratio": 0.5}})
+    cache = FeatureCache(tmp_path / "cache", progress=False)
+    _, _, everything = fit_and_score(validate(base), data, cache, tune_only=True)
+    _, _, sampled = fit_and_score(validate(merge(base, {"model": {"train_maps": 24}})), data, cache, tune_only=True)
+    assert any("model.train_maps=24: the fit read 24 of the 100 train maps" in n for n in sampled["notes"])
+    assert sampled["tune"] != everything["tune"]  # a sample is another fit
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text("model_name: hdmap_patchcore\nfixed:\n  model: {train_maps: 24}\n"
+                          "params:\n  model.shots: {choice: [4, 8, 16, 30]}\n")
+    space = load_space(space_file)
+    fit_space_to_data(space, space.base_config(), data)
+    kept = next(p for p in space.params if p.key == "model.shots").values
+    assert 30 not in kept and 4 in kept  # 24 maps hold no 30 per condition; 100 would

@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import cached_property
 from pathlib import Path
 
@@ -161,6 +161,24 @@ def duplicate_notes(train: list[MapItem], test: list[MapItem], allowed: bool) ->
                              + (f"; {len(found) - 1} more such pair(s)" if len(found) > 1 else ""))
     return tuple(f"--allow-duplicates: {line}" for line in found[:5]) + (
         (f"--allow-duplicates: {len(found) - 5} more such pair(s)",) if len(found) > 5 else ())
+
+
+def sample_indices(n: int, count: int | None, seed: int) -> np.ndarray:
+    """Sorted indices of a seeded random sample of `count` of `n` items (all of them when count is None or >= n)."""
+    if count is None or count >= n:
+        return np.arange(n)
+    return np.sort(np.random.default_rng(seed).choice(n, count, replace=False))
+
+
+def train_sample(data: DomainData, count: int | None, seed: int) -> DomainData:
+    """The domain with `count` of its train maps (seeded), its test maps as they are; noted."""
+    picked = sample_indices(len(data.train), count, seed)
+    if len(picked) == len(data.train):
+        return data
+    note = (f"model.train_maps={count}: the fit read {len(picked)} of the {len(data.train)} train maps (a random "
+            f"sample, seed {seed})")
+    return replace(data, train=[data.train[i] for i in picked], train_maps=data.train_maps[picked],
+                   notes=tuple(data.notes) + (note,))
 
 
 def true_band_rows(domain_dir: Path, test: list[MapItem]) -> dict[int, tuple[int, int]]:

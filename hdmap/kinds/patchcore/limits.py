@@ -6,13 +6,20 @@ from __future__ import annotations
 
 import numpy as np
 
+from hdmap.data.domain import sample_indices
 from hdmap.gating.gates import GateSettings
 from hdmap.kinds.patchcore.model import MIN_FUSION_MAPS
 from hdmap.run.data_limits import HELD_OUT, Limit, searched_values, smallest_condition
 
 
 def shots_limit(space, base: dict, train_maps: np.ndarray, truth: list[str]) -> Limit:
-    model, n = base["model"], len(train_maps)
+    model = base["model"]
+    fewest_maps = min((v for v in searched_values(space, "model.train_maps", model.get("train_maps")) if v),
+                      default=None)  # the smallest sample a trial fits on, drawn as the fit draws it
+    picked = sample_indices(len(train_maps), fewest_maps, model["seed"])
+    train_maps = np.asarray(train_maps)[picked]
+    truth = None if truth is None else [truth[i] for i in picked]
+    n = len(train_maps)
     soft = "soft" in searched_values(space, "model.bank_mode", model["bank_mode"])
     fused = bool({"sum", "max", "auto"} & set(searched_values(space, "model.fusion", model["fusion"])))
     if model["reference_sampling"] == "uniform":  # references drawn without conditions
@@ -42,9 +49,11 @@ def precoreset_memory(space, base: dict, n_train: int, map_bytes) -> tuple[int, 
     for image_size in searched_values(space, "image_size", base["image_size"]):
         for resize in searched_values(space, "resize", base["resize"]):
             per_map = map_bytes(image_size, resize) // 2 * 4  # float16 features -> float32 embeddings
+            samples = [v for v in searched_values(space, "model.train_maps", base["model"].get("train_maps")) if v]
+            fitted = min(n_train, max(samples)) if samples else n_train
             for context in searched_values(space, "model.context_ks", base["model"]["context_ks"]):
                 for shots in searched_values(space, "model.shots", base["model"]["shots"]):
-                    references = n_train if shots is None else min(n_train, 2 * int(shots))
+                    references = fitted if shots is None else min(fitted, 2 * int(shots))
                     need = references * per_map * len(context)
                     if need > largest:
                         largest = need

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from hdmap.data.condition_statistics import ConditionStatistics
-from hdmap.data.domain import DomainData
+from hdmap.data.domain import DomainData, train_sample
 from hdmap.features.cache import FeatureCache
 from hdmap.features.feature_datamodule import FeatureDataModule
 from hdmap.models.coreset_store import CoresetStore
@@ -73,6 +73,7 @@ def fit_and_score(module: PatchCoreModule, run: PatchCoreRun, data: DomainData, 
     """(`module` fitted, raw outputs over all test maps, metrics.json dict). `tune_only` (a search trial) scores
     only the tune maps: the objective needs no more, and holdout stays unseen until the best model is evaluated."""
     start = time.perf_counter()
+    data = train_sample(data, run.model.train_maps, run.model.seed)  # model.train_maps: the fit reads a sample
     if cache.enabled:  # greedy coreset orders are cached beside the features
         module.core.coreset_store = CoresetStore(cache.root / "coresets")
     device = accelerator_device(accelerator)  # the backbone runs where the Trainer puts the banks

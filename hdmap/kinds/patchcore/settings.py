@@ -39,6 +39,9 @@ class PatchCoreSettings:
     shots: int | None = setting(None, "references per condition (2 x shots in all); null = every train map (soft "
                                 "mode: all but its calibration maps); the shots curve's pick on tune AUROC "
                                 "(experiments/results/shots_curve.md)", low=1)
+    train_maps: int | None = setting(None, "train maps the fit reads, a seeded random sample (model.seed); null = "
+                                     "all of them. A search can trade data for cost with it, and a domain of many "
+                                     "thousands of maps fits on a sample", low=1)
     reference_sampling: str = setting("per_condition", "references: k per gate-assigned condition, or 2k uniformly",
                                       choices=REFERENCE_SAMPLINGS)
     local_pool: int = setting(3, "side of the local average pooling of each tap grid (PatchCore); 1 = off", low=1)
