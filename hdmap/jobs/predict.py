@@ -137,6 +137,86 @@ def condition_names(route) -> list[str]:
     return [CONDITIONS[int(code)] for code in np.asarray(route).reshape(-1)]
 
 
+@dataclass
+class Predictor:
+    """Streams the maps through the run's kind in batches, writing predictions.csv as it goes (into a staging
+    folder: `predict` moves it into place once everything is written)."""
+
+    options: PredictOptions
+    run: object
+    kind: object
+    module: object
+    threshold: float
+    shape: tuple[int, int]
+    known_train: dict[str, str]
+    integer: bool
+    domain: object = None
+    notes: list[str] = field(default_factory=list)
+    extra: dict = field(default_factory=dict)  # the run's checkpoint record (summary.md names its run)
+    collected: Collected = field(default_factory=Collected)
+
+    def __post_init__(self):
+        auto = "cuda" if torch.cuda.is_available() else "cpu"
+        self.device = torch.device(auto if self.options.device == "auto" else self.options.device)
+        self.cache = FeatureCache(self.options.cache_dir, progress=False)
+
+    def write(self, folder: Path, paths: list[Path]) -> None:
+        options = self.options
+        with (folder / PREDICTIONS_FILE).open("w", newline="") as handle:
+            writer = csv.writer(handle)
+            writer.writerow(COLUMNS)
+            with StageProgress("predict", len(paths), "maps", enabled=options.progress) as progress:
+                for start in range(0, len(paths), options.batch):
+                    batch = paths[start:start + options.batch]
+                    good, maps = read_batch(batch, self.shape, self.integer, options.skip_bad,
+                                            self.collected.skipped)
+                    if len(good):
+                        self.score_batch(good, maps, writer)
+                    progress.advance(len(batch))
+        if not self.collected.scores:
+            raise HDMAPFileError(f"no map could be scored: all {len(paths)} were skipped "
+                                 f"({self.collected.skipped[0]})")
+        self.write_summary(folder)
+
+    def score_batch(self, good: list[Path], maps: np.ndarray, writer) -> None:
+        outputs = self.kind.predict(self.module, self.run, maps, [str(p) for p in good], self.cache, self.device,
+                                    self.domain)
+        scores = outputs["scores"].double().numpy()
+        where = locate(outputs, maps)
+        conditions = condition_names(outputs.get("route")) or ["unknown"] * len(good)
+        for k, path in enumerate(good):
+            row = self.row(path, float(scores[k]), conditions[k], where, k)
+            writer.writerow([row[c] for c in COLUMNS])
+            self.collected.scores.append(float(scores[k]))
+            if row["anomalous"]:
+                self.collected.flagged.append(row)
+                if len(self.collected.images) < self.options.images:
+                    anomaly = outputs["patch_maps"][k].float().numpy()
+                    self.collected.images.append((str(path), maps[k], anomaly, int(where["row"][k])))
+
+    def row(self, path: Path, score: float, condition: str, where: dict, k: int) -> dict:
+        train_map = self.known_train.get(digest(path))
+        if train_map:
+            self.collected.in_train += 1
+        return {"path": str(path), "score": repr(score), "threshold": repr(self.threshold),
+                "anomalous": int(score >= self.threshold), "condition": condition, "row": int(where["row"][k]),
+                "col_start": int(where["col_start"][k]), "col_end": int(where["col_end"][k]),
+                "row_score": f"{float(where['row_score'][k]):.6g}",
+                "note": f"a train map of the run ({Path(train_map).name}): its score is no prediction"
+                if train_map else ""}
+
+    def write_summary(self, folder: Path) -> None:
+        notes, figures = list(self.notes), []
+        if importlib.util.find_spec("matplotlib") is None:
+            notes.append("the histogram and the anomaly-map images were skipped: matplotlib is not installed here")
+        else:
+            figures = plot_histogram(folder, np.array(self.collected.scores), self.threshold)
+            if self.collected.images:
+                plot_flagged(folder / "flagged", self.collected.images)
+        (folder / "summary.md").write_text(summary_markdown(self.options, self.run, self.extra, self.threshold,
+                                                            self.collected, notes, figures))
+
+
 def predict(options: PredictOptions) -> dict:
     """Score `options.maps` with the run of `options.checkpoint`; write the prediction folder. Returns the counts."""
     checkpoint = read_checkpoint(options.checkpoint)
@@ -149,65 +229,14 @@ def predict(options: PredictOptions) -> dict:
         raise FileExistsError(f"{options.out} already holds predictions ({', '.join(held)}): pass --overwrite to "
                               f"replace them, or choose another --out")
     paths = map_paths(options.maps)
-    threshold, shape = float(extra["tune"]["threshold"]), tuple(extra["map_shape"])
     run, module = load_for_prediction(options.checkpoint, upgraded(extra["config"]))
     kind = kind_of(run)
-    domain = load_checkpoint_data(extra, options.data_root) if kind.predict_reads_train(run) else None
     known_train, integer, train_note = train_digests(extra, options.data_root)
-    device = torch.device(("cuda" if torch.cuda.is_available() else "cpu") if options.device == "auto"
-                          else options.device)
-    cache = FeatureCache(options.cache_dir, progress=False)
-    collected = Collected()
-
-    def write(folder: Path) -> None:
-        with (folder / PREDICTIONS_FILE).open("w", newline="") as handle:
-            writer = csv.writer(handle)
-            writer.writerow(COLUMNS)
-            with StageProgress("predict", len(paths), "maps", enabled=options.progress) as progress:
-                for start in range(0, len(paths), options.batch):
-                    batch = paths[start:start + options.batch]
-                    good, maps = read_batch(batch, shape, integer, options.skip_bad, collected.skipped)
-                    if len(good):
-                        score_batch(good, maps, writer, folder)
-                    progress.advance(len(batch))
-        if not collected.scores:
-            raise HDMAPFileError(f"no map could be scored: all {len(paths)} were skipped ({collected.skipped[0]})")
-        write_summary(folder)
-
-    def score_batch(good: list[Path], maps: np.ndarray, writer, folder: Path) -> None:
-        outputs = kind.predict(module, run, maps, [str(p) for p in good], cache, device, domain)
-        scores = outputs["scores"].double().numpy()
-        where = locate(outputs, maps)
-        conditions = condition_names(outputs.get("route")) or ["unknown"] * len(good)
-        for k, path in enumerate(good):
-            anomalous = bool(scores[k] >= threshold)
-            note = ""
-            if known_train.get(digest(path)):
-                note = f"a train map of the run ({Path(known_train[digest(path)]).name}): its score is no prediction"
-                collected.in_train += 1
-            row = {"path": str(path), "score": repr(float(scores[k])), "threshold": repr(threshold),
-                   "anomalous": int(anomalous), "condition": conditions[k], "row": int(where["row"][k]),
-                   "col_start": int(where["col_start"][k]), "col_end": int(where["col_end"][k]),
-                   "row_score": f"{float(where['row_score'][k]):.6g}", "note": note}
-            writer.writerow([row[c] for c in COLUMNS])
-            collected.scores.append(float(scores[k]))
-            if anomalous:
-                collected.flagged.append(row)
-                if len(collected.images) < options.images:
-                    anomaly = outputs["patch_maps"][k].float().numpy()
-                    collected.images.append((str(path), maps[k], anomaly, int(where["row"][k])))
-
-    def write_summary(folder: Path) -> None:
-        notes = [train_note] if train_note else []
-        figures = []
-        if importlib.util.find_spec("matplotlib") is None:
-            notes.append("the histogram and the anomaly-map images were skipped: matplotlib is not installed here")
-        else:
-            figures = plot_histogram(folder, np.array(collected.scores), threshold)
-            if collected.images:
-                plot_flagged(folder / "flagged", collected.images)
-        (folder / "summary.md").write_text(summary_markdown(options, run, extra, threshold, collected, notes, figures))
-
-    write_run_folder(options.out, held, write, disk_errors=(OSError,))
+    predictor = Predictor(options, run, kind, module, float(extra["tune"]["threshold"]), tuple(extra["map_shape"]),
+                          known_train, integer,
+                          load_checkpoint_data(extra, options.data_root) if kind.predict_reads_train(run) else None,
+                          [train_note] if train_note else [], extra)
+    write_run_folder(options.out, held, lambda folder: predictor.write(folder, paths), disk_errors=(OSError,))
+    collected = predictor.collected
     return {"maps": len(collected.scores), "flagged": len(collected.flagged), "skipped": collected.skipped,
-            "in_train": collected.in_train, "threshold": threshold, "kind": run.model_name}
+            "in_train": collected.in_train, "threshold": predictor.threshold, "kind": run.model_name}

@@ -391,6 +391,27 @@ def ray_gpus() -> float:
     return float(ray.cluster_resources().get("GPU", 0.0)) if ray.is_initialized() else 0.0
 
 
+def resumed_options(options: SearchOptions) -> SearchOptions:
+    """The options a search began with, checked against what the resume asks (its folder, data, trial count) and
+    with what a resume may change (retries, dashboard, address, verbosity, trust, more trials)."""
+    options.name = options.name or latest_experiment(options.storage)
+    saved = json.loads((experiment_dir(options) / RUN_FILE).read_text())
+    check_resume_target(options, saved)
+    keep = {"resume": True, "retry_failed": options.retry_failed, "dashboard": options.dashboard,
+            "address": options.address, "verbose": options.verbose,
+            "allow_space_change": options.allow_space_change, "trust_search_files": options.trust_search_files}
+    if options.num_samples is not None:  # --resume --num-samples N: the search grows to N trials
+        if options.num_samples < saved["options"]["num_samples"]:
+            raise ConfigError(f"--num-samples {options.num_samples}: this search was begun with "
+                              f"{saved['options']['num_samples']} trials; a resumed search can grow, not shrink "
+                              f"(resume without --num-samples to finish it)")
+        keep["num_samples"] = options.num_samples
+    note_other_versions(saved.get("versions") or {})
+    known = {f.name for f in fields(SearchOptions)}  # a record of an older hdmap may hold retired options
+    options = SearchOptions(**{**{k: v for k, v in saved["options"].items() if k in known}, **keep})
+    return options
+
+
 def run_search(options: SearchOptions) -> dict:
     """Run (or resume) a search; returns the summary dict (also written to summary.json / summary.md)."""
     from hdmap.data.synthetic_default import ensure_embedded_dataset
@@ -402,21 +423,7 @@ def run_search(options: SearchOptions) -> dict:
     if options.name is not None:
         check_name(options.name)
     if options.resume:
-        options.name = options.name or latest_experiment(options.storage)
-        saved = json.loads((experiment_dir(options) / RUN_FILE).read_text())
-        check_resume_target(options, saved)
-        keep = {"resume": True, "retry_failed": options.retry_failed, "dashboard": options.dashboard,
-                "address": options.address, "verbose": options.verbose,
-                "allow_space_change": options.allow_space_change, "trust_search_files": options.trust_search_files}
-        if options.num_samples is not None:  # --resume --num-samples N: the search grows to N trials
-            if options.num_samples < saved["options"]["num_samples"]:
-                raise ConfigError(f"--num-samples {options.num_samples}: this search was begun with "
-                                  f"{saved['options']['num_samples']} trials; a resumed search can grow, not shrink "
-                                  f"(resume without --num-samples to finish it)")
-            keep["num_samples"] = options.num_samples
-        note_other_versions(saved.get("versions") or {})
-        known = {f.name for f in fields(SearchOptions)}  # a record of an older hdmap may hold retired options
-        options = SearchOptions(**{**{k: v for k, v in saved["options"].items() if k in known}, **keep})
+        options = resumed_options(options)
     if options.num_samples is None:
         options.num_samples = 12 if options.data_root is None else 64
     check_counts(options)
