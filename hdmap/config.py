@@ -48,8 +48,13 @@ def nest(flat: dict) -> dict:
     for key, value in flat.items():
         node = out
         *parents, leaf = key.strip().split(".")
-        for part in parents:
+        for depth, part in enumerate(parents):
             node = node.setdefault(part, {})
+            if not isinstance(node, dict):
+                scalar = ".".join(parents[:depth + 1])
+                raise ConfigError(f"config key '{key}': '{scalar}' is a single value ({node!r}), it holds no keys")
+        if isinstance(node.get(leaf), dict) and not isinstance(value, dict):
+            raise ConfigError(f"config key '{key}' is set to {value!r} while keys below it are set too")
         node[leaf] = value
     return out
 

@@ -509,3 +509,24 @@ def test_a_yaml_bomb_and_a_weights_file_that_is_not_one_are_named(root, tmp_path
     assert main(["fit-eval", "--data-root", str(root), "--out", str(tmp_path / "b"), "--set", "image_size=56",
                  "--set", f"backbone.weights={text}"]) == 2
     assert "weights.pth: not a weights file torch loads as data only" in capsys.readouterr().err
+    import pickle
+
+    crafted = tmp_path / "crafted.pth"
+    crafted.write_bytes(pickle.dumps(_Payload(tmp_path / "payload_ran")))
+    assert main(["fit-eval", "--data-root", str(root), "--out", str(tmp_path / "c"), "--set", "image_size=56",
+                 "--set", f"backbone.weights={crafted}"]) == 2
+    assert "crafted.pth: not a weights file" in capsys.readouterr().err and not (tmp_path / "payload_ran").exists()
+    assert fit_eval(root, tmp_path / "d", "--set", "model.shots.max=4") == 2  # a nested key on a scalar (TINY sets
+    assert "config key 'model.shots.max': 'model.shots' is a single value (3)" in capsys.readouterr().err  # shots=3)
+    assert main(["fit-eval", "--model", "band", "--out", str(tmp_path / "e"), "--set", "split.seed.x=1"]) == 2
+    assert "config key 'split.seed' expects int, got {'x': 1}" in capsys.readouterr().err
+
+
+class _Payload:
+    """A pickled object whose loading would run code (writes a marker file)."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))

@@ -169,3 +169,20 @@ def test_train_maps_fits_on_a_seeded_sample_and_the_space_fit_counts_it(hundred_
     fit_space_to_data(space, space.base_config(), data)
     kept = next(p for p in space.params if p.key == "model.shots").values
     assert 30 not in kept and 4 in kept  # 24 maps hold no 30 per condition; 100 would
+
+
+def test_null_shots_under_fusion_is_dropped_below_16_train_maps_as_the_fit_plan_refuses_it(tmp_path_factory,
+                                                                                           tmp_path):
+    root = tmp_path_factory.mktemp("fourteen")
+    write_dataset(root, SynthConfig(n_train=14, n_test=6, seed=4, domains="C"))
+    data = load_domain(str(root), "C")
+    model = {"bank_mode": "mixed", "fusion": "max", "input_norm": "none", "band_weight": 0.0, "gate_fallback": False}
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text("model_name: hdmap_patchcore\nfixed:\n  model: " + json.dumps(model) +
+                          "\nparams:\n  model.shots: {choice: [2, 3, null]}\n")
+    space = load_space(space_file)
+    notes = fit_space_to_data(space, space.base_config(), data)
+    values = next(p for p in space.params if p.key == "model.shots").values
+    assert None not in values and any("null (every train map) under fusion needs 16 train maps" in n for n in notes)
+    settings = space.base_config()["model"]
+    assert not _plans({**settings, "shots": None}, data) and _plans({**settings, "shots": max(values)}, data)

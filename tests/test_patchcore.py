@@ -255,3 +255,23 @@ def test_a_checkpoint_whose_hparams_still_hold_backbone_and_input_settings_loads
     torch.save(old, tmp_path / "old.ckpt")
     reloaded = PatchCoreModule.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu", weights_only=True)
     assert dict(reloaded.hparams) == {"model": {"bank_mode": "mixed"}}
+
+
+def test_fusion_calibration_weighs_soft_banks_with_the_gates_own_posterior(monkeypatch):
+    """Test maps reach the soft combine with the gate's probability of warm; so do the calibration maps (they got a
+    hard 0/1 before)."""
+    import numpy as np
+
+    from hdmap.kinds.patchcore.model import PatchCoreModel
+    from hdmap.kinds.patchcore.settings import PatchCoreSettings
+
+    model = PatchCoreModel(PatchCoreSettings(bank_mode="soft", soft_combine="posterior", fusion="max",
+                                             input_norm="none", band_weight=0.0))
+    seen = []
+    monkeypatch.setattr(model, "_combine", lambda embedding, route, p_warm: seen.append(p_warm) or
+                        (torch.zeros(len(route)), None))
+    monkeypatch.setattr(model.band, "score", lambda maps, known=None: {"scores": torch.zeros(len(maps))})
+    maps = torch.rand(8, 31, 95) * torch.tensor([1.0] * 4 + [1.4] * 4)[:, None, None]
+    model.gate.assign_train(maps, None)
+    model.calibrate_fusion(torch.zeros(8, 4, 2, 2), maps, np.array([0] * 4 + [1] * 4))
+    assert not set(seen[0].tolist()) <= {0.0, 1.0}  # a posterior, not the hard assignment
