@@ -67,15 +67,21 @@ def test_composable_greedy_on_few_patches_is_exact_greedy():
                        greedy_coreset(x, 1.0, bank_size=100, method="greedy"))
 
 
-def test_the_store_caches_the_second_stage(tmp_path):
+def test_the_store_caches_both_stages_and_a_hit_runs_no_chunk_stage(tmp_path, monkeypatch):
+    from hdmap.models import coreset
     from hdmap.models.coreset_store import CoresetStore
 
     x = torch.randn(5000, 8, generator=torch.Generator().manual_seed(2))
     store = CoresetStore(tmp_path)
     first = greedy_coreset(x, 1.0, bank_size=40, method="composable", store=store)
+    picks = []
+    original = coreset.GreedyOrder.extend
+    monkeypatch.setattr(coreset.GreedyOrder, "extend", lambda self, size, progress=None: picks.append(size) or
+                        original(self, size, progress))
     again = greedy_coreset(x, 1.0, bank_size=40, method="composable", store=store)
     assert torch.equal(first, again) and torch.equal(first, greedy_coreset(x, 1.0, bank_size=40, method="composable"))
-    assert (store.misses, store.hits) == (1, 1)
+    assert picks[0] == 40  # the hit: only the union's stored order, no chunk's greedy run
+    assert (store.misses, store.hits) == (2, 2)  # chunk picks and union order: computed once, read once
 
 
 def test_an_unknown_method_is_named():

@@ -118,16 +118,23 @@ def chunks_of(n: int, seed: int, device, chunk: int = CHUNK_PATCHES) -> list[tor
 def composable_greedy(features: torch.Tensor, size: int, seed: int = 0, projection_dim: int | None = 128,
                       store=None, union_factor: int = UNION_FACTOR, chunk: int = CHUNK_PATCHES) -> torch.Tensor:
     """`size` members: greedy within each chunk (its share of union_factor x size picks), then greedy over the union
-    of those picks. The second stage is what `store` caches (keyed by the union's features)."""
+    of those picks. `store` keeps both stages: the chunk picks (keyed by all the features) and the union's greedy
+    order (keyed by the union's features)."""
     n = features.shape[0]
     union_size = min(n, union_factor * size)
     x = project(features, seed, projection_dim)
     parts = chunks_of(n, seed, features.device, chunk)
     shares = [max(1, math.ceil(union_size * len(part) / n)) for part in parts]
     with StageProgress("coreset (composable greedy)", sum(shares) + size, "picks") as progress:
-        picked = [part[GreedyOrder(x[part], seed, projected=True).extend(share, progress)]
-                  for part, share in zip(parts, shares)]
-        union = torch.sort(torch.cat(picked)).values
+        def chunk_stage() -> torch.Tensor:
+            picked = [part[GreedyOrder(x[part], seed, projected=True).extend(share, progress)]
+                      for part, share in zip(parts, shares)]
+            return torch.sort(torch.cat(picked)).values
+
+        if store is None:
+            union = chunk_stage()
+        else:
+            union = store.union(features, seed, projection_dim, union_size, chunk, chunk_stage)
         if store is None:
             chosen = GreedyOrder(features[union], seed, projection_dim).extend(size, progress)
         else:

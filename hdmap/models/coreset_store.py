@@ -107,3 +107,35 @@ class CoresetStore:
             finally:
                 partial.unlink(missing_ok=True)
             return chosen
+
+    def union(self, features: torch.Tensor, seed: int, projection_dim: int | None, union_size: int, chunk: int,
+              compute) -> torch.Tensor:
+        """The chunk stage's picks of composable greedy (`compute()` on a miss), kept beside the union's greedy
+        order: a trial on the same features skips the chunk stage too."""
+        key = f"{features_digest(features, seed, projection_dim)}-union{union_size}-chunk{chunk}"
+        self.root.mkdir(parents=True, exist_ok=True)
+        path = self.root / f"{key}.pt"
+        with locked(self.root / f"{key}.lock"):
+            if path.exists():
+                try:
+                    stored = torch.load(path, map_location="cpu", weights_only=True)
+                    union = stored["union"]
+                    if stored["checksum"] == hashlib.sha1(union.numpy().tobytes()).hexdigest() and \
+                            len(union) and int(union.max()) < len(features):
+                        self.hits += 1
+                        return union.to(features.device)
+                    raise ValueError("checksum or range mismatch")
+                except Exception as error:  # noqa: BLE001 - any unreadable entry is recomputed
+                    warnings.warn(f"coreset store entry {path} is corrupt ({type(error).__name__}: {error}): "
+                                  f"recomputing it")
+            self.misses += 1
+            union = compute()
+            cpu = union.cpu()
+            partial = unique_partial(path)
+            try:
+                torch.save({"union": cpu, "checksum": hashlib.sha1(cpu.numpy().tobytes()).hexdigest()}, partial)
+                os.replace(partial, path)
+            finally:
+                partial.unlink(missing_ok=True)
+            return union
+
