@@ -83,3 +83,14 @@ params:
   model.bank_mode: {choice: [mixed, gated]}
   model.coreset_ratio: {uniform: [0.2, 0.5]}
 """
+
+
+class Payload:
+    """A pickled object whose loading would run code (it writes a marker file): what a crafted file carries."""
+
+    def __init__(self, marker):
+        self.marker = str(marker)
+
+    def __reduce__(self):
+        return (open, (self.marker, "w"))
+

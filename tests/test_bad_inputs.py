@@ -18,7 +18,7 @@ from hdmap.config import ConfigError
 from hdmap.cli.main import main
 from hdmap.data.synth import SynthConfig, write_dataset
 
-from conftest import TINY_BACKBONE_SETS
+from conftest import Payload, TINY_BACKBONE_SETS
 
 TINY = TINY_BACKBONE_SETS + ["image_size=56", "model.shots=3", "model.coreset_ratio=0.5"]
 
@@ -220,21 +220,13 @@ def test_a_corrupt_coreset_store_entry_is_recomputed(tmp_path):
     assert torch.equal(first, again)
 
 
-class _Payload:
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
-
 @pytest.mark.parametrize("content", ["payload", "random bytes", "truncated", "foreign dict"])
 def test_a_checkpoint_we_did_not_write_is_refused_and_runs_nothing(content, root, tmp_path, capsys):
     assert fit_eval(root, tmp_path / "run") == 0
     path = tmp_path / "run" / "model.ckpt"
     marker = tmp_path / "payload_ran"
     if content == "payload":
-        torch.save({"state_dict": {}, "hdmap": {"x": _Payload(marker)}}, path)
+        torch.save({"state_dict": {}, "hdmap": {"x": Payload(marker)}}, path)
     elif content == "random bytes":
         path.write_bytes(np.random.default_rng(0).bytes(2000))
     elif content == "truncated":
@@ -512,7 +504,7 @@ def test_a_yaml_bomb_and_a_weights_file_that_is_not_one_are_named(root, tmp_path
     import pickle
 
     crafted = tmp_path / "crafted.pth"
-    crafted.write_bytes(pickle.dumps(_Payload(tmp_path / "payload_ran")))
+    crafted.write_bytes(pickle.dumps(Payload(tmp_path / "payload_ran")))
     assert main(["fit-eval", "--data-root", str(root), "--out", str(tmp_path / "c"), "--set", "image_size=56",
                  "--set", f"backbone.weights={crafted}"]) == 2
     assert "crafted.pth: not a weights file" in capsys.readouterr().err and not (tmp_path / "payload_ran").exists()
@@ -521,12 +513,3 @@ def test_a_yaml_bomb_and_a_weights_file_that_is_not_one_are_named(root, tmp_path
     assert main(["fit-eval", "--model", "band", "--out", str(tmp_path / "e"), "--set", "split.seed.x=1"]) == 2
     assert "config key 'split.seed' expects int, got {'x': 1}" in capsys.readouterr().err
 
-
-class _Payload:
-    """A pickled object whose loading would run code (writes a marker file)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))

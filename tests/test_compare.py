@@ -8,7 +8,7 @@ from hdmap.data.synth import SynthConfig, write_dataset
 from hdmap.evaluation.compare import RunsDifferError, compare_runs
 from hdmap.evaluation.scores_file import read_scores
 
-from conftest import TINY_BACKBONE_SETS
+from conftest import Payload, TINY_BACKBONE_SETS
 
 TINY = TINY_BACKBONE_SETS + ["image_size=112", "model.shots=4"]
 
@@ -56,15 +56,6 @@ def test_compare_two_runs_on_the_same_maps_and_refuse_other_maps(synth_root, tmp
     assert "scores.csv: changed since the run wrote it" in capsys.readouterr().err
 
 
-class _Payload:
-    """A pickled object whose loading would run code (writes a marker file)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
 
 def test_a_crafted_checkpoint_is_refused_without_running_its_payload(tmp_path, capsys):
     import torch
@@ -72,7 +63,7 @@ def test_a_crafted_checkpoint_is_refused_without_running_its_payload(tmp_path, c
     marker = tmp_path / "payload_ran"
     folder = tmp_path / "run"
     folder.mkdir()
-    torch.save({"state_dict": {}, "hdmap": {"payload": _Payload(marker)}}, folder / "model.ckpt")
+    torch.save({"state_dict": {}, "hdmap": {"payload": Payload(marker)}}, folder / "model.ckpt")
     assert main(["eval", str(folder / "model.ckpt"), "--out", str(tmp_path / "out")]) == 2
     assert not marker.exists()
     assert "refused" in capsys.readouterr().err

@@ -5,6 +5,7 @@ import os
 
 import pytest
 
+from conftest import Payload
 from hdmap.cli.main import main
 from hdmap.config import ConfigError
 from hdmap.tune.runner import RUN_FILE, SearchOptions, check_space_unchanged, one_search_at_a_time, run_search
@@ -78,15 +79,6 @@ def test_a_search_records_its_sampler_and_versions_and_a_resume_under_others_say
     assert f"optuna 4.5.0 -> {now['optuna']}" in capsys.readouterr().err
 
 
-class _Payload:
-    """A pickled object whose loading would run code (writes a marker file)."""
-
-    def __init__(self, marker):
-        self.marker = str(marker)
-
-    def __reduce__(self):
-        return (open, (self.marker, "w"))
-
 
 @pytest.fixture(scope="module")
 def finished_band_search(synth_root, tmp_path_factory):
@@ -113,7 +105,7 @@ def test_a_crafted_pickle_in_a_search_folder_is_refused_on_resume_without_runnin
     run_search(SearchOptions(data_root=str(synth_root), model="band", num_samples=1, verbose=0, name="s",
                              storage=str(storage), cache_dir=str(tmp_path / "cache")))
     for name in ("tuner.pkl", "extra.pkl"):  # a replaced file, an added one
-        (storage / "s" / name).write_bytes(pickle.dumps(_Payload(tmp_path / "payload_ran")))
+        (storage / "s" / name).write_bytes(pickle.dumps(Payload(tmp_path / "payload_ran")))
         with pytest.raises(ConfigError, match=rf"{name}: (changed|appeared) since this search ended.*"
                                               r"--trust-search-files"):
             run_search(SearchOptions(resume=True, name="s", storage=str(storage), verbose=0))
