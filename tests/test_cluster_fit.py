@@ -141,3 +141,25 @@ def test_a_space_whose_largest_setting_overflows_a_trials_gpu_share_is_refused_n
                                           r"reference maps at image_size 518 bilinear"):
         check_gpu_memory(needs, 0.25, 16 << 30)
     check_gpu_memory(needs, 1.0, 80 << 30)  # a whole 80 GiB GPU holds it
+
+
+def test_feclip_training_that_overflows_a_trials_gpu_share_is_refused_naming_batch_and_precision(tmp_path):
+    """FE-CLIP ViT-L/14@336, batch 16, adapters on blocks 6-24: ~21 GiB of activations in fp32 (over a quarter of an
+    80 GiB card), about half under bf16 autocast (which fits)."""
+    from hdmap.kinds.registry import default_config, kind_of
+    from hdmap.tune.gpu_check import check_gpu_memory
+    from hdmap.tune.spaces import load_space
+
+    space_file = tmp_path / "s.yaml"
+    space_file.write_text("model_name: feclip\nfixed:\n  train: {precision: '32', batch_size: 16}\nparams: {}\n")
+    space = load_space(space_file)
+    base = space.base_config()
+    needs = kind_of("feclip").gpu_memory(space, base, 1000)
+    assert 18 << 30 < needs[0] < 24 << 30 and "train.batch_size 16, 19 blocks" in needs[1]
+    with pytest.raises(ConfigError, match=r"FE-CLIP's training activations: train.batch_size 16, 19 blocks .* "
+                                          r"train.precision 32"):
+        check_gpu_memory(needs, 0.25, 80 << 30)
+    half = kind_of("feclip").gpu_memory(space, {**base, "train": {**base["train"], "precision": "bf16-mixed"}}, 1000)
+    assert half[0] == needs[0] // 2 or abs(half[0] - needs[0] / 2) < 2
+    check_gpu_memory(half, 0.25, 80 << 30)
+    assert default_config(model_name="feclip")["train"]["precision"] == "auto"

@@ -13,7 +13,7 @@ import torch
 from hdmap.config import SPLIT_DEFAULT, ConfigError, plain
 from hdmap.data.domain import DomainData
 from hdmap.evaluation.protocol import tune_metrics
-from hdmap.kinds.feclip.limits import shots_limit
+from hdmap.kinds.feclip.limits import activation_memory, shots_limit
 from hdmap.kinds.kind import ModelKind, TrialReport
 from hdmap.kinds.feclip.settings import FEClipRun, FEClipTrainSettings, FewShotSettings
 from hdmap.kinds.feclip.model import FEClipSettings
@@ -59,6 +59,18 @@ def check_band(settings) -> None:
         raise ConfigError(f"config key 'feclip.band': an explicit mask is a {settings.ffe_window} x "
                           f"{settings.ffe_window} list of numbers (feclip.ffe_window and feclip.lfs_window both "
                           f"{settings.ffe_window}), got {band!r}")
+
+
+def tower_shape(feclip: dict) -> dict:
+    """{image_size, patch_size, width, layers} of the CLIP vision tower of FE-CLIP settings (a mapping)."""
+    from open_clip import get_model_config
+
+    if feclip.get("clip_kwargs"):
+        vision = feclip["clip_kwargs"].get("vision_cfg") or {}
+    else:
+        vision = (get_model_config(feclip["clip_model"]) or {}).get("vision_cfg") or {}
+    return {"image_size": int(vision.get("image_size", 224)), "patch_size": int(vision.get("patch_size", 16)),
+            "width": int(vision.get("width", 768)), "layers": int(vision.get("layers", 12))}
 
 
 def tower_layers(settings) -> int | None:
@@ -139,5 +151,5 @@ def trial(run: FEClipRun, data: DomainData, cache, metric: str, repeats: int, re
 
 FECLIP = ModelKind("feclip", "FE-CLIP: frozen CLIP with frequency adapters (zero-shot, or trained on band anomalies)",
                    defaults, validate, fit_and_score, score_saved, trial, iterative=True, settings=FEClipRun,
-                   space_limits=(shots_limit,), load_saved=load_saved, predict=predict,
+                   space_limits=(shots_limit,), load_saved=load_saved, predict=predict, gpu_memory=activation_memory,
                    predict_reads_train=lambda run: run.fewshot.shots > 0)
