@@ -12,7 +12,7 @@ import numpy as np
 from hdmap.data.conditions import condition_sources
 from hdmap.data.errors import HDMAPFileError
 from hdmap.data.fault_truth import read_fault_rows
-from hdmap.data.map_files import MapItem, check_dtypes, condition_record, discover_domain, read_map_and_dtype
+from hdmap.data.map_files import MapItem, content_digest, check_dtypes, condition_record, discover_domain, read_map_and_dtype
 from hdmap.condition_names import UNKNOWN
 from hdmap.data.splits import SplitMismatchError, TestSplit, small_block_notes, split_tune_holdout
 
@@ -149,7 +149,7 @@ def duplicate_notes(train: list[MapItem], test: list[MapItem], allowed: bool) ->
     seen: dict[str, MapItem] = {}
     found = []
     for item in train + test:
-        digest = hashlib.sha256(Path(item.path).read_bytes()).hexdigest()
+        digest = content_digest(item.path)
         first = seen.setdefault(digest, item)
         if first is item:
             continue

@@ -1,6 +1,7 @@
 """Read HDMAP TIFF maps and discover the `domain_X/{train/good,test/good,test/fault}` layout."""
 from __future__ import annotations
 
+import hashlib
 import os
 import sys
 from dataclasses import dataclass
@@ -27,6 +28,19 @@ class MapItem:
     index: int  # file index from the six-digit name
     subset: str  # train/good, test/good or test/fault
     condition_source: str = "file-index rule"  # or "condition CSV", "checkpoint record", "none (train)"
+
+
+_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns, inode) -> SHA-256 of the file's bytes
+
+
+def content_digest(path: str | Path) -> str:
+    """SHA-256 of a map file's bytes, computed once per file version in a process (a version: size, mtime, ctime
+    and inode; `cp -p`, `rsync -a` or tar restore mtime, but never ctime, so a rewritten file is read again)."""
+    stat = os.stat(path)
+    version = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
+    if version not in _DIGESTS:
+        _DIGESTS[version] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return _DIGESTS[version]
 
 
 def read_map(path: str | Path) -> np.ndarray:
@@ -65,10 +79,15 @@ def read_map_and_dtype(path: str | Path) -> tuple[np.ndarray, np.dtype]:
     return array, stored
 
 
+def is_integer(dtype) -> bool:
+    """Whether a map is stored as integers (or booleans) rather than floats."""
+    return bool(np.issubdtype(dtype, np.integer) or dtype == np.bool_)
+
+
 def check_dtypes(paths: list, dtypes: list) -> str | None:
     """The dtype rule: maps are floats. An integer map among float maps is an error naming it (it would enter
     the model on another scale); an all-integer set is read as float32 values unchanged, with a note (returned)."""
-    integer = [np.issubdtype(d, np.integer) or d == np.bool_ for d in dtypes]
+    integer = [is_integer(d) for d in dtypes]
     if all(integer):
         return (f"every map is stored as an integer type ({sorted({str(d) for d in dtypes})}): read as float32 "
                 f"values unchanged (HDMAP maps are normally float32)")

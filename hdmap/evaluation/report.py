@@ -29,6 +29,13 @@ def write_metrics(out_dir: str | Path, metrics: dict) -> Path:
     return path
 
 
+def plots_available() -> bool:
+    """Whether matplotlib is installed (a bare GPU machine may lack it: runs then skip their plots, said)."""
+    import importlib.util
+
+    return importlib.util.find_spec("matplotlib") is not None
+
+
 def plot_scores(out_dir: str | Path, scores, labels, conditions, threshold: float, title: str) -> list[str]:
     """Score histograms by label x condition (with the tune threshold) and the ROC curve; returns file names."""
     import matplotlib

@@ -24,7 +24,7 @@ import torch
 from hdmap.atomic_files import unique_partial, write_text_atomic
 from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.errors import HDMAPFileError
-from hdmap.data.map_files import read_map
+from hdmap.data.map_files import content_digest, read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.features.backbones import Backbone, BackboneSpec, build_backbone
 from hdmap.features.cache_admin import evict_over_cap, touch
@@ -36,23 +36,12 @@ _BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers re
 _MODELS: dict[tuple[str, str], tuple[str, str]] = {}  # (identity without taps, device) -> first _BACKBONES key
 _GEOMETRY: dict[str, tuple[int, tuple]] = {}  # backbone identity -> (stride, mean_std), per process
 _VERIFIED: set[tuple[str, int, int, str]] = set()  # (file, size, mtime_ns, checksum) this process has checked
-_DIGESTS: dict[tuple, str] = {}  # (path, size, mtime_ns, ctime_ns, inode) -> SHA-256 of the file's bytes
 
 
 def default_cache_dir() -> Path:
     """$HDMAP_CACHE, or ~/.cache/hdmap/features when it is unset or empty (an empty value is not the current
     folder)."""
     return Path(os.environ.get("HDMAP_CACHE") or Path.home() / ".cache" / "hdmap" / "features")
-
-
-def content_digest(path: str | Path) -> str:
-    """SHA-256 of a map file's bytes, computed once per file version in a process (a version: size, mtime, ctime
-    and inode; `cp -p`, `rsync -a` or tar restore mtime, but never ctime, so a rewritten file is read again)."""
-    stat = os.stat(path)
-    version = (str(path), stat.st_size, stat.st_mtime_ns, stat.st_ctime_ns, stat.st_ino)
-    if version not in _DIGESTS:
-        _DIGESTS[version] = hashlib.sha256(Path(path).read_bytes()).hexdigest()
-    return _DIGESTS[version]
 
 
 def file_fingerprint(paths: list[str]) -> list[str]:

@@ -6,8 +6,6 @@ flagged maps, all at once at the end (nothing half-written)."""
 from __future__ import annotations
 
 import csv
-import hashlib
-import importlib.util
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -16,10 +14,11 @@ import torch
 
 from hdmap.condition_names import CONDITIONS
 from hdmap.data.errors import HDMAPFileError
-from hdmap.data.map_files import IMAGE_SUFFIXES, discover_domain, read_map_and_dtype
+from hdmap.data.map_files import IMAGE_SUFFIXES, content_digest, discover_domain, is_integer, read_map_and_dtype
 from hdmap.features.cache import FeatureCache
 from hdmap.jobs.checkpoints import load_checkpoint_data, read_checkpoint
 from hdmap.jobs.fit_eval import write_run_folder
+from hdmap.evaluation.report import plots_available
 from hdmap.jobs.predict_report import plot_flagged, plot_histogram, summary_markdown
 from hdmap.kinds.registry import kind_of, load_for_prediction, upgraded
 from hdmap.progress import StageProgress
@@ -85,14 +84,6 @@ def map_paths(inputs: list[str]) -> list[Path]:
     return paths
 
 
-def digest(path: Path) -> str:
-    return hashlib.sha256(path.read_bytes()).hexdigest()
-
-
-def is_integer(dtype) -> bool:
-    return bool(np.issubdtype(dtype, np.integer) or dtype == np.bool_)
-
-
 def train_digests(extra: dict, data_root: str | None) -> tuple[dict[str, str], bool, str | None]:
     """({content digest: train file} of the run's train maps, whether they are stored as integers, a note when they
     cannot be read)."""
@@ -102,7 +93,7 @@ def train_digests(extra: dict, data_root: str | None) -> tuple[dict[str, str], b
                            f"was not checked (pass --data-root); maps are expected as floats")
     items = discover_domain(root, extra["domain"], ignore_other_files=True)["train"]
     integer = is_integer(read_map_and_dtype(items[0].path)[1]) if items else False
-    return {digest(Path(item.path)): item.path for item in items}, integer, None
+    return {content_digest(item.path): item.path for item in items}, integer, None
 
 
 def read_batch(paths: list[Path], shape: tuple[int, int], integer: bool, skip_bad: bool,
@@ -195,7 +186,7 @@ class Predictor:
                     self.collected.images.append((str(path), maps[k], anomaly, int(where["row"][k])))
 
     def row(self, path: Path, score: float, condition: str, where: dict, k: int) -> dict:
-        train_map = self.known_train.get(digest(path))
+        train_map = self.known_train.get(content_digest(path))
         if train_map:
             self.collected.in_train += 1
         return {"path": str(path), "score": repr(score), "threshold": repr(self.threshold),
@@ -207,7 +198,7 @@ class Predictor:
 
     def write_summary(self, folder: Path) -> None:
         notes, figures = list(self.notes), []
-        if importlib.util.find_spec("matplotlib") is None:
+        if not plots_available():
             notes.append("the histogram and the anomaly-map images were skipped: matplotlib is not installed here")
         else:
             figures = plot_histogram(folder, np.array(self.collected.scores), self.threshold)

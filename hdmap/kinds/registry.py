@@ -84,8 +84,8 @@ def settings_of(config: dict | Run) -> Run:
     pipelines and jobs take."""
     if not isinstance(config, dict):
         return config
-    config = {**config, "model_name": kind_of(config).name}
     kind = kind_of(config)
+    config = {**config, "model_name": kind.name}
     check_settings("", config, kind.settings)
     run = from_plain(kind.settings, config)
     kind.validate(run)

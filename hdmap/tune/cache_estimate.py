@@ -5,6 +5,7 @@ come from one backbone pass on one map at each input size."""
 from __future__ import annotations
 
 import itertools
+import json
 import shutil
 import sys
 from pathlib import Path
@@ -27,17 +28,25 @@ def reachable(space, base_config: dict, key: str) -> list:
     return [node]
 
 
+_MEASURED: dict[str, int] = {}  # one backbone pass per input size in a process: the disk and GPU estimates share it
+
+
 def bytes_per_map(cache, base_config: dict, taps: tuple[int, ...], image_size: int, resize: str) -> int:
     """float16 bytes of one map's features at this input size, every tap."""
     from hdmap.kinds.registry import settings_of
 
+    key = json.dumps([base_config["backbone"], base_config.get("normalisation"), list(taps), image_size, resize],
+                     sort_keys=True, default=str)
+    if key in _MEASURED:
+        return _MEASURED[key]
     run = settings_of({**base_config, "image_size": int(image_size), "resize": resize,
                        "backbone": {**base_config["backbone"], "taps": list(taps)}})
     transform = cache.transform_for(run.backbone, run.image_size, run.resize, run.normalisation, "cpu")
     x = transform.batch([np.random.rand(31, 95).astype("float32")])
     with torch.no_grad():
         grids = cache.backbone(run.backbone, "cpu")(x)
-    return int(sum(g.numel() for g in grids) * FP16)
+    _MEASURED[key] = int(sum(g.numel() for g in grids) * FP16)
+    return _MEASURED[key]
 
 
 def estimate(space, base_config: dict, taps: tuple[int, ...], n_maps: int, cache) -> dict:
