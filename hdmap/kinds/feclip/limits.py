@@ -4,6 +4,7 @@ from __future__ import annotations
 import numpy as np
 
 from hdmap.gating.gates import GateSettings
+from hdmap.kinds.feclip.model import tower_shape
 from hdmap.run.data_limits import Limit, searched_values, smallest_condition
 
 
@@ -20,8 +21,6 @@ ACTIVATION_FACTOR = 33.7
 def activation_memory(space, base: dict, n_train: int, map_bytes=None) -> tuple[int, str]:
     """FE-CLIP's largest training memory in the space: the activations of the blocks from the first tap to the last
     (the adapters' gradients flow back to the first), for a batch, in fp32 or about half under bf16 autocast."""
-    from hdmap.kinds.feclip.kind import tower_shape
-
     largest, why = 0, ""
     tower = tower_shape(base["feclip"])
     tokens = (tower["image_size"] // tower["patch_size"]) ** 2 + 1

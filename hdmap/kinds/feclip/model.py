@@ -55,6 +55,18 @@ class FEClipSettings:
         return asdict(self)
 
 
+def tower_shape(feclip: dict) -> dict:
+    """{image_size, patch_size, width, layers} of the CLIP vision tower of FE-CLIP settings (a mapping)."""
+    from open_clip import get_model_config
+
+    if feclip.get("clip_kwargs"):
+        vision = feclip["clip_kwargs"].get("vision_cfg") or {}
+    else:
+        vision = (get_model_config(feclip["clip_model"]) or {}).get("vision_cfg") or {}
+    return {"image_size": int(vision.get("image_size", 224)), "patch_size": int(vision.get("patch_size", 16)),
+            "width": int(vision.get("width", 768)), "layers": int(vision.get("layers", 12))}
+
+
 def describe_clip(settings: dict) -> str:
     """What CLIP really runs under FE-CLIP settings: the named model and weights, or the tiny random model's shape."""
     if settings.get("clip_kwargs"):
