@@ -98,6 +98,13 @@ def pick_bytes(order, size, progress=None) -> float:
     return float(picks) * order.x.shape[0] * (order.x.shape[1] + 3) * 4
 
 
+def step_pick_bytes(step, steps, progress=None) -> float:
+    """Bytes composable greedy's in-step chunk stage reads: every chunk's projected patches, norms and running
+    minimum, once a step."""
+    remaining = max(0, steps - len(step.order))
+    return float(remaining) * step.x.shape[0] * step.x.shape[1] * (step.x.shape[2] + 3) * 4
+
+
 def device_rates(device: torch.device) -> dict:
     """This device's fp32 matrix-product rate (FLOP/s) and device-memory copy bandwidth (bytes/s), measured."""
     n = 8192 if device.type == "cuda" else 1024
@@ -152,11 +159,12 @@ def timed_fit_eval(label: str, config: dict, root: str, out: Path, cache_dir: st
                    n_maps: int) -> dict:
     from hdmap.features.cache import FeatureCache
     from hdmap.jobs.fit_eval import DataOptions, fit_eval
-    from hdmap.models import coreset, memory_bank
+    from hdmap.models import chunk_greedy, coreset, memory_bank
 
     clock = StageClock()
     clock.wrap(FeatureCache, "_extract", "features")
     clock.wrap(coreset.GreedyOrder, "extend", "coreset", pick_bytes)
+    clock.wrap(chunk_greedy.StepGreedy, "extend", "coreset", step_pick_bytes)
     clock.wrap(memory_bank.KnnIndex, "search", "knn", knn_flops)
     if torch.cuda.is_available():
         torch.cuda.empty_cache()

@@ -157,3 +157,57 @@ def test_identical_patches_never_give_a_member_twice(method):
     features = torch.ones(3000, 8)
     chosen = greedy_coreset(features, 1.0, bank_size=200, method=method)
     assert len(chosen) == 200 and len(set(chosen.tolist())) == 200
+
+
+def _chunked(n: int = 5000, chunk: int = 700, union: int = 1500, seed: int = 3):
+    from hdmap.models.coreset import chunks_of, project
+
+    x = project(torch.randn(n, 48, generator=torch.Generator().manual_seed(seed)), seed, 32)
+    parts = chunks_of(n, seed, "cpu", chunk)  # 8 chunks of 625: shares differ where n does not split evenly
+    shares = [max(1, -(-union * len(part) // n)) for part in parts]
+    return x, parts, shares
+
+
+def test_chunks_in_step_pick_exactly_what_chunk_by_chunk_picks():
+    from hdmap.models.chunk_greedy import chunk_picks
+
+    for n, union in ((1400, 1399), (4999, 1213), (5000, 1500)):  # uneven chunks and shares; shares up to the chunk
+        x, parts, shares = _chunked(n, union=union)
+        by_chunk = chunk_picks(x, parts, shares, seed=3, in_step=False)
+        in_step = chunk_picks(x, parts, shares, seed=3, in_step=True)
+        assert torch.equal(by_chunk, in_step)
+        assert len(set(in_step.tolist())) == sum(shares)  # no patch picked twice, none of the padding
+    assert not torch.equal(chunk_picks(x, parts, shares, seed=4, in_step=True), in_step)  # the seed is used
+
+
+def test_chunks_in_step_dispatch_fewer_operations_per_pick():
+    from torch.utils._python_dispatch import TorchDispatchMode
+
+    from hdmap.models.chunk_greedy import chunk_picks
+
+    class Count(TorchDispatchMode):
+        calls = 0
+
+        def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+            Count.calls += not func.is_view  # a view launches no kernel on a GPU
+            return func(*args, **(kwargs or {}))
+
+    x, parts, shares = _chunked()
+    per_pick = {}
+    for in_step in (False, True):
+        Count.calls = 0
+        with Count():
+            chunk_picks(x, parts, shares, seed=3, in_step=in_step)
+        per_pick[in_step] = Count.calls / sum(shares)
+    assert per_pick[True] < 0.5 * per_pick[False], per_pick  # 8 chunks: 2.05 against 9.0
+
+
+def test_composable_greedy_runs_chunks_in_step_off_the_cpu_only(monkeypatch):
+    from hdmap.models import chunk_greedy
+
+    seen = []
+    original = chunk_greedy.StepGreedy.__init__
+    monkeypatch.setattr(chunk_greedy.StepGreedy, "__init__",
+                        lambda self, *args: seen.append(True) or original(self, *args))
+    composable_greedy(_clusters(), 100, seed=0, projection_dim=None, chunk=512)
+    assert not seen  # a CPU keeps one chunk in its cache for all its picks

@@ -12,72 +12,13 @@ import math
 
 import torch
 
+from hdmap.models.chunk_greedy import chunk_picks
+from hdmap.models.greedy_order import GreedyOrder, project, projection  # noqa: F401 - projection: public here too
 from hdmap.progress import StageProgress
 
 CORESET_METHODS = ("greedy", "composable")
 CHUNK_PATCHES = 8192  # a chunk's projected patches (8192 x 128 float32 = 4 MiB) stay in a CPU's cache
 UNION_FACTOR = 4  # the chunks' picks together: this many times the bank size, greedy over them picks the bank
-
-
-def projection(dim_in: int, projection_dim: int | None, seed: int) -> torch.Tensor | None:
-    """The seeded random projection (dim_in, projection_dim) of the distances; None keeps the full dimension."""
-    if not projection_dim or projection_dim >= dim_in:
-        return None
-    generator = torch.Generator().manual_seed(seed)
-    return torch.randn(dim_in, projection_dim, generator=generator) / projection_dim ** 0.5
-
-
-def project(features: torch.Tensor, seed: int, projection_dim: int | None) -> torch.Tensor:
-    x = features.detach().float()
-    matrix = projection(x.shape[1], projection_dim, seed)
-    return x if matrix is None else x @ matrix.to(x.device)
-
-
-class GreedyOrder:
-    """Greedy k-center selection that can be resumed: the first m picks of a longer run are exactly the picks of
-    a run of length m, so one order serves every bank size (a cache keeps it between trials).
-
-    Distances are squared L2 on the seeded projection, |x|^2 - 2 x.c + |c|^2, one matrix-vector product and one
-    running minimum per pick, on the features' device; a pick never waits on the device (no host sync). A member's
-    running distance is set below any distance (-1), so no member is picked twice, even among identical patches."""
-
-    def __init__(self, features: torch.Tensor, seed: int = 0, projection_dim: int | None = 128,
-                 projected: bool = False):
-        x = features.detach().float() if projected else project(features, seed, projection_dim)
-        self.x, self.norms = x.contiguous(), (x * x).sum(dim=1)
-        generator = torch.Generator().manual_seed(seed)
-        self.order = torch.randint(len(x), (1,), generator=generator).to(x.device)
-        self.nearest = self._distances(self.order[:1]).index_fill_(0, self.order[:1], -1.0)
-
-    def _distances(self, member: torch.Tensor) -> torch.Tensor:
-        """Squared distances of every patch to `member` (a 1-element index tensor)."""
-        centre = self.x.index_select(0, member)[0]
-        return torch.addmv(self.norms, self.x, centre, alpha=-2).add_(self.norms.index_select(0, member)).clamp_min_(0)
-
-    def extend(self, size: int, progress: StageProgress | None = None) -> torch.Tensor:
-        """The first `size` picks (computing the missing ones)."""
-        size = min(size, len(self.x))
-        done = len(self.order)
-        if size > done:
-            order = torch.empty(size, dtype=torch.long, device=self.x.device)
-            order[:done] = self.order
-            nearest = self.nearest
-            for i in range(done, size):
-                pick = torch.argmax(nearest).view(1)
-                order[i:i + 1] = pick
-                torch.minimum(nearest, self._distances(pick), out=nearest)
-                nearest.index_fill_(0, pick, -1.0)  # a member is never picked again (all-equal patches: distance 0)
-                if progress is not None:
-                    progress.advance()
-            self.order, self.nearest = order, nearest
-        return self.order[:size]
-
-    def state(self) -> dict:
-        return {"order": self.order.cpu(), "nearest": self.nearest.cpu()}
-
-    def restore(self, state: dict) -> "GreedyOrder":
-        self.order, self.nearest = state["order"].to(self.x.device), state["nearest"].to(self.x.device)
-        return self
 
 
 def coreset_size(n: int, ratio: float, bank_size: int | None = None) -> int:
@@ -127,9 +68,7 @@ def composable_greedy(features: torch.Tensor, size: int, seed: int = 0, projecti
     shares = [max(1, math.ceil(union_size * len(part) / n)) for part in parts]
     with StageProgress("coreset (composable greedy)", sum(shares) + size, "picks") as progress:
         def chunk_stage() -> torch.Tensor:
-            picked = [part[GreedyOrder(x[part], seed, projected=True).extend(share, progress)]
-                      for part, share in zip(parts, shares)]
-            return torch.sort(torch.cat(picked)).values
+            return chunk_picks(x, parts, shares, seed, progress)
 
         if store is None:
             union = chunk_stage()

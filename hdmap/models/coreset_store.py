@@ -13,7 +13,7 @@ import torch
 
 from hdmap.atomic_files import unique_partial
 from hdmap.file_lock import locked
-from hdmap.models.coreset import GreedyOrder
+from hdmap.models.greedy_order import GreedyOrder
 
 DIGEST_ROWS = 4096  # rows hashed at a time (4096 x D int64 of scratch)
 _MIX = (-7046029254386353131, -4658895280553007687, 7640891576956012809, -2919222853218017547)  # odd 64-bit constants
