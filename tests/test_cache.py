@@ -130,16 +130,15 @@ def test_a_full_disk_while_writing_an_entry_names_the_cache_and_leaves_no_partia
                                                                                       monkeypatch):
     import pytest
 
-    from hdmap.features import cache as cache_module
+    from hdmap.features import npy_stream
 
-    def full(path, array):
-        Path(path).write_bytes(b"\x93NUMPY partial")
-        raise OSError("1228800 requested and 524224 written")
+    def full(descriptor, offset, length):
+        raise OSError(28, f"No space left on device: {length} bytes requested")
 
-    monkeypatch.setattr(cache_module.np, "save", full)
+    monkeypatch.setattr(npy_stream.os, "posix_fallocate", full)  # the disk is full when the file is reserved
     cache = FeatureCache(tmp_path / "cache", progress=False)
     transform = cache.transform_for(SPEC, 98, "aspect", "backbone")
-    with pytest.raises(OSError, match=r"could not write the feature cache entry \(1228800 requested"):
+    with pytest.raises(OSError, match=r"could not write the feature cache entry \(\[Errno 28\] No space left on device: \d+ bytes"):
         cache.features(SPEC, transform, _paths(synth_root))
     assert not [p for p in (tmp_path / "cache").rglob("*") if ".partial" in p.name or p.suffix == ".npy"]
 
@@ -213,3 +212,19 @@ def test_the_cache_is_listed_capped_least_recently_used_first_and_cleared(tmp_pa
     assert "removed 0 entries" in capsys.readouterr().out
     assert main(["cache", "clear", "--cache-dir", str(tmp_path / "cache")]) == 0
     assert entries(tmp_path / "cache") == []
+
+
+def test_an_entry_written_batch_by_batch_is_the_file_np_save_writes(synth_root, tmp_path):
+    """The cache fills each tap's file as maps are extracted (memory flat in the maps): byte-for-byte the file that
+    saving the whole float16 array at once gives."""
+    import io
+
+    cache = FeatureCache(tmp_path / "cache", progress=False, batch_size=3)  # several batches, the last one short
+    transform = cache.transform_for(SPEC, 98, "aspect", "backbone")
+    grids = cache.features(SPEC, transform, _paths(synth_root))
+    in_memory = FeatureCache(enabled=False, progress=False, batch_size=7).features(SPEC, transform, _paths(synth_root))
+    for tap, grid, again in zip(SPEC.taps, grids, in_memory):
+        assert grid.dtype == np.float16 and np.array_equal(grid, again)
+        expected = io.BytesIO()
+        np.save(expected, np.asarray(again))
+        assert (grid.filename and Path(grid.filename).read_bytes()) == expected.getvalue()

@@ -1,5 +1,5 @@
-"""One copy of the pre-coreset bank: the fit epoch writes every embedding into one buffer, and each bank is fitted on
-a slice of it (same storage, no copy), in the order a per-condition selection gives (so scores do not move)."""
+"""The fit epoch streams each reference map's patches to its bank (held whole up to the bank's window: one copy,
+fitted without another) in the order read, so scores do not move; the calibration maps' embeddings are kept."""
 import copy
 
 import numpy as np
@@ -9,55 +9,69 @@ import torch
 from hdmap.kinds.registry import settings_of
 from hdmap.features.feature_datamodule import CALIBRATION, REFERENCE
 from hdmap.kinds.registry import fit_and_score
-from hdmap.models import fit_embeddings, memory_bank
+from hdmap.models import bank_stream, memory_bank
 from hdmap.models.fit_embeddings import FitEmbeddings
 
 
-def test_references_are_ordered_by_condition_keeping_their_order_and_calibration_stays_as_read():
+class Recorder:
+    """A stand-in for BankStream: what each bank received, in order."""
+
+    def __init__(self):
+        self.patches, self.tags = [], []
+
+    def add(self, patches, tags):
+        self.patches.append(patches.clone())
+        self.tags.append(tags.clone())
+
+
+def _open_by_code(codes, per_map, like):
+    return {name: (Recorder(), np.flatnonzero(np.asarray(codes) == code)) for code, name in enumerate(("cold", "warm"))}
+
+
+def test_references_reach_their_bank_in_the_order_read_and_calibration_stays_as_read():
     roles = np.array([REFERENCE] * 5 + [CALIBRATION] * 3)
     codes = np.array([1, 0, 1, 0, 0, 1, 0, 1])
-    fit = FitEmbeddings(roles, codes, by_code=True)
+    fit = FitEmbeddings(roles, codes, _open_by_code)
     embedding = torch.arange(8, dtype=torch.float32).view(8, 1, 1, 1).expand(8, 2, 1, 3).contiguous()  # value = item
-    fit.add(embedding[:3], torch.zeros(3, 4, 4))
-    fit.add(embedding[3:], torch.zeros(5, 4, 4))
+    fit.add(embedding[:3], torch.arange(3, dtype=torch.float32).view(3, 1, 1).expand(3, 4, 4))
+    fit.add(embedding[3:], torch.arange(3, 8, dtype=torch.float32).view(5, 1, 1).expand(5, 4, 4))
     fit.check_complete()
-    references, ref_codes = fit.references()
-    assert references[:, 0, 0, 0].tolist() == [1, 3, 4, 0, 2] and ref_codes.tolist() == [0, 0, 0, 1, 1]
-    calibration, _, cal_codes = fit.calibration()
+    cold, warm = (torch.cat(fit.streams[name].patches) for name in ("cold", "warm"))
+    assert cold[::3, 0].tolist() == [1, 3, 4] and warm[::3, 0].tolist() == [0, 2]  # 3 patches a map, map order kept
+    assert torch.cat(fit.streams["warm"].tags).tolist() == [1] * 6
+    calibration, maps, cal_codes = fit.calibration()
     assert calibration[:, 0, 0, 0].tolist() == [5, 6, 7] and cal_codes.tolist() == [1, 0, 1]
-    assert calibration.shape == (3, 2, 1, 3)  # (C, D, h, w) again
-    mixed = FitEmbeddings(roles, codes, by_code=False)
-    mixed.add(embedding, torch.zeros(8, 4, 4))
-    assert mixed.references()[0][:, 0, 0, 0].tolist() == [0, 1, 2, 3, 4]  # one bank: the order read
+    assert maps[:, 0, 0].tolist() == [5, 6, 7] and calibration.shape == (3, 2, 1, 3)  # (C, D, h, w) again
 
 
 def test_an_epoch_that_does_not_match_the_plan_is_an_error():
-    fit = FitEmbeddings(np.zeros(2, np.int64), np.zeros(2, np.int64), by_code=False)
+    fit = FitEmbeddings(np.zeros(2, np.int64), np.zeros(2, np.int64), _open_by_code)
     with pytest.raises(RuntimeError, match="1 of the 2 planned maps"):
         fit.add(torch.zeros(1, 2, 1, 1), torch.zeros(1, 3, 3))
         fit.check_complete()
 
 
 @pytest.mark.parametrize("mode", ["mixed", "gated"])
-def test_every_bank_is_fitted_on_a_slice_of_the_one_buffer(tiny_config, domain_c, feature_cache, monkeypatch, mode):
+def test_every_bank_is_fitted_on_its_stream_buffer_without_a_copy(tiny_config, domain_c, feature_cache, monkeypatch,
+                                                                 mode):
     buffers, fitted = [], []
-    original_add, original_fit = FitEmbeddings.add, memory_bank.MemoryBank.fit
+    original_init, original_fit = bank_stream.BankStream.__init__, memory_bank.MemoryBank.fit
 
-    def add(self, embedding, maps):
-        original_add(self, embedding, maps)
+    def init(self, *args, **kwargs):
+        original_init(self, *args, **kwargs)
         buffers.append(self.buffer.untyped_storage().data_ptr())
 
     def fit(self, patches, *args, **kwargs):
-        fitted.append((patches.untyped_storage().data_ptr(), patches.is_contiguous(), patches.shape))
+        fitted.append((patches.untyped_storage().data_ptr(), patches.is_contiguous()))
         return original_fit(self, patches, *args, **kwargs)
 
-    monkeypatch.setattr(fit_embeddings.FitEmbeddings, "add", add)
+    monkeypatch.setattr(bank_stream.BankStream, "__init__", init)
     monkeypatch.setattr(memory_bank.MemoryBank, "fit", fit)
     config = copy.deepcopy(tiny_config)
     config["model"]["bank_mode"] = mode
     fit_and_score(config, domain_c, feature_cache)
-    assert len(set(buffers)) == 1 and len(fitted) == (1 if mode == "mixed" else 2)
-    assert all(storage == buffers[0] and contiguous for storage, contiguous, _ in fitted)  # views, not copies
+    assert len(fitted) == (1 if mode == "mixed" else 2)
+    assert [storage for storage, _ in fitted] == buffers and all(c for _, c in fitted)  # the stream's own buffer
 
 
 def test_a_fit_epoch_over_a_datamodule_its_plan_did_not_make_is_refused(tiny_config, domain_c, feature_cache):

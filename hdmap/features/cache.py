@@ -28,6 +28,7 @@ from hdmap.data.map_files import content_digest, read_map
 from hdmap.data.transforms import MapTransform
 from hdmap.features.backbones import Backbone, BackboneSpec, build_backbone
 from hdmap.features.cache_admin import evict_over_cap, touch
+from hdmap.features.npy_stream import reserved_npy
 from hdmap.file_lock import locked
 from hdmap.progress import StageProgress
 
@@ -141,7 +142,7 @@ class FeatureCache:
         device = str(device or self.device)
         if not self.enabled:
             self.misses += 1
-            return [a.astype(np.float16) for a in self._extract(spec, transform, paths, condition_stats, device)]
+            return self._extract(spec, transform, paths, condition_stats, device)
         key = cache_key(spec, transform, paths, condition_stats)
         folder = self.root / key
         self.root.mkdir(parents=True, exist_ok=True)
@@ -211,31 +212,41 @@ class FeatureCache:
             return False
 
     def _write(self, folder: Path, spec, transform, paths, condition_stats, device: str, kept: dict[int, str]) -> None:
-        """Extract `spec.taps` and add them to the entry beside the taps it keeps (`kept`: {tap: checksum})."""
-        arrays = self._extract(spec, transform, paths, condition_stats, device)
+        """Extract `spec.taps` and add them to the entry beside the taps it keeps (`kept`: {tap: checksum}). Each
+        tap is written batch by batch into its file as it is extracted: memory does not grow with the maps."""
         folder.mkdir(parents=True, exist_ok=True)
         checksums = {str(t): c for t, c in kept.items()}
-        for tap, array in zip(spec.taps, arrays):
-            target, partial = folder / f"tap{tap}.npy", unique_partial(folder / f"tap{tap}.npy")
-            try:
-                np.save(partial, array.astype(np.float16))
-                checksums[str(tap)] = file_checksum(partial)
-                os.replace(partial, target)
-            except OSError as error:
-                raise OSError(f"{folder}: could not write the feature cache entry ({error}); free space on that disk, "
-                              f"or point --cache-dir / HDMAP_CACHE elsewhere (--no-cache in a search)") from error
-            finally:
+        partials = {tap: unique_partial(folder / f"tap{tap}.npy") for tap in spec.taps}
+        try:
+            arrays = self._extract(spec, transform, paths, condition_stats, device,
+                                   allocate=lambda tap, shape: reserved_npy(partials[tap], shape, np.float16))
+            for tap, array in zip(spec.taps, arrays):
+                array.flush()
+                del array
+                checksums[str(tap)] = file_checksum(partials[tap])
+            del arrays
+            for tap in spec.taps:
+                target = folder / f"tap{tap}.npy"
+                os.replace(partials[tap], target)
+                stat = target.stat()
+                _VERIFIED.add((str(target), stat.st_size, stat.st_mtime_ns, checksums[str(tap)]))
+        except OSError as error:
+            raise OSError(f"{folder}: could not write the feature cache entry ({error}); free space on that disk, "
+                          f"or point --cache-dir / HDMAP_CACHE elsewhere (--no-cache in a search)") from error
+        finally:
+            for partial in partials.values():
                 partial.unlink(missing_ok=True)  # nothing half-written left behind (a full disk)
-            stat = target.stat()
-            _VERIFIED.add((str(target), stat.st_size, stat.st_mtime_ns, checksums[str(tap)]))
         meta = {"backbone": entry_backbone(spec), "transform": asdict(transform), "n_files": len(paths),
                 "file_digests": file_fingerprint(paths),  # what the entry was computed from
                 "prepare": condition_stats.identity() if condition_stats is not None else None, "taps": checksums}
         write_text_atomic(folder / "meta.json", json.dumps(meta, default=list))
 
-    def _extract(self, spec, transform, paths, condition_stats, device: str) -> list[np.ndarray]:
+    def _extract(self, spec, transform, paths, condition_stats, device: str, allocate=None) -> list[np.ndarray]:
+        """One float16 array (N, C, h, w) per tap, filled batch by batch; `allocate(tap, shape)` makes each (default:
+        in memory)."""
+        allocate = allocate or (lambda tap, shape: np.empty(shape, np.float16))
         backbone = self.backbone(spec, device)
-        outputs: list[list[np.ndarray]] = [[] for _ in spec.taps]
+        outputs: list[np.ndarray] = []
         first_shape = None
         with StageProgress(f"features {spec.name}", len(paths), "maps", enabled=self.progress) as progress:
             for start in range(0, len(paths), self.batch_size):
@@ -248,7 +259,10 @@ class FeatureCache:
                 if condition_stats is not None:
                     maps = list(condition_stats.normalise(torch.from_numpy(np.stack(maps))).numpy())
                 x = transform.batch(maps).to(device)
-                for tap, grid in enumerate(backbone(x)):
-                    outputs[tap].append(grid.float().cpu().numpy())
+                grids = [grid.float().cpu().numpy() for grid in backbone(x)]
+                if not outputs:
+                    outputs = [allocate(tap, (len(paths), *grid.shape[1:])) for tap, grid in zip(spec.taps, grids)]
+                for output, grid in zip(outputs, grids):
+                    output[start:start + len(chunk)] = grid  # float32 -> float16, as np.save of .astype did
                 progress.advance(len(chunk))
-        return [np.concatenate(o) for o in outputs]
+        return outputs

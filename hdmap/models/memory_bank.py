@@ -148,9 +148,13 @@ class MemoryBank(ResizableBuffers):
         if patches.shape[0] == 0:
             raise EmptyBankError("no reference patches to build a memory bank from")
         chosen = greedy_coreset(patches, coreset_ratio, seed, projection_dim, store, bank_size, method)
-        self.features = patches[chosen].detach().float().contiguous()
-        self.member_tags = (tags.to(patches.device)[chosen].clone() if tags is not None
-                            else torch.full((len(chosen),), -1, device=patches.device))
+        return self.keep(patches[chosen], tags.to(patches.device)[chosen] if tags is not None else None)
+
+    def keep(self, members: torch.Tensor, tags: torch.Tensor | None = None) -> "MemoryBank":
+        """Make `members` (M, D) the bank; `tags` (one int per member) or -1 each."""
+        self.features = members.detach().float().contiguous()
+        self.member_tags = (tags.clone() if tags is not None
+                            else torch.full((len(members),), -1, device=members.device))
         self._members_changed()
         return self
 

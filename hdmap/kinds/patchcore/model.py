@@ -18,6 +18,7 @@ from hdmap.data.splits import select_references
 from hdmap.evaluation.metrics import auroc
 from hdmap.gating.gates import build_gate
 from hdmap.models.band import BandModel
+from hdmap.models.bank_stream import BankStream
 from hdmap.models.embedding import flatten_patches, patch_embedding
 from hdmap.models.memory_bank import MemoryBank
 from hdmap.kinds.patchcore.settings import AUTO_CHOICES, FitPlan, PatchCoreSettings, fit_condition_stats
@@ -220,29 +221,42 @@ class PatchCoreModel(nn.Module):
             picked += held_out
         return np.asarray(picked, dtype=np.int64)
 
-    def build_banks(self, reference_patches: torch.Tensor, codes) -> None:
-        """Memory banks from the references' channels-last embeddings (R, h, w, D), on their device. A condition's
-        references that lie in one run of rows (FitEmbeddings orders them so) reach its bank without a copy."""
+    def bank_streams(self, codes, per_map: int, like: torch.Tensor) -> dict[str, tuple[BankStream, np.ndarray]]:
+        """{bank: (a BankStream for its patches, its references' positions among `codes`)}: one mixed bank of every
+        reference, or a bank per condition of its references. `like`: a tensor of the patches' width, dtype and
+        device."""
         cfg = self.config
         codes = np.asarray(codes)
-        dim = reference_patches.shape[-1]
+        fit = {"coreset_ratio": cfg.coreset_ratio, "seed": cfg.seed, "projection_dim": cfg.projection_dim,
+               "store": self.coreset_store, "bank_size": cfg.bank_size, "method": cfg.coreset_method}
+        window = max(1, int(cfg.fit_window_mb * 2 ** 20) // (like.shape[-1] * like.element_size()))
         if cfg.bank_mode == "mixed":
-            per_map = reference_patches.shape[1] * reference_patches.shape[2]
-            tags = torch.as_tensor(codes, device=reference_patches.device).long().repeat_interleave(per_map)
-            self.banks["mixed"].fit(reference_patches.reshape(-1, dim), cfg.coreset_ratio, cfg.seed,
-                                    cfg.projection_dim, tags=tags, store=self.coreset_store, bank_size=cfg.bank_size,
-                                    method=cfg.coreset_method)
-            return
+            members = np.arange(len(codes))
+            return {"mixed": (BankStream(len(members) * per_map, like, fit, window, tagged=True), members)}
+        streams = {}
         for code, name in enumerate(CONDITIONS):
             members = np.flatnonzero(codes == code)
             if len(members) == 0:
                 raise ValueError(f"no references for the {name} bank (reference counts: "
                                  f"cold {int((codes == COLD).sum())}, warm {int((codes == WARM).sum())})")
-            one_run = members[-1] - members[0] + 1 == len(members)
-            part = (reference_patches[members[0]:members[-1] + 1] if one_run
-                    else reference_patches[torch.as_tensor(members, device=reference_patches.device)])
-            self.banks[name].fit(part.reshape(-1, dim), cfg.coreset_ratio, cfg.seed, cfg.projection_dim,
-                                 store=self.coreset_store, bank_size=cfg.bank_size, method=cfg.coreset_method)
+            streams[name] = (BankStream(len(members) * per_map, like, fit, window), members)
+        return streams
+
+    def finish_banks(self, streams: dict[str, BankStream]) -> None:
+        for name, stream in streams.items():
+            stream.finish(self.banks[name])
+
+    def build_banks(self, reference_patches: torch.Tensor, codes) -> None:
+        """Memory banks from the references' channels-last embeddings (R, h, w, D), on their device (the fit
+        epoch streams them instead: FitEmbeddings)."""
+        codes = np.asarray(codes)
+        per_map, dim = reference_patches.shape[1] * reference_patches.shape[2], reference_patches.shape[-1]
+        streams = self.bank_streams(codes, per_map, reference_patches.new_empty((0, dim)))
+        for stream, members in streams.values():
+            rows = reference_patches[torch.as_tensor(members, device=reference_patches.device)]
+            tags = torch.as_tensor(codes[members], device=rows.device).long().repeat_interleave(per_map)
+            stream.add(rows.reshape(-1, dim), tags)
+        self.finish_banks({name: stream for name, (stream, _) in streams.items()})
 
     def calibrate(self, calibration_embedding: torch.Tensor, codes) -> None:
         """z-score statistics (mean, std) of each bank's image scores on held-out train normals of its condition."""

@@ -77,7 +77,7 @@ class PatchCoreModule(L.LightningModule):
         plan = self.plan  # the datamodule reads these maps in this order (FeatureDataModule.for_fit)
         roles = np.r_[np.full(len(plan.references), REFERENCE), np.full(len(plan.calibration), CALIBRATION)]
         codes = np.r_[plan.reference_codes, plan.calibration_codes]
-        self._fit = FitEmbeddings(roles, codes, by_code=self.core.config.bank_mode != "mixed")
+        self._fit = FitEmbeddings(roles, codes, self.core.bank_streams)
 
     def training_step(self, batch, batch_idx):
         if self._fit is None:
@@ -85,11 +85,11 @@ class PatchCoreModule(L.LightningModule):
         self._fit.add(self.core.embed(batch["grids"], batch["map"]), batch["map"])
 
     def on_train_epoch_end(self) -> None:
-        """Banks from the one buffer of the references' embeddings (each bank's patches a slice of it, no copy), then
-        soft-mode and fusion calibration on the held-out maps."""
+        """Banks from the streams the references' patches went to, then soft-mode and fusion calibration on the
+        held-out maps."""
         fit, self._fit = self._fit, None
         fit.check_complete()
-        self.core.build_banks(*fit.references())
+        self.core.finish_banks(fit.streams)
         embedding, maps, codes = fit.calibration()
         if len(codes) and self.core.config.bank_mode == "soft":
             self.core.calibrate(embedding, codes)

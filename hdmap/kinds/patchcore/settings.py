@@ -55,6 +55,11 @@ class PatchCoreSettings:
                                   "(quadratic) (hdmap/models/coreset.py)", choices=CORESET_METHODS)
     coreset_ratio: float = setting(0.1, "members per bank as a share of its patches, when bank_size is null",
                                    low=0, high=1, low_open=True)
+    fit_window_mb: float = setting(512.0, "pre-coreset patches held at once per bank (MiB, float32): a bank over "
+                                   "more is built window by window (composable greedy's chunk stage per window, "
+                                   "greedy over the union of the picks; hdmap/models/bank_stream.py), so a fit's "
+                                   "memory does not grow with the train maps; a bank that fits is the same bank",
+                                   low=0, low_open=True)
     projection_dim: int | None = setting(64, "the coreset's distances on a seeded random projection of this width; "
                                          "null = the full width (benchmarks/results/coreset_candidates.md)", low=1)
     reweight_k: int = setting(9, "PatchCore's neighbourhood re-weighting of the image score (image_score max); 1 = "
