@@ -385,3 +385,18 @@ def test_fusion_with_a_per_condition_band_detector_on_an_oracle_gate_fits(domain
                                                     "band": {"per_condition": True, "gate": {"kind": "oracle"}}}}))
     _, outputs, metrics = fit_and_score(config, domain_c, tune_only=True)
     assert metrics["tune"]["auroc"] is not None and len(outputs["scores"]) == len(domain_c.split.tune)
+
+
+def test_line_statistics_come_from_at_most_fit_maps_train_maps_a_seeded_sample(train_maps):
+    """Memory bounded on a domain of 100,000 maps: the statistics of a seeded sample, said; all maps up to the cap."""
+    capped = BandModel(BandSettings(fit_maps=120)).fit(train_maps)
+    picked = np.sort(np.random.default_rng(0).choice(len(train_maps), 120, replace=False))
+    on_sample = BandModel(BandSettings(fit_maps=120)).fit(train_maps[picked])
+    assert any("sample of 120 of the 200 train maps" in note for note in capped.notes)
+    good = noise_maps(20, seed=1)
+    assert torch.equal(capped.score(good)["scores"], on_sample.score(good)["scores"])
+    whole = BandModel(BandSettings()).fit(train_maps)
+    assert not any("sample" in note for note in whole.notes)
+    assert not torch.equal(whole.score(good)["scores"], capped.score(good)["scores"])
+    assert torch.equal(BandModel(BandSettings(fit_maps=200)).fit(train_maps).score(good)["scores"],
+                       whole.score(good)["scores"])

@@ -80,6 +80,9 @@ class BandSettings:
                                choices=IMAGE_SCORES)
     top_k: int = setting(3, "image_score top: lines averaged", low=1)
     gate: GateSettings = setting(help="the gate of per_condition statistics", factory=GateSettings)
+    fit_maps: int = setting(4096, "train maps the line statistics are fitted on: all of them up to this many, else a "
+                            "seeded sample of this many (memory bounded on domains of 100,000 maps; the sampling "
+                            "error of a line's centre is 1/64 of its scale at 4096)", low=2)
 
     def __post_init__(self):
         if isinstance(self.gate, dict):
@@ -233,12 +236,14 @@ class BandModel(ResizableBuffers):
 
     # --- fitting ----------------------------------------------------------------------------------------------
     def fit(self, train_maps, train_truth: list[str] | None = None) -> "BandModel":
-        """Line statistics of the train normals (per gate-assigned condition when `per_condition`)."""
+        """Line statistics of the train normals (per gate-assigned condition when `per_condition`), on at most
+        `fit_maps` of them (a seeded sample, said in the notes)."""
+        self.notes = []
+        train_maps, train_truth = self._fit_sample(train_maps, train_truth)
         maps = torch.as_tensor(np.asarray(train_maps) if not isinstance(train_maps, torch.Tensor) else train_maps)
         maps = maps.double().to(self.mean_map.device)
         if tuple(maps.shape[1:]) != self.shape:
             self._allocate(tuple(maps.shape[1:]))
-        self.notes = []
         codes, pooled = self._conditions(maps, train_truth)
         self.log_floor.fill_(fit_log_floor(maps))
         scales = self.transformed(maps)
@@ -255,6 +260,17 @@ class BandModel(ResizableBuffers):
         self.pooled.fill_(pooled)
         self.fitted.fill_(True)
         return self
+
+    def _fit_sample(self, train_maps, train_truth: list[str] | None):
+        """All train maps up to `fit_maps`, else a seeded sample of that many in their order (a note says so)."""
+        n, cap = len(train_maps), self.config.fit_maps
+        if n <= cap:
+            return train_maps, train_truth
+        picked = np.sort(np.random.default_rng(0).choice(n, cap, replace=False))
+        self.notes.append(f"band detector: line statistics fitted on a seeded sample of {cap} of the {n} train maps "
+                          f"(band.fit_maps)")
+        rows = torch.as_tensor(picked) if isinstance(train_maps, torch.Tensor) else picked
+        return train_maps[rows], None if train_truth is None else [train_truth[i] for i in picked]
 
     def _conditions(self, maps: torch.Tensor, train_truth: list[str] | None) -> tuple[torch.Tensor, bool]:
         """(condition code per train map, pooled?): the gate's assignment when per_condition and it splits train
