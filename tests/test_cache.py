@@ -228,3 +228,26 @@ def test_an_entry_written_batch_by_batch_is_the_file_np_save_writes(synth_root, 
         expected = io.BytesIO()
         np.save(expected, np.asarray(again))
         assert (grid.filename and Path(grid.filename).read_bytes()) == expected.getvalue()
+
+
+def test_reading_a_cached_domain_leaves_its_pages_out_of_the_resident_memory(tmp_path, monkeypatch):
+    """A fit reads every cached map once: the memory map's pages are released as it goes, so the fit's resident
+    memory does not grow with the domain (a 100,000-map cache is tens of GB)."""
+    import psutil
+
+    from hdmap.features import feature_datamodule, npy_stream
+
+    np.save(tmp_path / "tap.npy", np.ones((4000, 4, 40, 64), np.float16))  # 80 MB
+    grid = np.load(tmp_path / "tap.npy", mmap_mode="r")
+    process = psutil.Process()
+    before = process.memory_info().rss
+    assert float(grid[:2000].sum(dtype=np.float64)) > 0
+    touched = process.memory_info().rss - before
+    npy_stream.release_pages(grid[3])  # a view reaches its file's map
+    assert touched > 30e6 and process.memory_info().rss - before < 0.25 * touched
+    released = []
+    monkeypatch.setattr(feature_datamodule, "release_pages", released.append)
+    dataset = feature_datamodule.GridDataset([grid], np.zeros((4000, 2, 2), np.float32), np.arange(600), {})
+    for i in range(len(dataset)):
+        dataset[i]
+    assert len(released) == 600 // npy_stream.RELEASE_EVERY

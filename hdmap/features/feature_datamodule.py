@@ -8,6 +8,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from hdmap.condition_names import UNKNOWN, code_of
+from hdmap.features.npy_stream import RELEASE_EVERY, release_pages
 
 REFERENCE, CALIBRATION = 0, 1  # role of a fit map
 
@@ -24,6 +25,9 @@ class GridDataset(Dataset):
         return len(self.indices)
 
     def __getitem__(self, i: int) -> dict:
+        if i % RELEASE_EVERY == RELEASE_EVERY - 1:
+            for grid in self.grids:  # memory flat in the maps read: mapped pages leave the resident set
+                release_pages(grid)
         j = int(self.indices[i])
         item = {"grids": [torch.from_numpy(np.array(g[j], dtype=np.float32)) for g in self.grids],
                 "map": torch.from_numpy(np.array(self.maps[j], dtype=np.float32)), "index": j}

@@ -16,6 +16,7 @@ from hdmap.condition_names import COLD, CONDITIONS, WARM
 from hdmap.data.condition_statistics import ConditionStatistics
 from hdmap.data.splits import select_references
 from hdmap.evaluation.metrics import auroc
+from hdmap.features.npy_stream import release_pages
 from hdmap.gating.gates import build_gate
 from hdmap.models.band import BandModel
 from hdmap.models.bank_stream import BankStream
@@ -86,6 +87,8 @@ class PatchCoreModel(nn.Module):
         for start in range(0, len(grids[0]), batch):
             chunk = [_as_tensor(g[start:start + batch]).float() for g in grids]
             out.append(patch_embedding(chunk, self.config.local_pool, (0,), self.config.pool_include_pad).mean(dim=(2, 3)))
+            for grid in grids:
+                release_pages(grid)
         return torch.cat(out)
 
     # --- fitting --------------------------------------------------------------------------------------------
