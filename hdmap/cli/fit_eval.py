@@ -25,6 +25,9 @@ def add_fit_eval(sub) -> None:
     p.add_argument("--split", help="reuse this split.json (default: a new seeded split, saved as OUT/split.json)")
     add_data_options(p)
     p.add_argument("--cache-dir", help="feature cache folder (default $HDMAP_CACHE or ~/.cache/hdmap/features)")
+    p.add_argument("--address", help="join a running Ray cluster (`auto`, or HEAD:6379 as `ray start` prints) and "
+                                     "spread this fit over it: feature extraction in shards and the coreset's "
+                                     "windows as Ray tasks on its GPUs (or CPUs); the same bank as without it")
     p.set_defaults(run=run_fit_eval)
 
 
@@ -49,7 +52,7 @@ def run_fit_eval(args) -> int:
     source = DataOptions(args.data_root, args.domain, args.split, args.condition_csv, args.condition_csv_partial,
                          args.ignore_other_files, args.allow_duplicates)
     command = "hdmap " + " ".join(sys.argv[1:]) if sys.argv and "hdmap" in sys.argv[0] else None
-    metrics = fit_eval(config, source, args.out, args.overwrite, args.cache_dir, command)
+    metrics = fit_eval(config, source, args.out, args.overwrite, args.cache_dir, command, address=args.address)
     print_summary(metrics, Path(args.out))
     return 0
 

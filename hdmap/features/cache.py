@@ -31,6 +31,7 @@ from hdmap.features.cache_admin import evict_over_cap, touch
 from hdmap.features.npy_stream import reserved_npy
 from hdmap.file_lock import locked
 from hdmap.progress import StageProgress
+from hdmap.spread import active
 
 
 _BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers reused across trials keep them
@@ -245,6 +246,12 @@ class FeatureCache:
         """One float16 array (N, C, h, w) per tap, filled batch by batch; `allocate(tap, shape)` makes each (default:
         in memory)."""
         allocate = allocate or (lambda tap, shape: np.empty(shape, np.float16))
+        spread = active()
+        if spread is not None:  # shards of whole batches as Ray tasks on the cluster
+            with StageProgress(f"features {spec.name} (Ray)", len(paths), "maps", enabled=self.progress) as progress:
+                return spread.extract(spec, transform, paths, condition_stats, self.batch_size,
+                                      lambda grids: [allocate(tap, (len(paths), *grid.shape[1:]))
+                                                     for tap, grid in zip(spec.taps, grids)], progress)
         backbone = self.backbone(spec, device)
         outputs: list[np.ndarray] = []
         first_shape = None

@@ -12,6 +12,7 @@ from hdmap.config import load_yaml, merge, parse_set, plain
 from hdmap.data.domain import load_domain
 from hdmap.data.synthetic_default import ensure_embedded_dataset
 from hdmap.features.cache import FeatureCache
+from hdmap.spread import spreading
 from hdmap.jobs.checkpoints import save_checkpoint
 from hdmap.jobs.run_files import write_run_outputs
 from hdmap.kinds.registry import default_config, fit_and_score, settings_of
@@ -54,9 +55,11 @@ class DataOptions:
 
 
 def fit_eval(config: dict | Run, source: DataOptions, out: str | Path, overwrite: bool = False,
-             cache_dir: str | None = None, command: str | None = None, progress: bool = True) -> dict:
+             cache_dir: str | None = None, command: str | None = None, progress: bool = True,
+             address: str | None = None) -> dict:
     """Fit and evaluate `config` (a run config, or its settings tree); write the run folder `out` (refused when it
-    holds a run, unless `overwrite`). Nothing is written before the inputs and the fit succeeded. Returns the
+    holds a run, unless `overwrite`). Nothing is written before the inputs and the fit succeeded. `address`: a Ray
+    cluster to spread the fit over (hdmap/spread.py; metrics.json `spread` counts the tasks per node). Returns the
     metrics.json dict."""
     run = settings_of(config)
     out = Path(out)
@@ -76,7 +79,11 @@ def fit_eval(config: dict | Run, source: DataOptions, out: str | Path, overwrite
         print(f"[hdmap] --split {source.split}: its split.tune_fraction={reused.tune_fraction}, split.seed="
               f"{reused.seed} replace the settings' {plain(run.split)}", file=sys.stderr)
         run = replace(run, split=reused)
-    module, outputs, metrics = fit_and_score(run, data, FeatureCache(cache_dir, progress=progress), progress=progress)
+    with spreading(address) as spread:
+        module, outputs, metrics = fit_and_score(run, data, FeatureCache(cache_dir, progress=progress),
+                                                 progress=progress)
+        if spread is not None:
+            metrics["spread"] = spread.summary()
     write_run_folder(out, held, lambda folder: (data.split.save(folder / "split.json"),
                                                 write_run_outputs(folder, metrics, data, outputs, command),
                                                 save_checkpoint(folder, module, run, data, metrics)))

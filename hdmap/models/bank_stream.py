@@ -18,6 +18,18 @@ from hdmap.models.chunk_greedy import chunk_picks
 from hdmap.models.coreset import CHUNK_PATCHES, UNION_FACTOR, chunks_of, coreset_size, project
 from hdmap.models.greedy_order import GreedyOrder
 from hdmap.progress import StageProgress
+from hdmap.spread import active
+
+
+def window_picks(window: torch.Tensor, seed: int, projection_dim: int | None, n_total: int, size: int) -> torch.Tensor:
+    """Composable greedy's chunk stage on one window of a bank of `n_total` patches and `size` members: the sorted
+    indices of the window's picks, its chunks' shares of the union (UNION_FACTOR x size) in proportion to all the
+    bank's patches. A pure function of its inputs: where it runs does not change the picks."""
+    x = project(window, seed, projection_dim)
+    parts = chunks_of(len(window), seed, window.device, CHUNK_PATCHES)
+    union_size = min(n_total, UNION_FACTOR * size)
+    shares = [max(1, math.ceil(union_size * len(part) / n_total)) for part in parts]
+    return chunk_picks(x, parts, shares, seed)
 
 
 class BankStream:
@@ -36,6 +48,7 @@ class BankStream:
         self.tags = torch.empty(rows, dtype=torch.long, device=like.device)
         self.filled = self.seen = self.windows = 0
         self.kept: list[tuple[torch.Tensor, torch.Tensor]] = []  # (picked patches, their tags) per window
+        self.pending: list = []  # (Ray task, the window's tags) of windows spread over a cluster, in order
 
     def add(self, patches: torch.Tensor, tags: torch.Tensor) -> None:
         """The next patches (k, D) with one tag (condition code) each."""
@@ -51,16 +64,28 @@ class BankStream:
                 self._keep_window_picks()
 
     def _keep_window_picks(self) -> None:
-        """The chunk stage of composable greedy over the window; its picks (full width) are kept, the window reused."""
-        seed, count = self.fit_args["seed"], self.filled
-        x = project(self.buffer[:count], seed + self.windows, self.fit_args["projection_dim"])
-        parts = chunks_of(count, seed + self.windows, self.buffer.device, CHUNK_PATCHES)
-        union_size = min(self.n, UNION_FACTOR * self.size)
-        shares = [max(1, math.ceil(union_size * len(part) / self.n)) for part in parts]
-        with StageProgress(f"coreset window {self.windows + 1}", sum(shares), "picks") as progress:
-            picks = chunk_picks(x, parts, shares, seed + self.windows, progress)
-        self.kept.append((self.buffer[picks].clone(), self.tags[picks].clone()))
+        """The chunk stage of composable greedy over the window (here, or as a Ray task when the fit is spread); its
+        picks (full width) are kept, the window reused."""
+        seed, count, spread = self.fit_args["seed"] + self.windows, self.filled, active()
+        window = self.buffer[:count]
+        if spread is not None:
+            self.pending.append((spread.submit_window(window, seed, self.fit_args["projection_dim"], self.n,
+                                                      self.size), self.tags[:count].clone()))
+            if len(self.pending) >= spread.max_in_flight:
+                self._collect(spread, 1)
+        else:
+            with StageProgress(f"coreset window {self.windows + 1}", count, "patches"):
+                picks = window_picks(window, seed, self.fit_args["projection_dim"], self.n, self.size)
+            self.kept.append((window[picks].clone(), self.tags[picks].clone()))
         self.filled, self.windows = 0, self.windows + 1
+
+    def _collect(self, spread, count: int | None = None) -> None:
+        """Take the results of the oldest `count` (all) window tasks, in window order."""
+        while self.pending and (count is None or count > 0):
+            ref, tags = self.pending.pop(0)
+            picks, patches = spread.window_result(ref)
+            self.kept.append((patches.to(self.buffer.device), tags[picks.to(tags.device)]))
+            count = None if count is None else count - 1
 
     def finish(self, bank) -> None:
         """Fit `bank` (a MemoryBank) on everything received: whole, as MemoryBank.fit; windowed, greedy over the
@@ -72,6 +97,8 @@ class BankStream:
         else:
             if self.filled:
                 self._keep_window_picks()
+            if self.pending:
+                self._collect(active())
             union = torch.cat([patches for patches, _ in self.kept])
             tags = torch.cat([tags for _, tags in self.kept])
             self.kept, self.buffer = [], self.buffer[:0]  # the window is no longer needed
