@@ -24,7 +24,7 @@ def _config(tiny_config) -> dict:
 def _fit(config, domain, cache_dir, address=None, window_fn=None):
     with spreading(address) as spread:
         if window_fn is not None:
-            spread.window_fn = window_fn(spread.window_fn)
+            spread.wraps["coreset windows"] = window_fn
         module, outputs, _ = fit_and_score(config, domain, FeatureCache(cache_dir, progress=False))
         summary = spread.summary() if spread is not None else None
     return module.core.banks["mixed"], outputs["scores"], summary

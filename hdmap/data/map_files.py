@@ -105,8 +105,9 @@ def list_maps(folder: Path, ignore_other_files: bool = False) -> list[Path]:
     if not folder.is_dir():
         raise HDMAPLayoutError(f"HDMAP folder not found: {folder}")
     entries = sorted(folder.iterdir())
-    files = [p for p in entries if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file()]
-    others = [p for p in entries if p not in files]
+    is_map = [p.suffix.lower() in IMAGE_SUFFIXES and p.is_file() for p in entries]
+    files = [p for p, flag in zip(entries, is_map) if flag]
+    others = [p for p, flag in zip(entries, is_map) if not flag]  # one pass: 100,000 maps are not 10^10 comparisons
     if others and not ignore_other_files:
         raise HDMAPLayoutError(f"{others[0]}: not a .tif/.tiff map in a data folder ({len(others)} such entries in "
                                f"{folder}); remove them or pass --ignore-other-files")

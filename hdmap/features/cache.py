@@ -31,7 +31,7 @@ from hdmap.features.cache_admin import evict_over_cap, touch
 from hdmap.features.npy_stream import reserved_npy
 from hdmap.file_lock import locked
 from hdmap.progress import StageProgress
-from hdmap.spread import active
+from hdmap.spread import active, node_id, task_device
 
 
 _BACKBONES: dict[tuple[str, str], Backbone] = {}  # per process: Tune workers reused across trials keep them
@@ -246,12 +246,8 @@ class FeatureCache:
         """One float16 array (N, C, h, w) per tap, filled batch by batch; `allocate(tap, shape)` makes each (default:
         in memory)."""
         allocate = allocate or (lambda tap, shape: np.empty(shape, np.float16))
-        spread = active()
-        if spread is not None:  # shards of whole batches as Ray tasks on the cluster
-            with StageProgress(f"features {spec.name} (Ray)", len(paths), "maps", enabled=self.progress) as progress:
-                return spread.extract(spec, transform, paths, condition_stats, self.batch_size,
-                                      lambda grids: [allocate(tap, (len(paths), *grid.shape[1:]))
-                                                     for tap, grid in zip(spec.taps, grids)], progress)
+        if active() is not None:
+            return self._extract_spread(spec, transform, paths, condition_stats, allocate)
         backbone = self.backbone(spec, device)
         outputs: list[np.ndarray] = []
         first_shape = None
@@ -273,3 +269,32 @@ class FeatureCache:
                     output[start:start + len(chunk)] = grid  # float32 -> float16, as np.save of .astype did
                 progress.advance(len(chunk))
         return outputs
+
+    def _extract_spread(self, spec, transform, paths, condition_stats, allocate) -> list[np.ndarray]:
+        """_extract as Ray tasks on the cluster (hdmap/spread.py): shards of whole batches, so each map meets the
+        backbone in the batch it meets without Ray; the shards' features written in order as they come back."""
+        shard = max(1, MAPS_PER_SHARD // self.batch_size) * self.batch_size
+        calls = [(spec, transform, paths[start:start + shard], condition_stats, self.batch_size)
+                 for start in range(0, len(paths), shard)]
+        outputs: list[np.ndarray] = []
+        with StageProgress(f"features {spec.name} (Ray)", len(paths), "maps", enabled=self.progress) as progress:
+            for (_, _, part, _, _), grids in zip(calls, active().ordered("features", extract_shard, calls)):
+                if not outputs:
+                    outputs = [allocate(tap, (len(paths), *grid.shape[1:])) for tap, grid in zip(spec.taps, grids)]
+                for output, grid in zip(outputs, grids):
+                    if grid.shape[1:] != output.shape[1:]:
+                        raise HDMAPFileError(f"{part[0]}: its shard's features {grid.shape[1:]} differ from "
+                                             f"{output.shape[1:]} of the first maps (maps of another size?)")
+                    output[progress.done:progress.done + len(grid)] = grid
+                progress.advance(len(part))
+        return outputs
+
+
+MAPS_PER_SHARD = 512  # maps per Ray extraction task (rounded to whole batches)
+
+
+def extract_shard(spec, transform, paths: list[str], condition_stats, batch_size: int) -> tuple[list, str]:
+    """A Ray task: (one float16 array per tap of these maps, the node that computed them)."""
+    cache = FeatureCache(enabled=False, batch_size=batch_size, progress=False)
+    return cache._extract(spec, transform, paths, condition_stats, task_device()), node_id()
+

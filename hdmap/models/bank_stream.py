@@ -18,7 +18,7 @@ from hdmap.models.chunk_greedy import chunk_picks
 from hdmap.models.coreset import CHUNK_PATCHES, UNION_FACTOR, chunks_of, coreset_size, project
 from hdmap.models.greedy_order import GreedyOrder
 from hdmap.progress import StageProgress
-from hdmap.spread import active
+from hdmap.spread import active, node_id, task_device
 
 
 def window_picks(window: torch.Tensor, seed: int, projection_dim: int | None, n_total: int, size: int) -> torch.Tensor:
@@ -30,6 +30,12 @@ def window_picks(window: torch.Tensor, seed: int, projection_dim: int | None, n_
     union_size = min(n_total, UNION_FACTOR * size)
     shares = [max(1, math.ceil(union_size * len(part) / n_total)) for part in parts]
     return chunk_picks(x, parts, shares, seed)
+
+
+def window_task(window: torch.Tensor, seed: int, projection_dim: int | None, n_total: int, size: int) -> tuple:
+    """A Ray task: ((the window's picks, their patches), the node that computed them)."""
+    picks = window_picks(window.to(task_device()), seed, projection_dim, n_total, size).cpu()
+    return (picks, window[picks].clone()), node_id()
 
 
 class BankStream:
@@ -69,8 +75,9 @@ class BankStream:
         seed, count, spread = self.fit_args["seed"] + self.windows, self.filled, active()
         window = self.buffer[:count]
         if spread is not None:
-            self.pending.append((spread.submit_window(window, seed, self.fit_args["projection_dim"], self.n,
-                                                      self.size), self.tags[:count].clone()))
+            self.pending.append((spread.submit("coreset windows", window_task, window.cpu(), seed,
+                                               self.fit_args["projection_dim"], self.n, self.size),
+                                 self.tags[:count].clone()))
             if len(self.pending) >= spread.max_in_flight:
                 self._collect(spread, 1)
         else:
@@ -83,7 +90,7 @@ class BankStream:
         """Take the results of the oldest `count` (all) window tasks, in window order."""
         while self.pending and (count is None or count > 0):
             ref, tags = self.pending.pop(0)
-            picks, patches = spread.window_result(ref)
+            picks, patches = spread.result("coreset windows", ref)
             self.kept.append((patches.to(self.buffer.device), tags[picks.to(tags.device)]))
             count = None if count is None else count - 1
 
