@@ -70,21 +70,27 @@ def content_fingerprint(items: list[MapItem]) -> str:
 def read_stacked(items: list[MapItem]) -> tuple[np.ndarray, np.ndarray, tuple[str, ...]]:
     """(train maps, test maps, notes) of a domain; maps of another shape, or integer maps among float maps, are
     an error naming the file."""
-    read = [read_map_and_dtype(i.path) for i in items]
-    maps = [m for m, _ in read]
-    small = next((k for k, m in enumerate(maps) if min(m.shape) < MIN_SIDE), None)
+    stacked, dtypes, shapes = None, [], []
+    for k, item in enumerate(items):  # straight into one array: a domain of 100,000 maps is held once, not twice
+        array, dtype = read_map_and_dtype(item.path)
+        dtypes.append(dtype)
+        shapes.append(array.shape)
+        if stacked is None and min(array.shape) >= MIN_SIDE:
+            stacked = np.empty((len(items), *array.shape), np.float32)
+        if stacked is not None and array.shape == stacked.shape[1:]:
+            stacked[k] = array
+    small = next((k for k, shape in enumerate(shapes) if min(shape) < MIN_SIDE), None)
     if small is not None:
-        raise HDMAPFileError(f"{items[small].path}: map size {maps[small].shape[0]}x{maps[small].shape[1]}; hdmap needs "
+        raise HDMAPFileError(f"{items[small].path}: map size {shapes[small][0]}x{shapes[small][1]}; hdmap needs "
                              f"at least {MIN_SIDE} rows and {MIN_SIDE} columns (a band is a row among its neighbours)")
-    odd = next((k for k, m in enumerate(maps) if m.shape != maps[0].shape), None)
+    odd = next((k for k, shape in enumerate(shapes) if shape != shapes[0]), None)
     if odd is not None:
-        raise HDMAPFileError(f"{items[odd].path}: map shape {maps[odd].shape} differs from the others of its domain "
-                             f"({sorted({m.shape for m in maps})})")
-    note = check_dtypes([i.path for i in items], [d for _, d in read])
+        raise HDMAPFileError(f"{items[odd].path}: map shape {shapes[odd]} differs from the others of its domain "
+                             f"({sorted(set(shapes))})")
+    note = check_dtypes([i.path for i in items], dtypes)
     if note:
         print(f"[hdmap] {note}", file=sys.stderr)
     n_train = sum(1 for i in items if i.subset == "train/good")
-    stacked = np.stack(maps)
     notes = ((note,) if note else ()) + value_notes(items, stacked)
     for line in notes[1 if note else 0:]:
         print(f"[hdmap] {line}", file=sys.stderr)
