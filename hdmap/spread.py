@@ -37,13 +37,18 @@ class Spread:
     what ran where ({stage: Counter(node: tasks)}); `wraps` ({stage: wrapper of the task function}) lets tests
     inject worker deaths."""
 
-    def __init__(self, max_in_flight: int | None = None):
+    def __init__(self, max_in_flight: int | None = None, resources: dict | None = None,
+                 strategy: str | None = "SPREAD"):
+        """On the whole cluster by default (one GPU or one CPU a task, SPREAD over the nodes); inside a Tune trial,
+        `resources` of one of the trial's task bundles and no strategy (its tasks then run in the trial's
+        placement group, on the bundles it reserved for them)."""
         import ray
 
         gpus = int(ray.cluster_resources().get("GPU", 0))
-        self.resources = {"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1}
+        self.resources = resources or ({"num_gpus": 1, "num_cpus": 0} if gpus else {"num_cpus": 1})
         workers = gpus or int(ray.cluster_resources().get("CPU", 1))
         self.max_in_flight = max_in_flight or 2 * max(1, workers)
+        self.strategy = strategy
         self.wraps: dict = {}
         self.log: dict[str, Counter] = {}
 
@@ -52,7 +57,8 @@ class Spread:
         import ray
 
         fn = self.wraps.get(stage, lambda task: task)(fn)
-        return ray.remote(max_retries=RETRIES, scheduling_strategy="SPREAD", **self.resources)(fn).remote(*args)
+        placement = {"scheduling_strategy": self.strategy} if self.strategy else {}
+        return ray.remote(max_retries=RETRIES, **placement, **self.resources)(fn).remote(*args)
 
     def result(self, stage: str, ref):
         import ray
@@ -80,6 +86,27 @@ _ACTIVE: list[Spread] = []
 
 def active() -> Spread | None:
     return _ACTIVE[-1] if _ACTIVE else None
+
+
+def trial_bundles(tasks: int, cpus: float, gpus: float) -> list[dict]:
+    """A Tune trial's placement group bundles: its own, then `tasks` more like it for its fit's tasks."""
+    bundle = {"CPU": cpus, **({"GPU": gpus} if gpus else {})}
+    return [dict(bundle) for _ in range(1 + tasks)]
+
+
+@contextlib.contextmanager
+def spreading_in_trial(tasks: int, cpus: float, gpus: float):
+    """Inside a Tune trial that reserved `tasks` task bundles (trial_bundles): spread its fit over them."""
+    if tasks <= 0:
+        yield None
+        return
+    resources = {"num_cpus": cpus, **({"num_gpus": gpus} if gpus else {})}
+    spread = Spread(max_in_flight=tasks, resources=resources, strategy=None)
+    _ACTIVE.append(spread)
+    try:
+        yield spread
+    finally:
+        _ACTIVE.remove(spread)
 
 
 @contextlib.contextmanager

@@ -6,8 +6,14 @@ import numpy as np
 import torch
 
 
+PERCENTILE_MAPS = 4096  # maps whose percentiles are computed at once (each map's own: the same values in any chunks)
+
+
 def map_percentile(maps: torch.Tensor, percentile: float) -> torch.Tensor:
-    return torch.quantile(maps.flatten(1).float(), percentile / 100.0, dim=1)
+    """Each map's own percentile, (N,); in chunks of maps, so 100,000 maps never make a sorted copy of them all."""
+    flat = maps.flatten(1)
+    return torch.cat([torch.quantile(flat[start:start + PERCENTILE_MAPS].float(), percentile / 100.0, dim=1)
+                      for start in range(0, max(len(flat), 1), PERCENTILE_MAPS)])
 
 
 

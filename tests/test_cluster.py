@@ -165,3 +165,20 @@ def test_auto_shares_two_declared_gpus_over_four_trials_and_a_0_gpu_search_hides
     assert hidden["n_trials"] == 2 and hidden["n_failed"] == 0
     for placement in _placements(tmp_path / "runs" / "no_gpus"):
         assert placement["gpu_ids"] == "" and placement["visible_devices"] == "" and placement["device"] == "cpu"
+
+
+@pytest.mark.slow
+def test_trials_that_reserve_task_bundles_spread_their_fits_over_them(two_node_cluster, synth_root, tmp_path):
+    """--trial-tasks 1: each trial's placement group holds its own bundle and one for its fit's tasks (SPREAD: one on
+    each node here); the fit's feature extraction runs as tasks there and the trial records where they ran."""
+    shared = tmp_path / "shared"
+    space = tmp_path / "tiny.yaml"
+    space.write_text(SPACE)
+    command = [HDMAP, "tune", "--address", two_node_cluster["address"], "--data-root", str(synth_root), "--space",
+               str(space), "--num-samples", "2", "--max-concurrent", "1", "--storage", str(shared / "runs"),
+               "--no-cache", "--name", "trial_tasks", "--trial-tasks", "1"]
+    search = subprocess.run(command, env=two_node_cluster["env"], capture_output=True, text=True, timeout=480)
+    assert search.returncode == 0, (search.stdout + search.stderr)[-3000:]
+    records = [json.loads(path.read_text()) for path in (shared / "runs" / "trial_tasks").glob(
+        "trainable_*/checkpoint_*/trial_metrics.json")]
+    assert len(records) >= 2 and all(sum(r["spread"]["features"].values()) >= 2 for r in records)  # train + test

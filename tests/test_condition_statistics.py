@@ -178,3 +178,29 @@ def test_a_checkpoint_from_before_the_rename_loads_its_condition_statistics(tiny
     reloaded = PatchCoreModule.load_from_checkpoint(tmp_path / "old.ckpt", map_location="cpu")
     for key, value in module.core.condition_stats.state_dict().items():
         assert torch.equal(reloaded.core.condition_stats.state_dict()[key], value)
+
+
+def test_a_large_train_set_fits_its_pixel_statistics_on_a_seeded_sample_and_every_maps_percentile(monkeypatch):
+    """Memory bounded on a domain of 100,000 maps: per-map percentiles in chunks (the same values), the pixel, row
+    and band statistics from a seeded sample of FIT_MAPS maps (noted); unchanged below the cap."""
+    import numpy as np
+    import torch
+
+    from hdmap import statistics
+    from hdmap.data import condition_statistics as module
+
+    generator = np.random.default_rng(1)
+    maps = (generator.random((60, 8, 12)) * np.where(np.arange(60) < 30, 1.0, 1.4)[:, None, None]).astype(np.float32)
+    whole = torch.as_tensor(maps)
+    expected = torch.quantile(whole.flatten(1), 0.9, dim=1)
+    monkeypatch.setattr(statistics, "PERCENTILE_MAPS", 7)  # chunks of 7 maps, the last one short
+    assert torch.equal(statistics.map_percentile(whole, 90.0), expected)
+    below = module.ConditionStatistics("percentile", 50.0, 90.0).fit(maps)
+    monkeypatch.setattr(module, "FIT_MAPS", 60)
+    assert torch.equal(module.ConditionStatistics("percentile", 50.0, 90.0).fit(maps).pixel, below.pixel)
+    monkeypatch.setattr(module, "FIT_MAPS", 20)
+    capped = module.ConditionStatistics("percentile", 50.0, 90.0).fit(maps)
+    assert any("sample of 20 of the 60 train maps" in note for note in capped.notes)
+    assert torch.equal(capped.threshold, below.threshold)  # every map's percentile still sets the gate threshold
+    assert torch.equal(capped.percentile_scale, below.percentile_scale)
+    assert not torch.equal(capped.pixel, below.pixel)

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from hdmap.kinds.registry import DEFAULT_MODEL, KINDS, current_name
 from hdmap.cli.fit_eval import add_data_options
+from hdmap.cli.synth import at_least
 
 
 INTERRUPTED_EXIT = 130  # the shell's code for a command ended by Ctrl+C
@@ -44,6 +45,9 @@ def add_tune(sub) -> None:
                    help="trials (default 12 synthetic, 64 real data); with --resume: grow the search to this many")
     p.add_argument("--max-concurrent", type=int, default=2)
     p.add_argument("--cpus-per-trial", type=float, default=1.0)
+    p.add_argument("--trial-tasks", type=at_least(0), default=0, metavar="K",
+                   help="each trial reserves K more bundles like its own (its placement group) and spreads its fit's "
+                        "feature extraction and coreset windows over them as Ray tasks (hdmap/spread.py)")
     p.add_argument("--gpus-per-trial", type=gpu_share, default="auto",
                    help="fractional: 0.25 lets four trials share a GPU; auto (default): the cluster's GPUs shared "
                         "over --max-concurrent trials (0 on a cluster without GPUs: trials hide every GPU)")

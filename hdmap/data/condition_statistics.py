@@ -29,6 +29,7 @@ from hdmap.resizable_buffers import ResizableBuffers
 from hdmap.statistics import is_bimodal, map_percentile, two_means_1d
 
 INPUT_NORMS = ("none", "percentile", "condition", "row_profile")
+FIT_MAPS = 4096  # train maps the pixel statistics are fitted on at most (a seeded sample beyond, noted)
 
 class ConditionStatistics(ResizableBuffers):
     """Per-condition statistics of train normals (buffers: checkpoints carry them)."""
@@ -77,8 +78,9 @@ class ConditionStatistics(ResizableBuffers):
             self.notes.append(f"condition statistics: train intensity is not bimodal ({why}); one set of "
                               f"statistics for all maps")
         self.threshold = threshold
-        codes = self.condition_of(maps)
         self.percentile_scale = map_percentile(maps, self.norm_percentile).median()
+        maps = self._pixel_sample(maps)
+        codes = self.condition_of(maps)
         self.pixel_all = torch.stack([maps.mean(), maps.std().clamp_min(1e-6)])
         self.median_all = maps.median()
         pixel, profiles, band = [], [], []
@@ -91,6 +93,17 @@ class ConditionStatistics(ResizableBuffers):
             band.append(torch.stack([energy.mean(dim=(0, 2)), energy.std(dim=(0, 2)).clamp_min(1e-6)]))
         self.pixel, self.row_profile, self.band_stats = torch.stack(pixel), torch.stack(profiles), torch.stack(band)
         return self
+
+    def _pixel_sample(self, maps: torch.Tensor) -> torch.Tensor:
+        """The maps the pixel, row and band statistics read: all up to FIT_MAPS, else a seeded sample of that many
+        (said in the notes): their full-size temporaries would otherwise grow with a 100,000-map domain. The gate
+        threshold and the percentile scale use every map (one value each)."""
+        if len(maps) <= FIT_MAPS:
+            return maps
+        picked = np.sort(np.random.default_rng(0).choice(len(maps), FIT_MAPS, replace=False))
+        self.notes.append(f"condition statistics: pixel, row and band statistics from a seeded sample of {FIT_MAPS} "
+                          f"of the {len(maps)} train maps")
+        return maps[torch.as_tensor(picked)]
 
     def _log_energy(self, maps: torch.Tensor, profile: torch.Tensor) -> torch.Tensor:
         """log of the local row energy (horizontal window mean) relative to a row profile: (n, rows, cols)."""

@@ -14,6 +14,7 @@ from hdmap import search_spaces
 from hdmap.atomic_files import write_text_atomic
 from hdmap.config import ConfigError, merge
 from hdmap.kinds.registry import DEFAULT_MODEL, kind_of, settings_of
+from hdmap.spread import trial_bundles
 from hdmap.tune.cluster_fit import check_placeable
 from hdmap.tune.gpu_check import check_gpu_memory, check_gpus_usable
 from hdmap.tune.search_files import check_search_files, record_search_files
@@ -43,6 +44,7 @@ class SearchOptions:
     resume: bool = False
     retry_failed: bool = False
     max_retries: int = 1  # a trial that fails (a lost worker node, an error) runs again this many times
+    trial_tasks: int = 0  # task bundles each trial reserves beside its own, to spread its fit over (hdmap/spread.py)
     dashboard: bool = False
     metric: str | None = None  # default: the space's metric
     start: list[str] = field(default_factory=list)  # YAML files of configs tried right after the defaults
@@ -197,7 +199,11 @@ def build_trainable(options: SearchOptions, base_config: dict, metric: str, spli
                                      cache_enabled=not options.no_cache, threads=int(max(1, options.cpus_per_trial)),
                                      repeats=options.repeats, prefetch_taps=prefetch_taps, started=time.time(),
                                      errors_dir=str(experiment_dir(options) / OWN_ERRORS_DIR), gpu_share=share,
-                                     results_dir=str(experiment_dir(options) / TRIAL_RESULTS_DIR))
+                                     results_dir=str(experiment_dir(options) / TRIAL_RESULTS_DIR),
+                                     trial_tasks=options.trial_tasks, task_cpus=options.cpus_per_trial)
+    if options.trial_tasks:  # the trial's bundle, then one like it per task of its fit (its placement group)
+        return tune.with_resources(trainable, tune.PlacementGroupFactory(
+            trial_bundles(options.trial_tasks, options.cpus_per_trial, share), strategy="SPREAD"))
     return tune.with_resources(trainable, {"cpu": options.cpus_per_trial, "gpu": share})
 
 

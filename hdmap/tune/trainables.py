@@ -17,6 +17,7 @@ from hdmap.features.cache import FeatureCache
 from hdmap.jobs.checkpoints import save_checkpoint
 from hdmap.kinds.registry import kind_of, settings_of, trial
 from hdmap.models.memory_bank import set_cpu_threads
+from hdmap.spread import active, spreading_in_trial
 from hdmap.tune.retries import OwnErrors
 from hdmap.tune.spaces import trial_overrides
 from hdmap.tune.trial_results import TrialResults, config_key
@@ -41,7 +42,7 @@ def full_config(base_config: dict, trial_config: dict) -> dict:
 def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: str, cache_dir: str | None,
               cache_enabled: bool = True, threads: int = 1, repeats: int = 1, prefetch_taps: tuple = (),
               started: float = 0.0, errors_dir: str | None = None, gpu_share: float = 0.0,
-              results_dir: str | None = None) -> None:
+              results_dir: str | None = None, trial_tasks: int = 0, task_cpus: float = 1.0) -> None:
     """Run the trial of the config's kind on exactly the GPUs Ray gave it; each of its reports goes to Tune with a
     checkpoint of the model and the trial's own metrics beside it (the record `hdmap eval` and the summary read).
     An error of the trial's own code is recorded in the experiment's storage (`errors_dir`), so a retry of it (one
@@ -56,8 +57,10 @@ def trainable(trial_config: dict, base_config: dict, data_args: dict, metric: st
         raise RuntimeError(f"not retried: {earlier}")
     where = confine(assigned_gpu_ids(), gpu_share)  # before anything in this trial touches CUDA
     try:
-        _run_trial(trial_config, base_config, data_args, metric, cache_dir, cache_enabled, threads, repeats,
-                   prefetch_taps, where, TrialResults(results_dir) if results_dir and trial_id else None, trial_id)
+        with spreading_in_trial(trial_tasks, task_cpus, gpu_share):  # --trial-tasks: its fit over its bundles
+            _run_trial(trial_config, base_config, data_args, metric, cache_dir, cache_enabled, threads, repeats,
+                       prefetch_taps, where, TrialResults(results_dir) if results_dir and trial_id else None,
+                       trial_id)
     except torch.cuda.OutOfMemoryError as error:
         message = gpu_memory_message(error, where)
         if errors:
@@ -92,7 +95,10 @@ def _run_trial(trial_config: dict, base_config: dict, data_args: dict, metric: s
     def report(module, metrics: dict, values: dict) -> None:
         memory = peak_memory(where)
         with tempfile.TemporaryDirectory() as folder:
-            save_checkpoint(folder, module, run, data, {**metrics, "placement": where, "peak_memory": memory})
+            spread = active()
+            spread_record = {"spread": spread.summary()} if spread is not None else {}
+            save_checkpoint(folder, module, run, data, {**metrics, "placement": where, "peak_memory": memory,
+                                                        **spread_record})
             tune.report({**values, **where, **{f"memory_{k}": v for k, v in memory.items()}},
                         checkpoint=tune.Checkpoint.from_directory(folder))
         if results is not None and not kind.iterative:
