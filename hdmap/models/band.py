@@ -235,11 +235,11 @@ class BandModel(ResizableBuffers):
                              f"{tuple(maps.shape[1:])}")
 
     # --- fitting ----------------------------------------------------------------------------------------------
-    def fit(self, train_maps, train_truth: list[str] | None = None) -> "BandModel":
+    def fit(self, train_maps, train_truth: list[str] | None = None, rows=None) -> "BandModel":
         """Line statistics of the train normals (per gate-assigned condition when `per_condition`), on at most
-        `fit_maps` of them (a seeded sample, said in the notes)."""
+        `fit_maps` of them (a seeded sample, said in the notes); `rows`: the train maps to read (default all)."""
         self.notes = []
-        train_maps, train_truth = self._fit_sample(train_maps, train_truth)
+        train_maps, train_truth = self._fit_sample(train_maps, train_truth, rows)
         maps = torch.as_tensor(np.asarray(train_maps) if not isinstance(train_maps, torch.Tensor) else train_maps)
         maps = maps.double().to(self.mean_map.device)
         if tuple(maps.shape[1:]) != self.shape:
@@ -261,16 +261,19 @@ class BandModel(ResizableBuffers):
         self.fitted.fill_(True)
         return self
 
-    def _fit_sample(self, train_maps, train_truth: list[str] | None):
-        """All train maps up to `fit_maps`, else a seeded sample of that many in their order (a note says so)."""
-        n, cap = len(train_maps), self.config.fit_maps
-        if n <= cap:
+    def _fit_sample(self, train_maps, train_truth: list[str] | None, rows=None):
+        """The train maps the statistics read: `rows` of them (default all) up to `fit_maps`, else a seeded sample of
+        that many in their order (a note says so); only those are copied."""
+        if rows is None and len(train_maps) <= self.config.fit_maps:
             return train_maps, train_truth
-        picked = np.sort(np.random.default_rng(0).choice(n, cap, replace=False))
-        self.notes.append(f"band detector: line statistics fitted on a seeded sample of {cap} of the {n} train maps "
-                          f"(band.fit_maps)")
-        rows = torch.as_tensor(picked) if isinstance(train_maps, torch.Tensor) else picked
-        return train_maps[rows], None if train_truth is None else [train_truth[i] for i in picked]
+        rows = np.arange(len(train_maps)) if rows is None else np.asarray(rows)
+        n, cap = len(rows), self.config.fit_maps
+        if n > cap:
+            rows = rows[np.sort(np.random.default_rng(0).choice(n, cap, replace=False))]
+            self.notes.append(f"band detector: line statistics fitted on a seeded sample of {cap} of the {n} train "
+                              f"maps (band.fit_maps)")
+        index = torch.as_tensor(rows) if isinstance(train_maps, torch.Tensor) else rows
+        return train_maps[index], None if train_truth is None else [train_truth[i] for i in rows]
 
     def _conditions(self, maps: torch.Tensor, train_truth: list[str] | None) -> tuple[torch.Tensor, bool]:
         """(condition code per train map, pooled?): the gate's assignment when per_condition and it splits train

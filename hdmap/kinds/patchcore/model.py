@@ -173,8 +173,7 @@ class PatchCoreModel(nn.Module):
             keep = ~np.isin(references, calibration)
             references, codes = references[keep], codes[keep]
         others = np.setdiff1d(np.arange(len(train_maps)), calibration)
-        self.band.fit(train_maps[others].cpu().numpy(),
-                      None if train_truth is None else [train_truth[i] for i in others])
+        self.band.fit(train_maps.cpu(), train_truth, rows=others)  # copies only the maps it reads
         self.notes += self.band.notes
         self.notes.append(f"fusion {cfg.fusion}" + (f" (band weight {cfg.fusion_weight})" if cfg.fusion == "sum"
                                                     else "") +
