@@ -108,7 +108,8 @@ class BankStream:
                 self._collect(active())
             union = torch.cat([patches for patches, _ in self.kept])
             tags = torch.cat([tags for _, tags in self.kept])
-            self.kept, self.buffer = [], self.buffer[:0]  # the window is no longer needed
+            self.kept = []
+            self.buffer, self.tags = self.buffer.new_empty((0, self.buffer.shape[1])), self.tags[:0].clone()  # freed
             store, seed, projection_dim = self.fit_args["store"], self.fit_args["seed"], self.fit_args["projection_dim"]
             with StageProgress("coreset (union of windows)", self.size, "picks") as progress:
                 if store is None:
