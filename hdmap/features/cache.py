@@ -223,9 +223,8 @@ class FeatureCache:
                                    allocate=lambda tap, shape: reserved_npy(partials[tap], shape, np.float16))
             for tap, array in zip(spec.taps, arrays):
                 array.flush()
-                del array
                 checksums[str(tap)] = file_checksum(partials[tap])
-            del arrays
+            del arrays  # the memory maps close before their files are renamed
             for tap in spec.taps:
                 target = folder / f"tap{tap}.npy"
                 os.replace(partials[tap], target)
@@ -263,10 +262,8 @@ class FeatureCache:
                     maps = list(condition_stats.normalise(torch.from_numpy(np.stack(maps))).numpy())
                 x = transform.batch(maps).to(device)
                 grids = [grid.float().cpu().numpy() for grid in backbone(x)]
-                if not outputs:
-                    outputs = [allocate(tap, (len(paths), *grid.shape[1:])) for tap, grid in zip(spec.taps, grids)]
-                for output, grid in zip(outputs, grids):
-                    output[start:start + len(chunk)] = grid  # float32 -> float16, as np.save of .astype did
+                outputs = _place(outputs, grids, start, lambda grid, tap: allocate(tap, (len(paths), *grid.shape[1:])),
+                                 spec.taps)
                 progress.advance(len(chunk))
         return outputs
 
@@ -279,15 +276,22 @@ class FeatureCache:
         outputs: list[np.ndarray] = []
         with StageProgress(f"features {spec.name} (Ray)", len(paths), "maps", enabled=self.progress) as progress:
             for (_, _, part, _, _), grids in zip(calls, active().ordered("features", extract_shard, calls)):
-                if not outputs:
-                    outputs = [allocate(tap, (len(paths), *grid.shape[1:])) for tap, grid in zip(spec.taps, grids)]
-                for output, grid in zip(outputs, grids):
-                    if grid.shape[1:] != output.shape[1:]:
-                        raise HDMAPFileError(f"{part[0]}: its shard's features {grid.shape[1:]} differ from "
-                                             f"{output.shape[1:]} of the first maps (maps of another size?)")
-                    output[progress.done:progress.done + len(grid)] = grid
+                if outputs and any(g.shape[1:] != o.shape[1:] for g, o in zip(grids, outputs)):
+                    raise HDMAPFileError(f"{part[0]}: its shard's features {grids[0].shape[1:]} differ from "
+                                         f"{outputs[0].shape[1:]} of the first maps (maps of another size?)")
+                outputs = _place(outputs, grids, progress.done,
+                                 lambda grid, tap: allocate(tap, (len(paths), *grid.shape[1:])), spec.taps)
                 progress.advance(len(part))
         return outputs
+
+
+def _place(outputs: list, grids: list[np.ndarray], start: int, allocate, taps) -> list:
+    """Write one batch's grids (a tap each) at row `start` of `outputs`, allocated (`allocate(grid, tap)`) at the
+    first batch; float32 -> float16, as np.save of .astype did."""
+    outputs = outputs or [allocate(grid, tap) for tap, grid in zip(taps, grids)]
+    for output, grid in zip(outputs, grids):
+        output[start:start + len(grid)] = grid
+    return outputs
 
 
 MAPS_PER_SHARD = 512  # maps per Ray extraction task (rounded to whole batches)

@@ -81,8 +81,9 @@ class BankStream:
             if len(self.pending) >= spread.max_in_flight:
                 self._collect(spread, 1)
         else:
-            with StageProgress(f"coreset window {self.windows + 1}", count, "patches"):
+            with StageProgress(f"coreset window {self.windows + 1}", count, "patches") as progress:
                 picks = window_picks(window, seed, self.fit_args["projection_dim"], self.n, self.size)
+                progress.advance(count)
             self.kept.append((window[picks].clone(), self.tags[picks].clone()))
         self.filled, self.windows = 0, self.windows + 1
 
